@@ -1,0 +1,152 @@
+"""The ``biores`` console command.
+
+Subcommands register themselves through :data:`SUBCOMMANDS`: each entry names a module with
+``add_arguments(parser)`` and ``run(args) -> int``. Imports happen only for the subcommand
+that runs, so ``biores info`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any, Sequence
+
+from .errors import BioresError
+
+#: name -> (module, help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("biores_plugin.cli", "size before/after and visual tokens of images under resolution policies"),
+    "synth": ("biores_plugin.synth.cli", "generate the offline synthetic resolution benchmark"),
+}
+
+
+# --------------------------------------------------------------------------- biores info
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF incl. 16-bit / multi-channel)")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=None,
+        help="policy to apply; repeat for several (default: pad, anyres, native, 448). "
+        "Forms: native, pad[SIZE], crop[SIZE], square, stretch, anyres, anyres_max_N, SIZE (longest side, then native)",
+    )
+    parser.add_argument("--patch-size", type=int, default=14)
+    parser.add_argument("--merge-size", type=int, default=1, help="token merge of the native policy (2 = 2x2)")
+    parser.add_argument("--min-pixels", type=int, default=None)
+    parser.add_argument("--max-pixels", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=336, help="fixed / anyres base size")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def info_rows(paths: Sequence[str], policies: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+    """One row per (image, policy): original size, model-input size, visual tokens."""
+    from .configuration import ResolutionConfig
+    from .image_io import image_size
+
+    configs = [
+        ResolutionConfig(
+            image_aspect_ratio=spec,
+            patch_size=options.get("patch_size", 14),
+            merge_size=options.get("merge_size", 1),
+            min_pixels=options.get("min_pixels"),
+            max_pixels=options.get("max_pixels"),
+            image_size=options.get("image_size", 336),
+        )
+        for spec in policies
+    ]
+    rows = []
+    for path in paths:
+        width, height = image_size(path)
+        for spec, config in zip(policies, configs):
+            policy = config.policy()
+            out_w, out_h = policy.resize_target(width, height)
+            rows.append(
+                {
+                    "image": str(path),
+                    "policy": policy.name,
+                    "width": width,
+                    "height": height,
+                    "out_width": out_w,
+                    "out_height": out_h,
+                    "visual_tokens": policy.visual_tokens(width, height),
+                }
+            )
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A plain aligned text table (``columns`` = [(key, header)])."""
+    cells = [[header for _, header in columns]] + [[str(row[key]) for key, _ in columns] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    policies = args.policy or ["pad", "anyres", "native", "448"]
+    rows = info_rows(
+        args.images,
+        policies,
+        patch_size=args.patch_size,
+        merge_size=args.merge_size,
+        min_pixels=args.min_pixels,
+        max_pixels=args.max_pixels,
+        image_size=args.image_size,
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        row["before"] = f"{row['width']}x{row['height']}"
+        row["after"] = f"{row['out_width']}x{row['out_height']}"
+    print(
+        format_table(
+            rows,
+            [("image", "image"), ("policy", "policy"), ("before", "before"), ("after", "after"), ("visual_tokens", "visual tokens")],
+        )
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="biores", description="Native- and mixed-resolution biomedical MLLMs.")
+    parser.add_argument("--version", action="version", version=f"biores {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        sub_parser.set_defaults(_module=module_name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Two-stage parse: find the subcommand, then let its module add its own arguments.
+    first, _ = parser.parse_known_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
+    module = importlib.import_module(first._module)
+    sub_parser = parser._subparsers._group_actions[0].choices[first.command]  # type: ignore[union-attr]
+    module.add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except BioresError as exc:
+        print(f"biores {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"biores {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

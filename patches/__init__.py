@@ -1,0 +1,1 @@
+"""Runtime patches for upstream libraries (installed as ``biores_plugin.patches``)."""
