@@ -19,6 +19,8 @@ from .errors import BioresError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("biores_plugin.cli", "size before/after and visual tokens of images under resolution policies"),
     "synth": ("biores_plugin.synth.cli", "generate the offline synthetic resolution benchmark"),
+    "report": ("biores_plugin.report", "tables and plots from lmms-eval results: accuracy vs resolution, train x inference"),
+    "tasks": ("biores_plugin.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
 }
 
 

@@ -18,3 +18,59 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+# --------------------------------------------------------------------------- shared tiny world
+
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+PROMPT_WORDS = ["options", "answer", "with", "word", "one"]
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """A small synthetic benchmark (all generators, 256 px) shared by the whole session."""
+    from biores_plugin.synth.dataset import write_dataset
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    write_dataset(root, n_train=8, n_test=8, size=256, seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random tiny native-resolution LLaVA (SigLIP tower, 2x2 merge) saved like a real one."""
+    from biores_plugin.synth.generators import vocabulary
+    from biores_plugin.tiny import build_tiny_llava
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-llava"
+    model, processor = build_tiny_llava(vocabulary() + PROMPT_WORDS)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lmms_model_args(tiny_checkpoint) -> tuple[str, str]:
+    """``(--model, --model_args)`` of a real lmms-eval model entry on a tiny local checkpoint."""
+    return "biores_llava", f"pretrained={tiny_checkpoint},device=cpu,batch_size=4"
+
+
+def run_lmms_eval(args: list[str], output: Path, env: dict | None = None, timeout: int = 600) -> dict:
+    """Run the real lmms-eval CLI once (a subprocess, as a user would) and return its results.
+
+    lmms-eval exits 0 even when a run fails unless --verbosity DEBUG, so that is always set and
+    the results file is required.
+    """
+    import os
+
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2", **(env or {})}
+    cmd = [sys.executable, "-m", "lmms_eval", *args, "--output_path", str(output), "--log_samples", "--verbosity", "DEBUG"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=output.parent)
+    (output.parent / "lmms_eval.log").write_text(proc.stdout + proc.stderr)
+    results = sorted(output.glob("**/*_results.json"))
+    assert proc.returncode == 0 and results, f"lmms-eval failed (rc={proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+    return json.loads(results[-1].read_text())

@@ -1,0 +1,256 @@
+"""Varlen attention kernels + packed vs padded vision towers on CUDA (bf16), in one run. Ready for an H200.
+
+Part 1 - kernel throughput. The packed token sequences of a mixed-size image batch (default: the 8 images of
+``bench/packed_vision.py`` at patch 14, + class token) go through every attention backend available on the device:
+``flash_attn``, ``torch_varlen``, ``sdpa_blockdiag``, ``sdpa_segments``, plus the padded baselines
+``padded+mask`` / ``padded`` (one SDPA over [N, heads, Lmax, head_dim], with / without key-padding mask). For each:
+forward and forward+backward time (median over ``--iters``, CUDA events), useful TFLOP/s (forward
+4 * sum(L_i^2) * heads * head_dim; forward+backward 3.5x that, flash-attn's convention; padded and block-diagonal
+variants do more work than that, which is the point), peak extra memory (``torch.cuda.max_memory_allocated``
+delta) and the max |error| of the output and of dq against an fp32 per-segment reference.
+
+Part 2 - towers. ViT-B/16 (hidden 768, 12 layers) and LLaVA's ViT-L/14 (hidden 1024, 24 layers, 16 heads) random
+CLIP towers: ``encode_packed`` with each available backend vs the padded batch (see ``bench/packed_vision.py``),
+inference and forward+backward, time ratio / padding fraction / peak memory.
+
+On a machine without CUDA it runs a reduced fp32 CPU version (smaller images and towers, SDPA backends only) and
+says that the CUDA backends were skipped. Usage: ``python bench/gpu_attention.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for p in (ROOT, HERE):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from biores_plugin.vision.attention import (  # noqa: E402
+    BACKENDS,
+    available_backends,
+    backend_unavailable_reason,
+    varlen_attention,
+)
+from biores_plugin.vision.packing import cu_seqlens_from_lengths  # noqa: E402
+import packed_vision as pv  # noqa: E402  (bench/packed_vision.py: padded-batch helpers, memory meter, table)
+
+
+# --------------------------------------------------------------------------------------------- timing
+def _time(fn, device, iters: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        times = []
+        for _ in range(iters):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(start.elapsed_time(end) / 1e3)
+        return statistics.median(times)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _peak_extra(fn, device) -> int | None:
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base
+
+
+# --------------------------------------------------------------------------------------------- part 1
+def _padded(q, k, v, lengths, scale, masked: bool):
+    """[total, H, D] -> padded [N, H, Lmax, D] SDPA (+ key-padding mask) -> back to packed rows."""
+    n, lmax, h, d = len(lengths), max(lengths), q.shape[1], q.shape[2]
+    idx = torch.cat([torch.arange(L, device=q.device) + i * lmax for i, L in enumerate(lengths)])
+
+    def to_pad(t):
+        out = t.new_zeros(n * lmax, h, d)
+        out[idx] = t
+        return out.view(n, lmax, h, d).transpose(1, 2)
+
+    mask = None
+    if masked:
+        mask = torch.zeros(n, 1, 1, lmax, dtype=torch.bool, device=q.device)
+        for i, L in enumerate(lengths):
+            mask[i, ..., :L] = True
+    o = F.scaled_dot_product_attention(to_pad(q), to_pad(k), to_pad(v), attn_mask=mask, scale=scale)
+    return o.transpose(1, 2).reshape(n * lmax, h, d)[idx]
+
+
+def kernel_table(lengths, heads, head_dim, device, dtype, iters, warmup) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    total = sum(lengths)
+    q32, k32, v32 = (torch.randn(total, heads, head_dim, generator=g).to(device) for _ in range(3))
+    do = torch.randn(total, heads, head_dim, generator=g).to(device=device, dtype=dtype)
+    cu = cu_seqlens_from_lengths(lengths, device=device)
+    scale = head_dim**-0.5
+    # fp32 reference (per-segment SDPA in float32) for output and dq
+    qr = q32.clone().requires_grad_(True)
+    ref_out = varlen_attention(qr, k32, v32, cu, max(lengths), scale, backend="sdpa_segments")
+    ref_out.backward(do.float())
+    ref_dq = qr.grad
+    flops_fwd = 4 * sum(L * L for L in lengths) * heads * head_dim
+
+    cands = {b: (lambda q, k, v, b=b: varlen_attention(q, k, v, cu, max(lengths), scale, backend=b)) for b in BACKENDS}
+    cands["padded+mask"] = lambda q, k, v: _padded(q, k, v, lengths, scale, True)
+    cands["padded"] = lambda q, k, v: _padded(q, k, v, lengths, scale, False)
+    rows = []
+    for name, fn in cands.items():
+        if name in BACKENDS:
+            reason = backend_unavailable_reason(name, device, dtype)
+            if reason is not None:
+                rows.append({"name": name, "skipped": reason})
+                continue
+        q, k, v = (t.detach().to(dtype).clone().requires_grad_(True) for t in (q32, k32, v32))
+
+        def fwd(fn=fn, q=q, k=k, v=v):
+            return fn(q, k, v)
+
+        def fwd_bwd(fn=fn, q=q, k=k, v=v):
+            q.grad = k.grad = v.grad = None
+            fn(q, k, v).backward(do)
+
+        try:
+            with torch.no_grad():
+                t_fwd = _time(fwd, device, iters, warmup)
+                mem = _peak_extra(fwd, device)
+            t_fb = _time(fwd_bwd, device, iters, warmup)
+            q.grad = None
+            out = fwd()
+            out.backward(do)
+            err_out = (out.float() - ref_out.detach()).abs().max().item()
+            err_dq = (q.grad.float() - ref_dq).abs().max().item()
+        except Exception as e:  # a kernel that refuses these shapes on this GPU: report, keep going
+            rows.append({"name": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"})
+            continue
+        rows.append({
+            "name": name, "fwd_s": t_fwd, "fb_s": t_fb, "mem": mem,
+            "tflops_fwd": flops_fwd / t_fwd / 1e12, "tflops_fb": 3.5 * flops_fwd / t_fb / 1e12,
+            "err_out": err_out, "err_dq": err_dq,
+        })
+    return rows
+
+
+def print_kernel_table(rows, lengths, heads, head_dim, dtype) -> None:
+    print(f"\n== Part 1: varlen attention kernels: {len(lengths)} sequences, total {sum(lengths)} tokens "
+          f"(max {max(lengths)}), {heads} heads x {head_dim}, {dtype} ==")
+    print(f"{'backend':<15} {'fwd ms':>8} {'fwd TFLOP/s':>12} {'f+b ms':>8} {'f+b TFLOP/s':>12} {'peak MiB':>9} "
+          f"{'max|dout|':>10} {'max|ddq|':>10}")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['name']:<15} skipped: {r['skipped']}")
+            continue
+        mem = "-" if r["mem"] is None else f"{r['mem'] / 2**20:.0f}"
+        print(f"{r['name']:<15} {r['fwd_s'] * 1e3:>8.2f} {r['tflops_fwd']:>12.3f} {r['fb_s'] * 1e3:>8.2f} "
+              f"{r['tflops_fb']:>12.3f} {mem:>9} {r['err_out']:>10.2e} {r['err_dq']:>10.2e}")
+    print("(TFLOP/s count useful block-diagonal FLOPs only; errors vs an fp32 per-segment reference)")
+
+
+# --------------------------------------------------------------------------------------------- part 2
+def tower_section(name, layers, hidden, heads, patch, image_size, sizes, device, dtype, backends, backward, reps):
+    model = pv.build_tower(layers, hidden, heads, patch, image_size, device, dtype)
+    if not backward:
+        model.requires_grad_(False)
+    images = pv.make_images(sizes, device, dtype)
+    mode = "forward+backward" if backward else "inference"
+    print(f"\n-- {name}: hidden {hidden}, {layers} layers, {heads} heads, patch {patch}, {dtype}, {mode} --")
+    rows = None
+    for i, backend in enumerate(backends):
+        variants = ["packed", "padded+mask", "padded"] if i == 0 else ["packed"]
+        got = pv.compare(model, images, patch, backend, variants, device, backward=backward, reps=reps)
+        got[0].name = f"packed:{backend}"
+        if rows is None:
+            rows = got
+        else:
+            rows.insert(i, got[0])
+    # print_table measures ratios against the row named "packed": use the first (best-ranked) backend
+    base = rows[0]
+    print(f"{'variant':<22} {'tokens':>7} {'padding':>8} {'time s':>9} {'time/packed':>12} {'peak MiB':>9}")
+    for r in rows:
+        pad = 1.0 - r.real_tokens / r.tokens
+        print(f"{r.name:<22} {r.tokens:>7d} {pad:>7.1%} {r.seconds:>9.4f} {r.seconds / base.seconds:>11.2f}x "
+              f"{r.peak_bytes / 2**20:>9.0f}")
+    print(f"(time/packed relative to {base.name}; peak = {pv.PeakMemory(device).method})")
+    del model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--patch", type=int, default=14)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--head-dim", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="kernels + ViT-B inference only")
+    ap.add_argument("--skip-towers", action="store_true")
+    args = ap.parse_args(argv)
+
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    dtype = torch.bfloat16 if cuda else torch.float32
+    print(f"torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if cuda else f", {torch.get_num_threads()} threads"))
+    print(f"available backends ({dtype}): {', '.join(available_backends(device, dtype))}")
+    for b in BACKENDS:
+        reason = backend_unavailable_reason(b, device, dtype)
+        if reason is not None:
+            print(f"  {b}: unavailable ({reason})")
+    if not cuda:
+        print("REDUCED CPU MODE: no CUDA device, so the CUDA backends (flash_attn, torch_varlen) were SKIPPED; "
+              "fp32, images / 4, small towers. Run on a GPU machine for the real numbers.")
+
+    sizes = pv.parse_sizes(None, 8)
+    if not cuda:
+        sizes = [(max(args.patch, h // 4), max(args.patch, w // 4)) for h, w in sizes]
+    sizes = [(h // args.patch * args.patch, w // args.patch * args.patch) for h, w in sizes]
+    lengths = [(h // args.patch) * (w // args.patch) + 1 for h, w in sizes]
+    heads = args.heads if cuda else 4
+    iters = args.iters or (20 if cuda else 3)
+    rows = kernel_table(lengths, heads, args.head_dim, device, dtype, iters, warmup=3 if cuda else 1)
+    print_kernel_table(rows, lengths, heads, args.head_dim, dtype)
+
+    if args.skip_towers:
+        return 0
+    print(f"\n== Part 2: packed vs padded towers; images (HxW): {', '.join(f'{h}x{w}' for h, w in sizes)} ==")
+    backends = available_backends(device, dtype)
+    order = ["flash_attn", "torch_varlen", "sdpa_segments", "sdpa_blockdiag"]
+    backends = [b for b in order if b in backends]
+    reps = 3 if cuda else 1
+    if cuda:
+        towers = [("ViT-B/16", 12, 768, 12, 16, 224), ("ViT-L/14-336 (LLaVA)", 24, 1024, 16, 14, 336)]
+        if args.quick:
+            towers = towers[:1]
+    else:
+        towers = [("reduced ViT (CPU)", 2, 256, 4, args.patch, 224)]
+    for name, layers, hidden, th, patch, isz in towers:
+        tsizes = [(h // patch * patch, w // patch * patch) for h, w in sizes]
+        for backward in ((False,) if args.quick or not cuda else (False, True)):
+            tower_section(name, layers, hidden, th, patch, isz, tsizes, device, dtype, backends, backward, reps)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

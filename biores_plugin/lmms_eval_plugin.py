@@ -1,0 +1,191 @@
+"""How biores plugs into lmms-eval 0.7.x with no extra flags.
+
+lmms-eval finds external tasks only through ``--include_path`` and has no task entry-point
+group, but it loads the ``lmms_eval.models`` entry points when ``lmms_eval.models`` is
+imported, which the CLI does before it builds its ``TaskManager``. biores registers one such
+entry point, :func:`manifests`. Loading it:
+
+1. registers the ``biores_llava`` model (a :class:`ModelManifest`, resolved lazily);
+2. installs three small, idempotent hooks (:func:`install`):
+
+   * ``TaskManager.initialize_tasks`` also indexes every folder published under the entry-point
+     group ``lmms_eval.tasks`` (the group that ``patches/lmms_eval_task_entrypoints.patch``
+     proposes upstream; biores publishes ``biores_plugin.tasks`` there). ``--include_path``
+     keeps working and wins on name clashes exactly as before.
+   * ``ConfigurableTask.download`` honours biores' local-data settings: a task whose
+     ``metadata`` names ``local_path_env`` reads a local copy when that environment variable is
+     set (a ``save_to_disk`` folder, a hub snapshot folder or data files); synthetic tasks
+     (``metadata.biores_synth``) read ``$BIORES_SYNTH_PATH`` and generate the default data set
+     there when it is missing.
+   * ``TaskManager.match_tasks`` stops ``--tasks 'biores_x_*'`` from running a sweep's
+     variants twice (once through the matched ``_sweep`` group, once on their own).
+
+Nothing is patched unless lmms-eval itself imports biores' entry point (or a caller runs
+:func:`install`); ``uninstall`` restores the originals.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from .errors import BioresConfigError
+
+TASK_ENTRY_POINT_GROUP = "lmms_eval.tasks"
+SYNTH_ENV = "BIORES_SYNTH_PATH"
+_ORIGINALS: dict[str, Any] = {}
+
+
+def default_synth_path() -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "biores" / "synth" / "default"
+
+
+def tasks_dir() -> Path:
+    """biores' own task folder (``tasks/`` in the source tree, ``biores_plugin/tasks`` installed)."""
+    from . import tasks  # noqa: PLC0415  (installed as biores_plugin.tasks)
+
+    return Path(tasks.__file__).resolve().parent
+
+
+def entry_point_task_dirs() -> list[str]:
+    """Folders published under ``lmms_eval.tasks``: a module/package name or a path per entry."""
+    dirs: list[str] = []
+    for ep in entry_points().select(group=TASK_ENTRY_POINT_GROUP):
+        target = ep.value
+        try:
+            if os.path.isdir(target):
+                path = target
+            else:
+                module = ep.load()
+                path = str(Path(module.__file__).resolve().parent)
+        except Exception as exc:  # a broken third-party entry point must not break lmms-eval
+            import logging
+
+            logging.getLogger(__name__).warning("ignoring task entry point %s: %s", ep.name, exc)
+            continue
+        if path not in dirs:
+            dirs.append(path)
+    return dirs
+
+
+def _with_plugin_paths(include_path: Any) -> list[str]:
+    paths: list[str] = []
+    if include_path is not None:
+        paths.extend([include_path] if isinstance(include_path, (str, os.PathLike)) else list(include_path))
+    for extra in entry_point_task_dirs():
+        if not any(os.path.abspath(str(p)) == extra for p in paths):
+            paths.append(extra)  # after user paths: --include_path keeps its precedence
+    return [str(p) for p in paths]
+
+
+def _resolve_local_copy(task: Any, dataset_kwargs: dict | None) -> dict | None:
+    """Point a biores task at local data when its settings say so; return the kwargs to use."""
+    metadata = getattr(task.config, "metadata", None) or {}
+    if not isinstance(metadata, dict):
+        return dataset_kwargs
+    if metadata.get("biores_synth"):
+        from .synth.dataset import is_complete, missing_data_message, write_dataset
+
+        env_value = os.environ.get(SYNTH_ENV)
+        root = Path(env_value).expanduser() if env_value else default_synth_path()
+        if not is_complete(root):
+            if env_value:
+                raise BioresConfigError(missing_data_message(root))
+            import logging
+
+            logging.getLogger(__name__).warning("biores: generating the default synthetic benchmark at %s", root)
+            write_dataset(root, progress=True)
+        split = task.config.test_split or "test"
+        task.DATASET_PATH = "parquet"
+        task.DATASET_NAME = None
+        kwargs = dict(dataset_kwargs or {})
+        kwargs["data_files"] = {split: str(root / f"{split}.parquet")}
+        return kwargs
+    env = metadata.get("local_path_env")
+    local = os.environ.get(env) if env else None
+    if not local:
+        return dataset_kwargs
+    path = Path(local).expanduser()
+    if not path.exists():
+        raise BioresConfigError(f"{env}={local} does not exist (expected a local copy of {task.config.dataset_path})")
+    kwargs = dict(dataset_kwargs or {})
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        kwargs["load_from_disk"] = True  # datasets.save_to_disk output
+    task.DATASET_PATH = str(path.resolve())
+    return kwargs
+
+
+def install() -> None:
+    """Install the task-path and local-data hooks (idempotent)."""
+    if _ORIGINALS:
+        return
+    from lmms_eval.api.task import ConfigurableTask
+    from lmms_eval.tasks import TaskManager
+
+    original_init_tasks = TaskManager.initialize_tasks
+    original_download = ConfigurableTask.download
+    original_match = TaskManager.match_tasks
+
+    def initialize_tasks(self, include_path=None, include_defaults=True):
+        return original_init_tasks(self, include_path=_with_plugin_paths(include_path), include_defaults=include_defaults)
+
+    def download(self, dataset_kwargs=None):
+        return original_download(self, _resolve_local_copy(self, dataset_kwargs))
+
+    def match_tasks(self, task_list):
+        return _drop_covered_subtasks(self, original_match(self, task_list), task_list)
+
+    initialize_tasks.__wrapped__ = original_init_tasks  # type: ignore[attr-defined]
+    download.__wrapped__ = original_download  # type: ignore[attr-defined]
+    _ORIGINALS["initialize_tasks"] = original_init_tasks
+    _ORIGINALS["download"] = original_download
+    _ORIGINALS["match_tasks"] = original_match
+    TaskManager.initialize_tasks = initialize_tasks
+    ConfigurableTask.download = download
+    TaskManager.match_tasks = match_tasks
+
+
+def uninstall() -> None:
+    """Restore lmms-eval's original methods."""
+    if not _ORIGINALS:
+        return
+    from lmms_eval.api.task import ConfigurableTask
+    from lmms_eval.tasks import TaskManager
+
+    TaskManager.initialize_tasks = _ORIGINALS.pop("initialize_tasks")
+    ConfigurableTask.download = _ORIGINALS.pop("download")
+    TaskManager.match_tasks = _ORIGINALS.pop("match_tasks")
+
+
+def _drop_covered_subtasks(manager: Any, matched: list[str], patterns: list[str]) -> list[str]:
+    """``--tasks 'biores_x_*'`` matches a biores sweep group *and* its variants; lmms-eval would
+    then run every variant twice. Keep the group, drop variants matched only by a wildcard."""
+    index = manager.task_index
+    explicit = set(patterns)
+    covered: set[str] = set()
+    for name in matched:
+        entry = index.get(name, {})
+        if name.startswith("biores_") and entry.get("type") == "group" and entry.get("yaml_path", -1) != -1:
+            from lmms_eval import utils
+
+            config = utils.load_yaml_config(entry["yaml_path"], mode="simple")
+            subtasks = config.get("task", [])
+            covered.update(t for t in subtasks if isinstance(t, str))
+    return [name for name in matched if name not in covered or name in explicit]
+
+
+def manifests() -> list[Any]:
+    """The ``lmms_eval.models`` entry point: biores' models, plus the task hooks."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    install()
+    return [
+        ModelManifest(
+            model_id="biores_llava",
+            simple_class_path="biores_plugin.models.lmms_eval_llava.BioresLlava",
+            chat_class_path="biores_plugin.models.lmms_eval_llava.BioresLlavaChat",
+        )
+    ]

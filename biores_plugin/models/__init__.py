@@ -1,0 +1,1 @@
+"""Models: native-resolution LLaVA on transformers and its lmms-eval wrapper."""

@@ -1,0 +1,317 @@
+"""Native-resolution LLaVA on transformers: processor and model.
+
+* :class:`BioresLlavaProcessor` turns text with ``<image>`` placeholders and images into model
+  inputs under a resolution policy. Each ``<image>`` expands to *that image's* visual-token
+  count, so images of different sizes share a batch; ``pixel_values`` is a list of
+  ``[3, H_i, W_i]`` tensors.
+* :class:`BioresLlavaForConditionalGeneration` is a stock ``LlavaForConditionalGeneration``
+  whose inner ``get_image_features`` also accepts such a list: the images are encoded in one
+  packed, padding-free pass (:func:`biores_plugin.vision.encode_packed`), optionally 2x2
+  merged, projected, and spliced by transformers' own forward (``mm_encoder_outputs`` path).
+  Tensor inputs (``pad`` / fixed-size checkpoints) take the stock path unchanged.
+
+The resolution policy lives in ``config.biores`` (a :class:`ResolutionConfig` dict) and in
+``biores_config.json`` next to the processor, so ``from_pretrained`` restores it by default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+from transformers import AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration, PreTrainedTokenizerBase
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.llava.modeling_llava import LlavaModel
+
+from ..configuration import ResolutionConfig
+from ..errors import BioresConfigError
+from ..io_utils import atomic_write_text
+from ..policy import AnyResPolicy, DownsamplePolicy, FixedPolicy, NativePolicy
+from ..processing import BioresNativeImageProcessor
+
+PROCESSOR_CONFIG = "biores_processor.json"
+
+
+# --------------------------------------------------------------------------- model
+
+
+class BioresMergeProjector(nn.Module):
+    """Projector after a 2x2 token merge: LayerNorm(4D) -> Linear -> GELU -> Linear."""
+
+    def __init__(self, vision_hidden: int, text_hidden: int, merge_size: int = 2):
+        super().__init__()
+        width = vision_hidden * merge_size * merge_size
+        self.norm = nn.LayerNorm(width)
+        self.linear_1 = nn.Linear(width, text_hidden)
+        self.act = nn.GELU()
+        self.linear_2 = nn.Linear(text_hidden, text_hidden)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(self.norm(features))))
+
+
+def resolution_of(config: LlavaConfig) -> ResolutionConfig:
+    data = getattr(config, "biores", None)
+    return ResolutionConfig.from_dict(data) if data else ResolutionConfig(image_aspect_ratio="pad")
+
+
+class BioresLlavaModel(LlavaModel):
+    """``LlavaModel`` whose image features accept a list of differently sized images."""
+
+    def __init__(self, config: LlavaConfig):
+        super().__init__(config)
+        res = resolution_of(config)
+        self.merge_size = int(res.merge_size)
+        if self.merge_size > 1:
+            self.multi_modal_projector = BioresMergeProjector(
+                config.vision_config.hidden_size, config.text_config.hidden_size, self.merge_size
+            )
+        self.vision_backend = "auto"
+
+    def get_image_features(
+        self,
+        pixel_values: Any,
+        vision_feature_layer: int | list[int] | None = None,
+        vision_feature_select_strategy: str | None = None,
+        image_sizes: Any = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
+        if isinstance(pixel_values, torch.Tensor) and self.merge_size == 1:
+            return super().get_image_features(
+                pixel_values, vision_feature_layer, vision_feature_select_strategy, image_sizes, **kwargs
+            )
+        from ..vision import encode_packed, merge_2x2
+
+        layer = self.config.vision_feature_layer if vision_feature_layer is None else vision_feature_layer
+        strategy = vision_feature_select_strategy or self.config.vision_feature_select_strategy
+        if not isinstance(layer, int):
+            raise BioresConfigError("native-resolution LLaVA supports one vision_feature_layer (an int)")
+        images = list(pixel_values)
+        dtype = next(self.vision_tower.parameters()).dtype
+        images = [img.to(dtype) for img in images]
+        packed = encode_packed(
+            self.vision_tower,
+            images,
+            feature_layer=layer,
+            select="patch" if strategy == "default" or self.merge_size > 1 else "cls_patch",
+            backend=self.vision_backend,
+        )
+        features, grids = packed.features, packed.grid_hw
+        if self.merge_size > 1:
+            features, grids = merge_2x2(features, grids)
+        projected = self.multi_modal_projector(features)
+        counts = [int(h) * int(w) + (1 if strategy != "default" and self.merge_size == 1 and _has_cls(self.vision_tower) else 0) for h, w in grids]
+        per_image = list(torch.split(projected, counts))
+        return BaseModelOutputWithPooling(last_hidden_state=features.unsqueeze(0), pooler_output=per_image)
+
+
+def _has_cls(tower: nn.Module) -> bool:
+    return hasattr(getattr(getattr(tower, "vision_model", tower), "embeddings", None), "class_embedding")
+
+
+class BioresLlavaForConditionalGeneration(LlavaForConditionalGeneration):
+    """``LlavaForConditionalGeneration`` that runs at native resolution (see module doc)."""
+
+    def __init__(self, config: LlavaConfig):
+        super().__init__(config)
+        if not isinstance(self.model, BioresLlavaModel):
+            self.model = BioresLlavaModel(config)
+            self.post_init()
+
+    @property
+    def resolution(self) -> ResolutionConfig:
+        return resolution_of(self.config)
+
+    def set_vision_backend(self, backend: str) -> None:
+        """Attention backend of the packed vision pass (``auto``, ``sdpa_segments``, ...)."""
+        self.model.vision_backend = backend
+
+
+# --------------------------------------------------------------------------- processor
+
+
+class BioresLlavaProcessor:
+    """Tokenizer + native image processor + resolution policy, LLaVA-style prompts.
+
+    ``processor(text=[...], images=[[img, ...], ...])`` -> ``input_ids``, ``attention_mask``,
+    ``pixel_values`` (list of ``[3, H, W]``), ``image_grid_hw``, ``num_visual_tokens``.
+    """
+
+    image_token = "<image>"
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, resolution: ResolutionConfig, *, image_mean=None, image_std=None):
+        self.tokenizer = tokenizer
+        self.resolution = resolution
+        self.policy = resolution.policy()
+        if isinstance(self.policy, AnyResPolicy):
+            raise BioresConfigError(
+                "biores_llava runs native, downsample or fixed (pad/crop/stretch) policies; for anyres use a "
+                "LLaVA-NeXT checkpoint with lmms-eval's llava_hf / llava_onevision"
+            )
+        extra = {}
+        if image_mean is not None:
+            extra.update(image_mean=list(image_mean), image_std=list(image_std))
+        native = self.policy.then if isinstance(self.policy, DownsamplePolicy) else self.policy
+        if isinstance(native, NativePolicy):
+            self.image_processor = BioresNativeImageProcessor(
+                patch_size=native.patch_size, merge_size=native.merge_size,
+                min_pixels=native.min_pixels, max_pixels=native.max_pixels, **extra,
+            )
+        else:  # fixed square: the image is squared here, then resized exactly to size x size
+            side = native.size
+            self.image_processor = BioresNativeImageProcessor(
+                patch_size=native.patch_size, merge_size=resolution.merge_size,
+                min_pixels=side * side, max_pixels=side * side, **extra,
+            )
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
+            raise BioresConfigError(f"the tokenizer has no {self.image_token} token")
+
+    # -- images
+
+    def prepare_image(self, image: Image.Image) -> Image.Image:
+        """Apply the policy's geometry that happens before the processor (cap, square)."""
+        if isinstance(self.policy, DownsamplePolicy):
+            w, h = self.policy.downsample_size(*image.size)
+            if (w, h) != image.size:
+                image = image.resize((w, h), Image.LANCZOS, reducing_gap=3.0)
+            inner = self.policy.then
+        else:
+            inner = self.policy
+        if isinstance(inner, FixedPolicy):
+            image = _square(image, inner, self.image_processor.image_mean)
+        return image
+
+    def process_images(self, images: Sequence[Any]) -> dict[str, Any]:
+        from ..processing import to_uint8_hwc
+
+        prepared = []
+        for image in images:
+            if not isinstance(image, Image.Image):
+                image = Image.fromarray(to_uint8_hwc(image).numpy())
+            prepared.append(self.prepare_image(image.convert("RGB") if image.mode != "RGB" else image))
+        return self.image_processor(prepared) if prepared else {"pixel_values": [], "num_visual_tokens": torch.zeros(0, dtype=torch.long), "image_grid_hw": torch.zeros(0, 2, dtype=torch.long)}
+
+    def visual_tokens(self, image: Image.Image) -> int:
+        return int(self.policy.visual_tokens(*image.size))
+
+    # -- text
+
+    def build_prompt(self, text: str, n_images: int) -> str:
+        """The prompt the model is trained and evaluated with: one ``<image>`` per image (added
+        in front when the text has none), wrapped in the tokenizer's chat template if it has one."""
+        present = text.count(self.image_token)
+        if present == n_images:
+            body = text
+        elif present == 0:
+            body = " ".join([self.image_token] * n_images) + ("\n" if n_images else "") + text
+        else:
+            raise BioresConfigError(f"prompt has {present} {self.image_token} placeholders for {n_images} images")
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
+            )
+        return body
+
+    def expand_prompt(self, text: str, counts: Sequence[int]) -> str:
+        parts = text.split(self.image_token)
+        if len(parts) - 1 != len(counts):
+            raise BioresConfigError(f"prompt has {len(parts) - 1} {self.image_token} placeholders for {len(counts)} images")
+        out = parts[0]
+        for count, part in zip(counts, parts[1:]):
+            out += " ".join([self.image_token] * count) + " " + part if count else part
+        return out
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        images: Sequence[Any] | Sequence[Sequence[Any]] | None = None,
+        *,
+        padding_side: str = "left",
+        return_tensors: str = "pt",
+    ) -> dict[str, Any]:
+        texts = [text] if isinstance(text, str) else list(text)
+        if images is None:
+            per_sample: list[list[Any]] = [[] for _ in texts]
+        elif texts and len(texts) == 1 and images and not isinstance(images[0], (list, tuple)):
+            per_sample = [list(images)]
+        else:
+            per_sample = [list(x) if isinstance(x, (list, tuple)) else [x] for x in images]
+        if len(per_sample) != len(texts):
+            raise BioresConfigError(f"{len(texts)} prompts but {len(per_sample)} image lists")
+        flat = [img for sample in per_sample for img in sample]
+        processed = self.process_images(flat)
+        counts = [int(c) for c in processed["num_visual_tokens"]]
+        expanded, cursor = [], 0
+        for prompt, sample in zip(texts, per_sample):
+            expanded.append(self.expand_prompt(prompt, counts[cursor : cursor + len(sample)]))
+            cursor += len(sample)
+        self.tokenizer.padding_side = padding_side
+        encoded = self.tokenizer(expanded, padding=True, return_tensors=return_tensors, add_special_tokens=True)
+        return {
+            "input_ids": encoded["input_ids"],
+            "attention_mask": encoded["attention_mask"],
+            "pixel_values": list(processed["pixel_values"]),
+            "image_grid_hw": processed["image_grid_hw"],
+            "num_visual_tokens": processed["num_visual_tokens"],
+            "visual_tokens_per_sample": [sum(counts[i] for i in range(a, a + len(s))) for a, s in _offsets(per_sample)],
+        }
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    # -- persistence (transformers habits)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(directory)
+        self.image_processor.save_pretrained(directory)
+        self.resolution.save_pretrained(directory)
+        atomic_write_text(directory / PROCESSOR_CONFIG, json.dumps({"processor_class": type(self).__name__}, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> "BioresLlavaProcessor":
+        """Load tokenizer, image normalisation and policy; ``overrides`` replace policy fields
+        (``image_aspect_ratio``, ``min_pixels``, ``max_pixels``, ``merge_size``...)."""
+        directory = Path(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        resolution = ResolutionConfig.from_pretrained(directory)
+        if resolution is None:
+            config_path = directory / "config.json"
+            data = json.loads(config_path.read_text()).get("biores") if config_path.is_file() else None
+            resolution = ResolutionConfig.from_dict(data) if data else ResolutionConfig()
+        values = resolution.to_dict()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        mean = std = None
+        proc_cfg = directory / "preprocessor_config.json"
+        if proc_cfg.is_file():
+            saved = json.loads(proc_cfg.read_text())
+            mean, std = saved.get("image_mean"), saved.get("image_std")
+        return cls(tokenizer, ResolutionConfig.from_dict(values), image_mean=mean, image_std=std)
+
+
+def _offsets(per_sample: Sequence[Sequence[Any]]):
+    start = 0
+    for sample in per_sample:
+        yield start, sample
+        start += len(sample)
+
+
+def _square(image: Image.Image, policy: FixedPolicy, mean: Sequence[float]) -> Image.Image:
+    w, h = image.size
+    if policy.mode == "stretch":
+        return image.resize((policy.size, policy.size), Image.BICUBIC)
+    if policy.mode == "pad":  # LLaVA's expand2square with the processor mean colour
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side), tuple(int(round(m * 255)) for m in mean))
+        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
+        return canvas
+    side = min(w, h)  # crop: centre square
+    left, top = (w - side) // 2, (h - side) // 2
+    return image.crop((left, top, left + side, top + side))

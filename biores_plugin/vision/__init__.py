@@ -1,0 +1,51 @@
+"""Packed native-resolution vision encoding (CLIP / SigLIP towers) with variable-length attention.
+
+- :mod:`.packing`        cu_seqlens / pack / unpack / block-diagonal masks
+- :mod:`.attention`      ``varlen_attention`` backends + the ``"biores_varlen"`` transformers attention function
+- :mod:`.packed_encoder` ``encode_packed`` (list of [C, H_i, W_i] images -> packed features), ``merge_2x2``
+
+The runtime patch that lets ``CLIPVisionModel`` / ``SiglipVisionModel`` take a list of images lives in
+``biores_plugin.patches.varlen_vision``.
+"""
+
+from biores_plugin.vision.attention import (
+    ATTN_IMPLEMENTATION,
+    BACKENDS,
+    PackedSeqInfo,
+    available_backends,
+    enable_packed_attention,
+    packed_attention_context,
+    varlen_attention,
+)
+from biores_plugin.vision.packed_encoder import (
+    PackedVisionOutput,
+    encode_packed,
+    forward_packed,
+    merge_2x2,
+    resolve_tower,
+)
+from biores_plugin.vision.packing import (
+    block_diagonal_mask,
+    cu_seqlens_from_lengths,
+    pack,
+    unpack,
+)
+
+__all__ = [
+    "ATTN_IMPLEMENTATION",
+    "BACKENDS",
+    "PackedSeqInfo",
+    "PackedVisionOutput",
+    "available_backends",
+    "block_diagonal_mask",
+    "cu_seqlens_from_lengths",
+    "enable_packed_attention",
+    "encode_packed",
+    "forward_packed",
+    "merge_2x2",
+    "pack",
+    "packed_attention_context",
+    "resolve_tower",
+    "unpack",
+    "varlen_attention",
+]
