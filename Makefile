@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[test]"
+	# the original LLaVA package pins ancient versions: its code only, biores shims the rest
+	$(PY) -m pip install --quiet --no-deps llava-torch==1.2.2.post1
 	@touch $(STAMP)
 
 demo: $(STAMP)

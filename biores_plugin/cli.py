@@ -17,6 +17,7 @@ from .errors import BioresError
 
 #: name -> (module, help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("biores_plugin.demo", "the offline demo: train low/native/mixed tiny LLaVAs, evaluate with lmms-eval, report"),
     "info": ("biores_plugin.cli", "size before/after and visual tokens of images under resolution policies"),
     "synth": ("biores_plugin.synth.cli", "generate the offline synthetic resolution benchmark"),
     "report": ("biores_plugin.report", "tables and plots from lmms-eval results: accuracy vs resolution, train x inference"),

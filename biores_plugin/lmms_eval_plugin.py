@@ -36,6 +36,8 @@ from .errors import BioresConfigError
 TASK_ENTRY_POINT_GROUP = "lmms_eval.tasks"
 SYNTH_ENV = "BIORES_SYNTH_PATH"
 _ORIGINALS: dict[str, Any] = {}
+#: The set generated on first use: 1024 px, so the 224/448/896 sweep really downsamples.
+DEFAULT_SYNTH = {"size": 1024, "n_train": 16, "n_test": 200, "seed": 0, "progress": True}
 
 
 def default_synth_path() -> Path:
@@ -97,7 +99,7 @@ def _resolve_local_copy(task: Any, dataset_kwargs: dict | None) -> dict | None:
             import logging
 
             logging.getLogger(__name__).warning("biores: generating the default synthetic benchmark at %s", root)
-            write_dataset(root, progress=True)
+            write_dataset(root, **DEFAULT_SYNTH)
         split = task.config.test_split or "test"
         task.DATASET_PATH = "parquet"
         task.DATASET_NAME = None

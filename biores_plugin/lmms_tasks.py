@@ -178,7 +178,8 @@ def choose_option(response: Any, options: Sequence[str], letters: bool = False) 
     ``letters``, else the option whose normalised text appears first in the response."""
     raw = str(response or "").strip()
     if letters:
-        m = re.match(r"^\(?([A-Za-z])[\)\.:\s]", raw + " ")
+        # "B", "(B)", "B.", "b)" name an option; a lower-case word such as "a large mass" does not
+        m = re.match(r"^\(?([A-Z])[\)\.:\s]", raw + " ") or re.match(r"^\(?([a-z])[\)\.:]", raw)
         if m:
             index = ord(m.group(1).upper()) - ord("A")
             if 0 <= index < len(options):

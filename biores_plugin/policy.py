@@ -113,6 +113,11 @@ def smart_resize(
             f"a {width}x{height} image cannot fit max_pixels={max_pixels} on a {factor}-pixel grid "
             f"(needs at least {h_bar * w_bar}); raise max_pixels or crop the image"
         )
+    if max(h_bar, w_bar) / min(h_bar, w_bar) > MAX_ASPECT_RATIO:  # keeps the policy idempotent
+        raise BioresBudgetError(
+            f"a {width}x{height} image becomes {w_bar}x{h_bar} on a {factor}-pixel grid, an aspect ratio "
+            f"above {MAX_ASPECT_RATIO}; crop or tile it first"
+        )
     return h_bar, w_bar
 
 

@@ -74,3 +74,11 @@ def run_lmms_eval(args: list[str], output: Path, env: dict | None = None, timeou
     results = sorted(output.glob("**/*_results.json"))
     assert proc.returncode == 0 and results, f"lmms-eval failed (rc={proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
     return json.loads(results[-1].read_text())
+
+
+# Property tests: random locally (to find new cases), reproducible in CI.
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    _hyp_settings.load_profile("ci")

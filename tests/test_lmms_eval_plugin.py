@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_lmms_eval
 
-SHIPPED = ["synth"]  # real-dataset folders add themselves to tasks/ (see test_tasks_real.py)
+SHIPPED = ["synth", "vqa_rad", "slake", "pathvqa", "pmc_vqa", "microvqa", "ubench"]
 
 
 @pytest.fixture(scope="module")

@@ -240,6 +240,12 @@ def test_dataset_round_trip(small_ds, tmp_path):
     for r in test:
         assert r["answer"] in r["options"]
         assert set(tokenize(r["question"])) <= vocab and r["answer"] in vocab
+    # the PNG shared by an image's two rows is stored once (dictionary-encoded image bytes)
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(small_ds / "train.parquet")
+    col = pf.schema_arrow.get_field_index("image")
+    assert "RLE_DICTIONARY" in pf.metadata.row_group(0).column(col).encodings
     # two rows per image (coarse, fine) with the same pixels; the image reproduces from its seed
     by_key = {}
     for r in train:

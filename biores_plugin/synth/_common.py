@@ -190,6 +190,12 @@ def noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
     return (u[0] + u[1] - np.float32(1.0)) * np.float32(sigma * np.sqrt(6.0))
 
 
+def square_lattice(dy: np.ndarray, dx: np.ndarray, period: float, theta: float, phase: np.ndarray) -> np.ndarray:
+    """Zero-mean square lattice of dots (two orthogonal gratings), values in [-1, 1]."""
+    return (grating(dy, dx, period, theta, float(phase[0]))
+            + grating(dy, dx, period, theta + np.pi / 2, float(phase[1]))) * np.float32(0.5)
+
+
 def gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(img, sigma, mode="nearest", truncate=3.0)
 

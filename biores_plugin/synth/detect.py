@@ -27,7 +27,7 @@ from .generators import COUNT_WORDS, GENERATORS, check_generators, render_array
 FINE_CHANNEL = {"striations": "L", "puncta": "G", "mitosis": "L", "fundus": "G"}
 
 #: Excess local Laplacian energy above which the fine feature is called present (native size).
-FINE_THRESHOLDS = {"striations": 0.045, "puncta": 0.035, "mitosis": 0.02, "fundus": 0.015}
+FINE_THRESHOLDS = {"striations": 0.045, "puncta": 0.045, "mitosis": 0.02, "fundus": 0.015}
 
 _ENERGY_SIGMA = 3.0
 

@@ -31,11 +31,12 @@ from ._common import (
     place_discs,
     smooth_field,
     soft_blob,
+    square_lattice,
     to_uint8,
 )
 
 #: Bump whenever a change alters generated pixels or questions (invalidates on-disk caches).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 COUNT_WORDS = ("one", "two", "three", "four")
 YES_NO = ("yes", "no")
@@ -112,7 +113,7 @@ def _render_puncta(rng, w, h, fine, coarse):
     period = float(rng.uniform(*FINE_PERIOD_RANGE))
     green = bool(rng.random() < 0.5)
     edge = 1.8 * max(1.0, s)
-    radii, centres = _retry_place(rng, w, h, n, 19.0, 28.0, s, margin=6 * s, gap=12 * s)
+    radii, centres = _retry_place(rng, w, h, n, 20.0, 29.0, s, margin=6 * s, gap=12 * s)
     img = np.full((h, w), rng.uniform(0.02, 0.06), dtype=np.float32)
     img += np.float32(0.008) * smooth_field(rng, h, w, 24 * s)
     for (cx, cy), r in zip(centres, radii):
@@ -133,12 +134,12 @@ def _render_puncta(rng, w, h, fine, coarse):
         for a, rr, sg in zip(ang, rad, sig):
             vx, vy = np.float32(rr * np.cos(a)), np.float32(rr * np.sin(a))
             ves += np.exp(-((dx - vx) ** 2 + (dy - vy) ** 2) / np.float32(2 * sg * sg))
-        b = np.float32(rng.uniform(0.30, 0.42))
-        amp = np.float32(rng.uniform(0.65, 0.85))
-        theta, phase = rng.uniform(0, np.pi / 3), rng.uniform(0, 2 * np.pi, 3)
-        cell = b * cyto * (1 + np.float32(0.35) * np.minimum(ves, 1.5))
+        b = np.float32(rng.uniform(0.30, 0.40))
+        amp = np.float32(rng.uniform(0.8, 0.95))
+        theta, phase = rng.uniform(0, np.pi / 2), rng.uniform(0, 2 * np.pi, 2)
+        cell = b * cyto * (1 + np.float32(0.25) * np.minimum(ves, 1.2))
         if fine:
-            cell = cell * (1 + amp * hex_lattice(dy, dx, period, theta, phase))
+            cell = cell * (1 + amp * square_lattice(dy, dx, period, theta, phase))
         img[y0:y1, x0:x1] += cell
     img *= illumination(rng, h, w, rng.uniform(0.15, 0.35))
     img += noise(rng, (h, w), rng.uniform(0.012, 0.022))
@@ -184,28 +185,32 @@ def _render_mitosis(rng, w, h, fine, coarse):
         dens[y0:y1, x0:x1] *= 1 - np.float32(0.85) * m
         lumens.append((lx, ly, lr))
     pink = _PINK + rng.uniform(-0.03, 0.03, 3).astype(np.float32)
-    rgb = 1 - (1 - pink)[None, None, :] * dens[..., None]
+    purple = _PURPLE + rng.uniform(-0.03, 0.03, 3).astype(np.float32)
     radii, centres = _retry_place(rng, w, h, n, 5.5, 8.0, s, margin=1.0, gap=3 * s, avoid=lumens)
     n_mit = int(rng.integers(1, 4))
     mitotic = {int(i) for i in rng.choice(n, size=min(n_mit, n), replace=False)}
     chrom = 1 + np.float32(0.12) * smooth_field(rng, h, w, 3 * s)
     acc_a = np.zeros((h, w), dtype=np.float32)  # nuclei do not overlap: accumulate, blend once
-    acc_c = np.zeros((h, w, 3), dtype=np.float32)
+    acc_b = np.zeros((h, w), dtype=np.float32)  # alpha x per-nucleus stain strength
     stripes = []
     for i, ((cx, cy), r) in enumerate(zip(centres, radii)):
         (y0, y1, x0, x1), dy, dx = blob_box(h, w, cx, cy, r * 1.3 + 5 * edge)
         alpha = soft_blob(rng, dy, dx, r, aspect=rng.uniform(0.6, 1.0), theta=rng.uniform(0, np.pi), edge=edge)
-        col = _PURPLE + rng.uniform(-0.04, 0.04, 3).astype(np.float32)
+        shade = np.float32(rng.uniform(0.9, 1.1))
         amp = np.float32(rng.uniform(0.42, 0.55))
         theta, phase = rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
         acc_a[y0:y1, x0:x1] += alpha
-        acc_c[y0:y1, x0:x1] += alpha[..., None] * col
+        acc_b[y0:y1, x0:x1] += alpha * shade
         if fine and i in mitotic:
-            stripes.append(((y0, y1, x0, x1), alpha * amp * grating(dy, dx, period, theta, phase), col))
-    a = np.minimum(acc_a, 1)[..., None]
-    rgb = rgb * (1 - a) + acc_c * chrom[..., None]
-    for (y0, y1, x0, x1), mod, col in stripes:
-        vec = col[None, None, :] * chrom[y0:y1, x0:x1, None] - pink[None, None, :]
+            stripes.append(((y0, y1, x0, x1), alpha * amp * grating(dy, dx, period, theta, phase), shade))
+    # per channel: eosin stroma blended with hematoxylin nuclei (2-D ops, no 3-channel temporaries)
+    keep = 1 - np.minimum(acc_a, 1)
+    nuc = acc_b * chrom
+    rgb = np.empty((h, w, 3), dtype=np.float32)
+    for c in range(3):
+        rgb[..., c] = (1 - (1 - pink[c]) * dens) * keep + purple[c] * nuc
+    for (y0, y1, x0, x1), mod, shade in stripes:
+        vec = purple[None, None, :] * (shade * chrom[y0:y1, x0:x1, None]) - pink[None, None, :]
         rgb[y0:y1, x0:x1] += mod[..., None] * vec
     rgb += noise(rng, (h, w, 3), rng.uniform(0.012, 0.022))
     info = {
@@ -320,7 +325,7 @@ GENERATORS: dict[str, GeneratorSpec] = {
         Question("how many cells are there?", COUNT_WORDS),
         Question("do the cells have puncta?", YES_NO),
         _render_puncta,
-        "fluorescence cells (gray or green on black); fine: hexagonal lattice of puncta, period 2.2-2.8 px",
+        "fluorescence cells (gray or green on black); fine: square lattice of puncta (two orthogonal gratings, +-80-95 %), period 2.2-2.8 px",
     ),
     "mitosis": GeneratorSpec(
         "mitosis", "RGB",

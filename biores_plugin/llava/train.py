@@ -1,0 +1,200 @@
+"""``python -m biores_plugin.llava.train <llava flags>``: LLaVA's own ``train()`` with biores resolutions.
+
+The ``train_mem.py`` pattern: apply the compatibility shims and the native-resolution hooks, then call
+``llava.train.train.train()`` (which parses the command line itself). Flags are LLaVA's own
+``ModelArguments`` / ``DataArguments`` / ``TrainingArguments`` plus, on ``DataArguments``:
+
+``--image_aspect_ratio native``  (besides ``square`` / ``pad`` / ``anyres`` / ``anyres_max_N``)
+``--min_pixels N`` / ``--max_pixels N``  native pixel budget
+``--mixed_resolution native:0.5,448:0.25,224:0.25``  per-sample resolution mix, seeded by ``--seed``
+``--image_grid_pinpoints``  (added when the installed llava's ``DataArguments`` lacks it)
+
+Flags are checked twice before anything is loaded: a preflight of the biores flags alone (plain argparse,
+no torch / transformers / llava import, so a bad value fails in well under a second), then the full parse
+with ``HfArgumentParser`` on the extended dataclasses (LLaVA's own flags, unknown flags, bad types). Any
+error exits with status 2 and ONE line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+from biores_plugin.errors import BioresError
+
+__all__ = ["extend_argument_classes", "main", "parse_and_validate", "preflight"]
+
+_PROG = "biores-llava"
+
+
+def _new_fields(base: type) -> list[tuple[str, Any, Any]]:
+    have = {f.name for f in dataclasses.fields(base)}
+    fields: list[tuple[str, Any, Any]] = [
+        ("image_aspect_ratio", str, dataclasses.field(default="square", metadata={
+            "help": "square | pad | anyres | anyres_max_N | native (biores: every image at its own size)"})),
+        ("min_pixels", Optional[int], dataclasses.field(default=None, metadata={
+            "help": "native only: smallest pixel count of an image after resizing (default 3136)"})),
+        ("max_pixels", Optional[int], dataclasses.field(default=None, metadata={
+            "help": "native only: largest pixel count of an image after resizing (default 1003520)"})),
+        ("mixed_resolution", Optional[str], dataclasses.field(default=None, metadata={
+            "help": "native only: per-sample resolution mix, e.g. native:0.5,448:0.25,224:0.25 "
+                    "(N = longest side capped at N, then native); seeded by --seed and the sample index"})),
+    ]
+    if "image_grid_pinpoints" not in have:
+        fields.append(("image_grid_pinpoints", Optional[str], dataclasses.field(default=None, metadata={
+            "help": "anyres grid pinpoints, e.g. '[(336, 672), (672, 336), (672, 672)]'"})))
+    return fields
+
+
+def extend_argument_classes(train_module: Any) -> tuple[type, type, type]:
+    """LLaVA's three argument dataclasses, ``DataArguments`` extended with the biores flags.
+
+    The extended class is also installed as ``train_module.DataArguments`` because ``train()`` looks the
+    classes up at call time. Idempotent.
+    """
+    data_cls = train_module.DataArguments
+    if not getattr(data_cls, "__biores__", False):
+        data_cls = dataclasses.make_dataclass("DataArguments", _new_fields(data_cls), bases=(data_cls,))
+        data_cls.__biores__ = True
+        data_cls.__module__ = __name__
+        data_cls.__doc__ = "LLaVA's DataArguments plus the biores resolution flags."
+        train_module.DataArguments = data_cls
+    return train_module.ModelArguments, data_cls, train_module.TrainingArguments
+
+
+def _parser(classes: Sequence[type]):
+    from transformers import HfArgumentParser
+
+    class _OneLineParser(HfArgumentParser):
+        def error(self, message: str):  # argparse's usage block is hundreds of lines for these dataclasses
+            raise BioresError(message.splitlines()[0] if message else "invalid arguments")
+
+    return _OneLineParser(tuple(classes))
+
+
+def parse_and_validate(argv: Sequence[str], train_module: Any):
+    """``(model_args, data_args, training_args, resolution_config_or_None)``; BioresError on any bad flag."""
+    from biores_plugin.llava.resolution import validate_resolution_flags
+
+    classes = extend_argument_classes(train_module)
+    try:
+        model_args, data_args, training_args = _parser(classes).parse_args_into_dataclasses(args=list(argv))
+    except BioresError:
+        raise
+    except (ValueError, TypeError) as exc:  # leftover arguments, TrainingArguments.__post_init__ checks
+        raise BioresError(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
+    resolution = validate_resolution_flags(
+        data_args.image_aspect_ratio,
+        min_pixels=data_args.min_pixels,
+        max_pixels=data_args.max_pixels,
+        mixed_resolution=data_args.mixed_resolution,
+        mm_patch_merge_type=getattr(model_args, "mm_patch_merge_type", "flat"),
+        seed=training_args.seed,
+    )
+    return model_args, data_args, training_args, resolution
+
+
+def preflight(argv: Sequence[str]) -> dict[str, Any] | None:
+    """Validate the biores flags from the raw command line, importing nothing heavy (BioresError if bad)."""
+    import argparse
+
+    from biores_plugin.llava.resolution import check_resolution_flags
+
+    class _Pre(argparse.ArgumentParser):
+        def error(self, message: str):
+            raise BioresError(message.splitlines()[0] if message else "invalid arguments")
+
+    pre = _Pre(add_help=False, allow_abbrev=False)
+    for name, default in (("image_aspect_ratio", "square"), ("min_pixels", None), ("max_pixels", None),
+                          ("mixed_resolution", None), ("mm_patch_merge_type", "flat"), ("seed", "42")):
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        pre.add_argument(*flags, dest=name, default=default)
+    known, _ = pre.parse_known_args(list(argv))
+
+    def as_int(flag: str, value: Any) -> int | None:
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise BioresError(f"argument --{flag}: invalid int value: {value!r}") from None
+
+    return check_resolution_flags(
+        known.image_aspect_ratio,
+        min_pixels=as_int("min_pixels", known.min_pixels),
+        max_pixels=as_int("max_pixels", known.max_pixels),
+        mixed_resolution=known.mixed_resolution,
+        mm_patch_merge_type=known.mm_patch_merge_type,
+        seed=as_int("seed", known.seed) or 0,
+    )
+
+
+def _pinpoints(value: Any) -> Any:
+    """``--image_grid_pinpoints`` as llava stores it in ``model.config`` (a list when it parses as one)."""
+    if not isinstance(value, str):
+        return value
+    import ast
+
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value  # LLaVA-NeXT's "(1x1),...,(6x6)" form stays a string
+    return [list(p) for p in parsed] if isinstance(parsed, (list, tuple)) else value
+
+
+def _fail(message: str) -> int:
+    print(f"{_PROG}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        preflight(argv)  # fast: biores flags only, nothing heavy imported yet
+        from biores_plugin.llava import hooks
+        from biores_plugin.llava.shims import applied_shims, import_llava_train
+
+        train_module = import_llava_train()
+        _model_args, data_args, training_args, resolution = parse_and_validate(argv, train_module)
+        installed = hooks.install_hooks(train_module)
+        state = None
+        if resolution is not None:
+            log_path = Path(training_args.output_dir) / hooks.LOG_NAME
+            state = hooks.NativeState(resolution, seed=training_args.seed, log_path=log_path)
+        hooks.activate(state, {"image_grid_pinpoints": _pinpoints(getattr(data_args, "image_grid_pinpoints", None))})
+        hooks.log_event(
+            "flags",
+            image_aspect_ratio=data_args.image_aspect_ratio,
+            min_pixels=data_args.min_pixels,
+            max_pixels=data_args.max_pixels,
+            mixed_resolution=data_args.mixed_resolution,
+            seed=training_args.seed,
+            resolution=resolution.to_dict() if resolution is not None else None,
+            mixed=state.mixed.to_dict() if state is not None and state.mixed is not None else None,
+            shims=applied_shims(),
+            hooks=installed,
+        )
+    except BioresError as exc:
+        return _fail(str(exc))
+
+    # llava's train() parses sys.argv itself (with the extended DataArguments installed above).
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else "biores_plugin.llava.train", *argv]
+    try:
+        train_module.train()
+    except BioresError as exc:  # e.g. the tower's real patch size makes the pixel budget impossible
+        return _fail(str(exc))
+    finally:
+        sys.argv = saved_argv
+    if state is not None and training_args.local_rank in (-1, 0):
+        out = Path(training_args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        state.resolution.save_pretrained(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training at native, fixed and mixed resolution (``biores-train``)."""

@@ -1,0 +1,293 @@
+"""``biores-train``: LLaVA training at native, fixed and mixed resolution on transformers' Trainer.
+
+    biores-train --model_name_or_path tiny --vision_tower siglip --data_path synth:DATA \\
+        --image_aspect_ratio native --merge_size 2 --mixed_resolution native:0.75,64:0.25 \\
+        --output_dir runs/mixed --max_steps 400 --per_device_train_batch_size 32 \\
+        --learning_rate 1.5e-3 --mm_vision_tower_lr 5e-4 --lr_scheduler_type cosine --warmup_steps 0.1
+
+Images of different sizes meet in one batch (packed vision encoding), a sampler groups samples
+by total token count, labels cover answers only (optionally weighted per question type),
+checkpoints carry the processor and the biores resolution config, and ``--resume_from_checkpoint``
+(a path, or ``last``) continues with the same step count and data order. ``accelerate launch``
+(DDP, ``--cpu`` with gloo) and DeepSpeed / FSDP configs pass through ``TrainingArguments``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer, TrainerCallback, TrainerState
+from transformers.trainer_utils import TrainOutput
+
+from ..errors import BioresError
+from ..io_utils import atomic_write_text
+from .args import parse_args, parse_loss_weights, parse_mixed_resolution, resolution_config
+from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, draw_resolutions, draw_summary, load_records
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+class BioresTrainer(Trainer):
+    """``Trainer`` with the token-count sampler, answer-weighted loss and a vision learning rate."""
+
+    def __init__(self, *args: Any, token_sampler: Optional[TokenCountGroupedSampler] = None, vision_lr: Optional[float] = None, batch_log: Optional[Path] = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._token_sampler = token_sampler
+        self._vision_lr = vision_lr
+        self._batch_log = batch_log
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        return self._token_sampler if self._token_sampler is not None else super()._get_train_sampler(train_dataset)
+
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        if self.optimizer is None and self._vision_lr is not None:
+            model = model or self.model
+            vision, other = [], []
+            for name, param in model.named_parameters():
+                if param.requires_grad:
+                    (vision if ".vision_tower." in f".{name}" else other).append(param)
+            groups = [{"params": other, "lr": self.args.learning_rate}, {"params": vision, "lr": self._vision_lr}]
+            self.optimizer = torch.optim.AdamW(
+                [g for g in groups if g["params"]],
+                lr=self.args.learning_rate,
+                betas=(self.args.adam_beta1, self.args.adam_beta2),
+                eps=self.args.adam_epsilon,
+                weight_decay=self.args.weight_decay,
+            )
+            return self.optimizer
+        return super().create_optimizer(model) if model is not None else super().create_optimizer()
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+        labels = inputs.pop("labels")
+        weights = inputs.pop("loss_weights")
+        inputs.pop("visual_tokens", None)
+        indices = inputs.pop("indices", None)
+        outputs = model(**inputs)
+        logits = outputs.logits[:, :-1].float()
+        target, weight = labels[:, 1:], weights[:, 1:]
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none")
+        loss = (ce.view_as(target) * weight).sum() / weight.sum().clamp_min(1e-8)
+        if self._batch_log is not None and model.training and indices is not None and self.is_world_process_zero():
+            with self._batch_log.open("a") as handle:
+                handle.write(json.dumps({"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach())}) + "\n")
+        return (loss, outputs) if return_outputs else loss
+
+
+class _IndexedDataset(torch.utils.data.Dataset):
+    """Adds each sample's index (for the batch log that proves resume keeps the data order)."""
+
+    def __init__(self, base: ResolutionDataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.base[index]
+        item["index"] = index
+        return item
+
+
+class _IndexedCollator(ImageListCollator):
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch = super().__call__(features)
+        batch["indices"] = torch.tensor([f["index"] for f in features], dtype=torch.long)
+        return batch
+
+
+class _StatsCallback(TrainerCallback):
+    def __init__(self) -> None:
+        self.start = time.time()
+
+
+def vocabulary_of(records: Sequence[Any]) -> list[str]:
+    words: set[str] = set()
+    for record in records:
+        for prompt, answer, _ in record.turns:
+            words.update(_WORD.findall(prompt.lower().replace("<image>", " ")))
+            words.update(_WORD.findall(answer.lower()))
+    return sorted(words)
+
+
+def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int):
+    """A tiny model from local configs (``tiny``) or a saved biores/HF LLaVA checkpoint."""
+    from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
+    from ..tiny import build_word_tokenizer, tiny_llava_config
+
+    if model_args.model_name_or_path == "tiny":
+        overrides = json.loads(model_args.tiny_config) if model_args.tiny_config else {}
+        patch = int(data_args.patch_size or overrides.get("patch_size", 16))
+        overrides["patch_size"] = patch
+        resolution = resolution_config(data_args, patch)
+        tokenizer = build_word_tokenizer(vocabulary_of(records))
+        config = tiny_llava_config(
+            len(tokenizer), tower=model_args.vision_tower or "siglip",
+            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            resolution=resolution.to_dict(), **overrides,
+        )
+        torch.manual_seed(seed)
+        model = BioresLlavaForConditionalGeneration(config)
+        mean = std = [0.5, 0.5, 0.5]
+        processor = BioresLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std)
+    else:
+        path = Path(model_args.model_name_or_path)
+        if not path.is_dir():
+            from ..errors import BioresConfigError
+
+            raise BioresConfigError(f"--model_name_or_path {path} is not a local checkpoint folder (or use 'tiny')")
+        model = BioresLlavaForConditionalGeneration.from_pretrained(path, **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}))
+        resolution = resolution_config(data_args, int(data_args.patch_size or model.config.vision_config.patch_size))
+        if resolution.merge_size != model.model.merge_size:
+            from ..errors import BioresConfigError
+
+            raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
+        base = BioresLlavaProcessor.from_pretrained(path)
+        processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std)
+    model.config.biores = resolution.to_dict()
+    model.set_vision_backend(model_args.vision_backend)
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    if model_args.tune_mm_mlp_adapter:
+        for name, param in model.named_parameters():
+            param.requires_grad = "multi_modal_projector" in name
+    elif model_args.freeze_vision_tower:
+        for param in model.model.vision_tower.parameters():
+            param.requires_grad = False
+    return model, processor
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Optional[str]:
+    """The newest ``checkpoint-N`` whose save finished.
+
+    transformers writes ``trainer_state.json`` last, and not atomically; a process killed while
+    saving leaves a folder without it (or with a torn one), which ``get_last_checkpoint`` would
+    pick and then fail to load. Such folders are skipped.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    found = []
+    for child in folder.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if m and child.is_dir():
+            found.append((int(m.group(1)), child))
+    for _, child in sorted(found, reverse=True):
+        try:
+            json.loads((child / "trainer_state.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        return str(child)
+    return None
+
+
+def _resume_target(value: Optional[str], output_dir: str) -> Any:
+    if value is None:
+        return None
+    if str(value).lower() in ("last", "latest", "true", "auto"):
+        return last_complete_checkpoint(output_dir)
+    return value
+
+
+def _finished(checkpoint: str, max_steps: int) -> bool:
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return max_steps > 0 and int(state.get("global_step", 0)) >= max_steps
+
+
+def _mean_loss(state: Any) -> float:
+    losses = [h["loss"] for h in state.log_history if "loss" in h]
+    return float(sum(losses) / len(losses)) if losses else float("nan")
+
+
+def visual_tokens_seen(dataset: ResolutionDataset, sampler: TokenCountGroupedSampler, samples: int) -> int:
+    total, epoch = 0, 0
+    while samples > 0:
+        for index in sampler.order(epoch)[:samples]:
+            total += dataset.visual_tokens(index)
+        samples -= len(dataset)
+        epoch += 1
+    return total
+
+
+def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Parse flags, train, save; returns the run statistics written to ``biores_train_stats.json``."""
+    model_args, data_args, training_args = parse_args(argv)
+    pairs = parse_mixed_resolution(data_args.mixed_resolution)
+    weights = parse_loss_weights(data_args.answer_loss_weights)
+    from transformers import set_seed
+
+    set_seed(training_args.seed)
+    records = load_records(data_args.data_path, data_args.image_folder, data_args.max_samples)
+    model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed)
+    out = Path(training_args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    draws = draw_resolutions(len(records), pairs, training_args.seed)
+    atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "seed": training_args.seed, **draw_summary(draws), "draws": draws}) + "\n")
+    dataset = ResolutionDataset(records, processor, draws, weights, training_args.model_max_length)
+    world = max(1, training_args.world_size)
+    sampler = TokenCountGroupedSampler(
+        [dataset.token_count(i) for i in range(len(dataset))] if training_args.group_by_token_count else [0] * len(dataset),
+        training_args.per_device_train_batch_size * world,
+        seed=training_args.seed,
+    )
+    trainer = BioresTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=_IndexedDataset(dataset),
+        data_collator=_IndexedCollator(processor.tokenizer.pad_token_id),
+        processing_class=processor,
+        token_sampler=sampler,
+        vision_lr=model_args.mm_vision_tower_lr,
+        batch_log=out / "batches.jsonl",
+    )
+    start = time.time()
+    resume = _resume_target(training_args.resume_from_checkpoint, training_args.output_dir)
+    if resume and _finished(resume, training_args.max_steps):
+        # transformers would run one extra step when resuming from the final checkpoint
+        trainer._load_from_checkpoint(resume)
+        trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+        result = TrainOutput(trainer.state.global_step, _mean_loss(trainer.state), {})
+    else:
+        result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(out))
+    stats: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(out)
+        seen = trainer.state.global_step * training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        stats = {
+            "train_resolution_label": processor.resolution.train_resolution_label,
+            "mixed_resolution": data_args.mixed_resolution,
+            "global_step": trainer.state.global_step,
+            "samples_seen": seen,
+            "visual_tokens_seen": visual_tokens_seen(dataset, sampler, seen),
+            "train_loss": float(result.training_loss),
+            "first_logged_loss": losses[0] if losses else None,
+            "last_logged_loss": losses[-1] if losses else None,
+            "wall_seconds": time.time() - start,
+            "resumed_from": str(resume) if resume else None,
+            "draws": draw_summary(draws),
+        }
+        atomic_write_text(out / "biores_train_stats.json", json.dumps(stats, indent=2) + "\n")
+    return stats
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        train(argv)
+    except BioresError as exc:
+        print(f"biores-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

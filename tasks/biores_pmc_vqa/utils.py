@@ -1,0 +1,160 @@
+"""biores_pmc_vqa: PMC-VQA (test-clean, multiple choice) as an inference-resolution sweep.
+
+Data: ``xmcmic/PMC-VQA`` on the Hugging Face hub, or a local copy named by
+``$BIORES_PMC_VQA_PATH`` (see README.md).
+
+Schema (verified from the dataset card and file listing): csv metafiles ``train.csv``,
+``test.csv`` and ``test_clean.csv`` (version 1), plus ``train_2.csv`` / ``test_2.csv``
+(version 2), and the figures in ``images.zip`` (18.9 GB; ``images_2.zip`` for version 2).
+Version-1 rows have ``Figure_path`` (file name, e.g. ``PMC1064097_F1.jpg``), ``Question``,
+``Answer`` (answer text), ``Choice A`` .. ``Choice D`` (text with a letter prefix, e.g.
+``"B:Focal uptake pattern"`` or ``" B: Left Anterior Descending "``) and ``Answer_label``
+(the correct letter); that ``test_clean.csv`` has this 8-column layout is confirmed by public
+code that reads the file, not by the card. The card's explanation spells the answer keys
+``Anwser`` / ``Anwser_label`` in places; both spellings are accepted. Version-2 rows
+(``index, Figure_path, Caption, Question, Choice A..D, Answer, split``, where ``Answer`` is the
+letter) are read too (layout from public code, not checked against the files). The layout
+inside ``images.zip`` could not be listed here; images are looked up as
+``images/<Figure_path>``, ``figures/<Figure_path>``, ``<Figure_path>`` or any member with that
+file name.
+
+Split: ``test_clean.csv`` (the 2k manually checked test-clean set PMC-VQA results are usually
+quoted on) as the ``test`` split (``dataset_kwargs.data_files``).
+
+Metric: multiple-choice ``accuracy``. The prompt lists the options as ``A. ...`` to ``D. ...``
+(letter prefixes of the stored choices stripped); a response counts when its leading letter,
+or else the first option text it names, is the correct option.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from biores_plugin.lmms_tasks import (
+    aggregate_score,
+    chat_messages,
+    choose_option,
+    size_record,
+    sweep_getattr,
+    sweep_image,
+)
+from biores_plugin.tasks.biores_slake.utils import image_archive  # zip / folder / hub snapshot reader
+
+REPO_ID = "xmcmic/PMC-VQA"
+ENV = "BIORES_PMC_VQA_PATH"
+LETTERS = "ABCD"
+_PREFIX = re.compile(r"^\s*\(?([A-Da-d])\s*[:\.\)]\s*")
+
+
+def images():
+    return image_archive(
+        ENV,
+        REPO_ID,
+        zips=["images.zip", "images_2.zip"],
+        folders=["images", "figures", "images_2"],
+        what="PMC-VQA figures (images.zip or images/)",
+        hub_files=["images.zip"],  # test_clean.csv's figures; images_2.zip only serves version 2
+    )
+
+
+def strip_letter(choice: Any, letter: str) -> str:
+    """``"B:Focal uptake"`` / ``" B: Focal uptake"`` / ``"B. Focal"`` -> the option text."""
+    text = "" if choice is None else str(choice).strip()
+    m = _PREFIX.match(text)
+    if m and m.group(1).upper() == letter:
+        text = text[m.end():]
+    return text.strip()
+
+
+def _column(dataset: Any, *names: str) -> str | None:
+    for name in names:
+        if name in dataset.column_names:
+            return name
+    return None
+
+
+def _prepare(dataset: Any) -> Any:
+    """Add ``options`` (4 texts), ``answer_idx`` and ``answer_letter`` from either csv version."""
+    choice_cols = [_column(dataset, f"Choice {x}", f"choice {x.lower()}") for x in LETTERS]
+    if None in choice_cols:
+        raise ValueError(f"PMC-VQA csv lacks the 'Choice A'..'Choice D' columns: {dataset.column_names}")
+    label_col = _column(dataset, "Answer_label", "Anwser_label")
+    text_col = _column(dataset, "Answer", "Anwser")
+    labels = list(dataset[label_col]) if label_col else [None] * len(dataset)
+    texts = list(dataset[text_col]) if text_col else [None] * len(dataset)
+    columns = [list(dataset[c]) for c in choice_cols]
+    options, idx = [], []
+    for row in range(len(dataset)):
+        opts = [strip_letter(columns[k][row], LETTERS[k]) for k in range(4)]
+        label = str(labels[row] or "").strip().upper()[:1]
+        if not label or label not in LETTERS:  # version 2: ``Answer`` holds the letter; else match the text
+            answer = str(texts[row] or "").strip()
+            label = answer.upper() if len(answer) == 1 and answer.upper() in LETTERS else ""
+            if not label:
+                picked = choose_option(answer, opts)
+                label = LETTERS[opts.index(picked)] if picked is not None else "A"
+        options.append(opts)
+        idx.append(LETTERS.index(label))
+    for name, values in (("options", options), ("answer_idx", idx), ("answer_letter", [LETTERS[i] for i in idx])):
+        if name in dataset.column_names:
+            dataset = dataset.remove_columns(name)
+        dataset = dataset.add_column(name, values)
+    return dataset
+
+
+def _sizes(dataset: Any) -> list[tuple[int, int]]:
+    archive = images()
+    cache: dict[str, tuple[int, int]] = {}
+    sizes = []
+    for name in dataset["Figure_path"]:
+        if name not in cache:
+            cache[name] = archive.size(name)
+        sizes.append(cache[name])
+    return sizes
+
+
+# process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
+__getattr__ = sweep_getattr(prepare=_prepare, image_column=None, sizes_fn=_sizes)
+
+
+def doc_to_visual(doc):
+    return [sweep_image(images().open(doc["Figure_path"]), int(doc["biores_resolution"]))]
+
+
+def lettered(options) -> str:
+    return "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    kwargs = lmms_eval_specific_kwargs or {}
+    question = str(doc["Question"]).strip()
+    return f"{kwargs.get('pre_prompt', '')}{question}\n{lettered(doc['options'])}{kwargs.get('post_prompt', '')}"
+
+
+def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
+    return chat_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+
+
+def doc_to_target(doc):
+    return doc["answer_letter"]
+
+
+def process_results(doc, results):
+    response = results[0] if results else ""
+    options = list(doc["options"])
+    chosen = choose_option(response, options, letters=True)
+    correct = options[int(doc["answer_idx"])]
+    record = {
+        "figure": doc["Figure_path"],
+        "score": float(chosen is not None and chosen == correct),
+        "answer": doc["answer_letter"],
+        "chosen": None if chosen is None else LETTERS[options.index(chosen)],
+        "response": str(response),
+        **size_record(doc),
+        **{k: v for k, v in doc.items() if k.startswith("biores_")},  # lmms-eval 0.7.3 drops "doc" from the samples log
+    }
+    return {"accuracy": record}
+
+
+aggregate_accuracy = aggregate_score

@@ -1,0 +1,363 @@
+"""The six real-dataset sweep folders (VQA-RAD, SLAKE, PathVQA, PMC-VQA, MicroVQA, uBench).
+
+Every data set is replaced by a tiny local copy with its real column names and file layout
+(``tests/fixtures_real.py``), read through ``metadata.local_path_env``. Unit tests load the tasks
+the way lmms-eval does (``TaskManager`` + ``get_task_dict`` with the biores hooks installed);
+one real ``lmms-eval`` CLI run checks them end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_lmms_eval
+from fixtures_real import BUILDERS, Fixture, build_all
+
+DATASETS = list(BUILDERS)
+VARIANTS = ("224", "448", "896", "native")
+HUB_IDS = {
+    "vqa_rad": "flaviagiammarino/vqa-rad",
+    "slake": "BoKelvin/SLAKE",
+    "pathvqa": "flaviagiammarino/path-vqa",
+    "pmc_vqa": "xmcmic/PMC-VQA",
+    "microvqa": "jmhb/microvqa",
+    "ubench": "jnirschl/uBench",
+}
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory) -> dict[str, Fixture]:
+    return build_all(tmp_path_factory.mktemp("real") / "data")
+
+
+@pytest.fixture(scope="module")
+def real_env(fixtures, tmp_path_factory):
+    """The local-copy environment variables (and a private datasets cache) for this module."""
+    env = {f.env: str(f.root) for f in fixtures.values()}
+    env["LMMS_EVAL_DATASETS_CACHE"] = str(tmp_path_factory.mktemp("hf_datasets"))
+    mp = pytest.MonkeyPatch()
+    for key, value in env.items():
+        mp.setenv(key, value)
+    yield env
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def tasks(real_env):
+    """Every variant of the six folders, built exactly as lmms-eval builds tasks."""
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from biores_plugin.lmms_eval_plugin import install
+
+    install()
+    manager = TaskManager(include_defaults=False)  # the plugin hook adds biores' folders
+    names = [f"biores_{d}_{v}" for d in DATASETS for v in VARIANTS]
+    return get_task_dict(names, manager)
+
+
+def _variant(resolution: str) -> int:
+    return 0 if resolution == "native" else int(resolution)
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_folder_is_generated_and_points_at_real_data(dataset, tmp_path):
+    from lmms_eval import utils as lmms_utils
+
+    from biores_plugin.taskgen import write_sweep
+
+    folder = TASKS_DIR / f"biores_{dataset}"
+    for name in ("__init__.py", "_default_template_yaml", "utils.py", "README.md"):
+        assert (folder / name).is_file(), name
+    assert (folder / "__init__.py").read_text() == ""
+    write_sweep(tmp_path, f"biores_{dataset}")  # variants and group are taskgen output, verbatim
+    for generated in tmp_path.glob("*.yaml"):
+        assert (folder / generated.name).read_text() == generated.read_text(), generated.name
+    assert {p.name for p in folder.glob("biores_*.yaml")} == {p.name for p in tmp_path.glob("*.yaml")}
+    config = lmms_utils.load_yaml_config(str(folder / f"biores_{dataset}_224.yaml"), mode="simple")
+    assert config["dataset_path"] == HUB_IDS[dataset]
+    assert config["metadata"]["local_path_env"] == f"BIORES_{dataset.upper()}_PATH"
+    assert "accuracy" in [m["metric"] for m in config["metric_list"]]  # the sweep group averages it
+    readme = (folder / "README.md").read_text()
+    assert f"--tasks biores_{dataset}_sweep" in readme and f"BIORES_{dataset.upper()}_PATH" in readme
+
+
+def test_task_names_do_not_clash_with_builtin_tasks():
+    import lmms_eval
+
+    builtin = Path(lmms_eval.__file__).parent / "tasks"
+    ours = {f"biores_{d}_{v}" for d in DATASETS for v in (*VARIANTS, "sweep")}
+    clashes = [p for p in builtin.rglob("*.yaml") if any(name in p.read_text(errors="ignore") for name in ours)]
+    assert not clashes
+
+
+# ----------------------------------------------------------------------------- process_docs
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_process_docs_adds_size_columns(tasks, fixtures, dataset):
+    fixture = fixtures[dataset]
+    for variant in VARIANTS:
+        docs = tasks[f"biores_{dataset}_{variant}"].test_docs()
+        assert len(docs) == len(fixture.rows)
+        resolution = _variant(variant)
+        for doc, row in zip(docs, fixture.rows, strict=True):
+            orig = (doc["biores_orig_width"], doc["biores_orig_height"])
+            eff = (doc["biores_eff_width"], doc["biores_eff_height"])
+            assert doc["biores_resolution"] == resolution
+            assert orig == row.size
+            if resolution == 0:
+                assert eff == orig  # native: untouched
+                continue
+            assert eff[0] <= orig[0] and eff[1] <= orig[1]  # never upsampled
+            assert max(eff) == min(resolution, max(orig))  # capped exactly at the resolution
+            assert abs(eff[0] / eff[1] - orig[0] / orig[1]) < 0.02  # aspect kept
+
+
+def test_slake_keeps_english_questions_only(tasks):
+    docs = tasks["biores_slake_native"].test_docs()
+    assert set(docs["q_lang"]) == {"en"} and len(docs) == 4
+    assert docs["question_type"] == ["closed", "open", "closed", "open"]  # from answer_type
+
+
+def test_ubench_asks_the_classification_question(tasks, fixtures):
+    docs = tasks["biores_ubench_native"].test_docs()
+    assert list(docs["image_id"]) == ["img0", "img1", "img3", "img4"]  # img2 has no classification question
+    assert [d["question"] for d in docs] == [r.question for r in fixtures["ubench"].rows]
+    assert docs[1]["source_dataset"] == "unknown"  # null ``dataset`` in the release
+
+
+# ----------------------------------------------------------------------------- visuals, prompts
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_doc_to_visual_gives_rgb_images_at_the_effective_size(tasks, dataset):
+    for variant in ("224", "native"):
+        task = tasks[f"biores_{dataset}_{variant}"]
+        for doc in task.test_docs():
+            images = task.doc_to_visual(doc)
+            assert images and all(im.mode == "RGB" for im in images)
+            eff = (doc["biores_eff_width"], doc["biores_eff_height"])
+            assert max(images, key=lambda im: im.width * im.height).size == eff
+            if variant == "224":
+                assert all(max(im.size) <= 224 for im in images)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_prompts_carry_question_and_lettered_options(tasks, fixtures, dataset):
+    fixture = fixtures[dataset]
+    task = tasks[f"biores_{dataset}_448"]
+    for doc, row in zip(task.test_docs(), fixture.rows, strict=True):
+        text = task.doc_to_text(doc)
+        assert row.question in text
+        for i, option in enumerate(row.options):
+            assert any(f"{'ABCDEFGH'[i]}{sep} {option}" in text for sep in (".", ")")), (option, text)
+        if fixture.multiple_choice:
+            assert task.doc_to_target(doc) == row.answer
+        # what lmms-eval's chat tasks call (ConfigurableMessagesTask.doc_to_messages)
+        messages = task.config.doc_to_messages(doc, lmms_eval_specific_kwargs=task.lmms_eval_specific_kwargs)
+        assert len(messages) == 1 and messages[0]["role"] == "user"
+        content = messages[0]["content"]
+        images = [c["url"] for c in content if c["type"] == "image"]
+        assert [c["text"] for c in content if c["type"] == "text"] == [text]
+        assert [im.size for im in images] == [im.size for im in task.doc_to_visual(doc)]
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def _scores(task, doc, response: str) -> dict[str, float]:
+    out = task.process_results(doc, [response])
+    metrics = {m["metric"] for m in task.config.metric_list}
+    assert set(out) == metrics
+    for record in out.values():
+        assert {"score", "resolution", "orig_size", "eff_size", "biores_orig_width", "biores_eff_height"} <= set(record)
+        assert record["orig_size"] == [doc["biores_orig_width"], doc["biores_orig_height"]]
+    return {name: record["score"] for name, record in out.items()}
+
+
+@pytest.mark.parametrize("dataset", ["vqa_rad", "slake", "pathvqa"])
+def test_open_closed_vqa_scoring(tasks, fixtures, dataset):
+    task = tasks[f"biores_{dataset}_224"]
+    for doc, row in zip(task.test_docs(), fixtures[dataset].rows, strict=True):
+        assert doc["question_type"] == ("closed" if row.closed else "open")
+        right = _scores(task, doc, row.answer)
+        assert right["accuracy"] == 1.0 and right["open_recall"] == 1.0
+        assert _scores(task, doc, f"{row.answer.upper()}.")["accuracy"] == 1.0  # case, punctuation
+        assert _scores(task, doc, row.wrong)["accuracy"] == 0.0
+        if row.answer.lower() in ("yes", "no"):
+            assert _scores(task, doc, f"{row.answer}, clearly visible")["accuracy"] == 1.0
+            assert _scores(task, doc, f"{row.wrong}, it is not")["accuracy"] == 0.0
+        else:
+            assert _scores(task, doc, f"the {row.answer}")["accuracy"] == 1.0  # articles dropped
+            verbose = _scores(task, doc, f"I think it is {row.answer} here")
+            assert verbose["accuracy"] == 0.0 and verbose["open_recall"] == 1.0  # strict vs recall
+
+
+def test_vqa_aggregations_split_closed_and_open(tasks):
+    task = tasks["biores_vqa_rad_native"]
+    docs = task.test_docs()
+    responses = ["yes", "yes", "left lung", "x-ray"]  # closed: 1 right 1 wrong; open: 1 right 1 wrong
+    records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+    agg = task.aggregation()
+    values = {name: agg[name]([r[name] for r in records]) for name in agg}
+    assert values == {"accuracy": 0.5, "closed_accuracy": 0.5, "open_accuracy": 0.5, "open_recall": 0.5}
+
+
+@pytest.mark.parametrize("dataset", ["pmc_vqa", "microvqa", "ubench"])
+def test_multiple_choice_scoring(tasks, fixtures, dataset):
+    task = tasks[f"biores_{dataset}_native"]
+    for doc, row in zip(task.test_docs(), fixtures[dataset].rows, strict=True):
+        correct = row.options["ABCDEFGH".index(row.answer)]
+        wrong = row.options["ABCDEFGH".index(row.wrong)]
+        for response in (row.answer, f"({row.answer})", f"{row.answer}. {correct}", f"{row.answer}) {correct}", correct, f"The answer is {correct}."):
+            assert _scores(task, doc, response)["accuracy"] == 1.0, response
+        for response in (row.wrong, f"({row.wrong})", wrong, ""):
+            assert _scores(task, doc, response)["accuracy"] == 0.0, response
+
+
+def test_ubench_macro_average_over_source_datasets(tasks):
+    task = tasks["biores_ubench_native"]
+    docs = task.test_docs()
+    records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, ["C", "B", "B", "B"], strict=True)]
+    agg = task.aggregation()
+    assert agg["accuracy"]([r["accuracy"] for r in records]) == 0.5
+    # acevedo 1/2, unknown 0/1, kather 1/1 -> (0.5 + 0 + 1) / 3
+    assert agg["macro_dataset_accuracy"]([r["macro_dataset_accuracy"] for r in records]) == pytest.approx(0.5)
+
+
+def test_pmc_vqa_reads_both_csv_versions():
+    from datasets import Dataset
+
+    from biores_plugin.tasks.biores_pmc_vqa import utils as pmc
+
+    assert pmc.strip_letter(" B: Focal uptake ", "B") == "Focal uptake"
+    assert pmc.strip_letter("A:Diffuse", "A") == "Diffuse"
+    assert pmc.strip_letter("A. CT", "A") == "CT" and pmc.strip_letter("CT", "A") == "CT"
+    v2 = Dataset.from_dict({
+        "index": [0], "Figure_path": ["x.jpg"], "Caption": ["c"], "Question": ["q?"],
+        "Choice A": ["A:one"], "Choice B": ["B:two"], "Choice C": ["C:three"], "Choice D": ["D:four"],
+        "Answer": ["C"], "split": ["test"],
+    })
+    doc = pmc._prepare(v2)[0]
+    assert doc["options"] == ["one", "two", "three", "four"] and doc["answer_letter"] == "C"
+    v1_text_only = Dataset.from_dict({  # no usable label: matched from the answer text
+        "Figure_path": ["x.jpg"], "Question": ["q?"], "Anwser": ["four"],
+        "Choice A": ["A:one"], "Choice B": ["B:two"], "Choice C": ["C:three"], "Choice D": ["D:four"],
+    })
+    assert pmc._prepare(v1_text_only)[0]["answer_letter"] == "D"
+
+
+# ----------------------------------------------------------------------------- image archives
+
+
+def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_env):
+    import huggingface_hub.constants
+
+    from biores_plugin.errors import BioresConfigError
+    from biores_plugin.tasks.biores_pmc_vqa import utils as pmc
+    from biores_plugin.tasks.biores_slake import utils as slake
+
+    slake._archive.cache_clear()
+    try:
+        # no local copy and no cached hub snapshot
+        monkeypatch.delenv("BIORES_SLAKE_PATH")
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+        with pytest.raises(BioresConfigError) as err:
+            slake.images()
+        message = str(err.value)
+        assert "\n" not in message and "BIORES_SLAKE_PATH" in message and "BoKelvin/SLAKE" in message
+        # a local copy without the images
+        (tmp_path / "meta-only").mkdir()
+        monkeypatch.setenv("BIORES_PMC_VQA_PATH", str(tmp_path / "meta-only"))
+        with pytest.raises(BioresConfigError, match="BIORES_PMC_VQA_PATH") as err:
+            pmc.images()
+        assert "\n" not in str(err.value)
+        monkeypatch.setenv("BIORES_PMC_VQA_PATH", str(tmp_path / "nowhere"))
+        with pytest.raises(BioresConfigError, match="is not a folder"):
+            pmc.images()
+        # a present archive, a missing member
+        monkeypatch.setenv("BIORES_PMC_VQA_PATH", real_env["BIORES_PMC_VQA_PATH"])
+        with pytest.raises(BioresConfigError, match="PMC9_F9.jpg"):
+            pmc.images().read("PMC9_F9.jpg")
+    finally:
+        slake._archive.cache_clear()
+
+
+def test_image_archive_reads_zip_folder_and_nested_members(tmp_path):
+    import zipfile
+
+    from biores_plugin.tasks.biores_slake.utils import ImageArchive
+    from fixtures_real import image_bytes
+
+    (tmp_path / "imgs" / "xmlab9").mkdir(parents=True)
+    (tmp_path / "imgs" / "xmlab9" / "source.jpg").write_bytes(image_bytes((30, 20), 1))
+    with zipfile.ZipFile(tmp_path / "imgs.zip", "w") as zf:
+        zf.writestr("Slake1.0/imgs/xmlab7/source.jpg", image_bytes((40, 10), 2))  # unexpected nesting
+    archive = ImageArchive(tmp_path, ["imgs.zip"], ["imgs"])
+    assert archive.size("xmlab9/source.jpg") == (30, 20)  # unpacked folder
+    assert archive.size("xmlab7/source.jpg") == (40, 10)  # found by trailing path
+    assert archive.open("xmlab7/source.jpg").mode == "RGB"
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_lmms_eval_cli_runs_all_six(tmp_path_factory, real_env, fixtures, lmms_model_args):
+    """ONE real lmms-eval run: the _224 and _native variant of every data set, found through the
+    installed plugin (no --include_path), local copies through the env vars."""
+    model, model_args = lmms_model_args
+    names = [f"biores_{d}_{v}" for d in DATASETS for v in ("224", "native")]
+    out = tmp_path_factory.mktemp("real_cli") / "out"
+    args = ["--model", model, *(["--model_args", model_args] if model_args else []), "--tasks", ",".join(names), "--limit", "3"]
+    results = run_lmms_eval(args, out, env={**real_env, "OMP_NUM_THREADS": "1"})
+    visual_tokens: dict[str, int] = {}
+    for name in names:
+        dataset = name[len("biores_"):].rsplit("_", 1)[0]
+        task_results = results["results"][name]
+        config_metrics = [m["metric"] for m in results["configs"][name]["metric_list"]]
+        for metric in config_metrics:
+            assert 0.0 <= task_results[f"{metric},none"] <= 1.0, (name, metric)
+        assert results["n-samples"][name]["effective"] == 3
+        [samples_file] = list(out.glob(f"**/*_samples_{name}.jsonl"))
+        samples = [json.loads(line) for line in samples_file.read_text().splitlines() if line.strip()]
+        assert len(samples) == 3
+        resolution = 224 if name.endswith("_224") else 0
+        for sample in samples:
+            row = fixtures[dataset].rows[sample["doc_id"]]
+            record = sample["accuracy"]
+            assert (record["biores_orig_width"], record["biores_orig_height"]) == row.size
+            assert record["orig_size"] == list(row.size) and record["biores_resolution"] == resolution
+            eff = (record["biores_eff_width"], record["biores_eff_height"])
+            assert list(eff) == record["eff_size"]
+            assert eff == row.size if resolution == 0 else max(eff) == min(224, max(row.size))
+            counts = (sample.get("token_counts") or [None])[0] or {}
+            if counts.get("visual_tokens") is not None:  # a real model (not lmms-eval's dummy)
+                visual_tokens[name] = visual_tokens.get(name, 0) + counts["visual_tokens"]
+    for dataset in DATASETS:  # the capped variant really reaches the model with fewer pixels
+        low, native = visual_tokens.get(f"biores_{dataset}_224"), visual_tokens.get(f"biores_{dataset}_native")
+        if low is not None and native is not None:
+            assert low < native, dataset
+
+
+def test_custom_resolutions_reuse_the_shipped_utils(tmp_path, real_env):
+    """``biores tasks --dataset slake`` writes a folder whose utils re-export the shipped ones."""
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from biores_plugin.lmms_eval_plugin import install
+    from biores_plugin.taskgen import write_custom_sweep
+
+    install()
+    write_custom_sweep("slake", ["320", "native"], tmp_path, name="biores_slake_r")
+    tasks = get_task_dict(["biores_slake_r_320"], TaskManager("ERROR", include_path=str(tmp_path), include_defaults=False))
+    task = tasks["biores_slake_r_320"]
+    doc = task.test_docs()[0]
+    assert (doc["biores_orig_width"], doc["biores_eff_width"], doc["biores_eff_height"]) == (1200, 320, 240)
+    assert task.doc_to_visual(doc)[0].size == (320, 240)
+    assert task.process_results(doc, ["yes"])["accuracy"]["score"] == 1.0
