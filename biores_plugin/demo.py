@@ -29,6 +29,8 @@ from .errors import BioresConfigError
 from .io_utils import atomic_write_text
 
 DONE = ".biores-stage.json"
+#: Bump when the recipe changes so cached stages are not reused across recipes.
+RECIPE = 3
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class Stage:
     """A cached stage folder: complete when its marker matches the stage's parameters."""
 
     def __init__(self, folder: Path, params: dict[str, Any]):
-        self.folder, self.params = folder, params
+        self.folder, self.params = folder, {**params, "recipe": RECIPE}
         self.key = _fingerprint(params)
 
     def done(self) -> bool:
@@ -220,13 +222,39 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
             worst = gap if worst is None or gap > worst else worst
         stats = {m: json.loads((runs[m] / DONE).read_text())["stats"]["visual_tokens_seen"] for m in runs}
         between = min(stats[m] for m in stats if m != "mixed") <= stats["mixed"] <= max(stats[m] for m in stats if m != "mixed")
-        verdicts.update(finding3_worst_gap=worst, finding3=bool(worst is not None and worst <= 3 and between), visual_tokens_seen=stats)
+        # "close to the best" means nothing when no model reads the image: finding 1 must hold too
+        verdicts.update(finding3_worst_gap=worst, finding3=bool(worst is not None and worst <= 3 and between and verdicts.get("finding1")), visual_tokens_seen=stats)
         lines.append(
             f"3. Mixed-resolution model: at most {worst:.1f} points below the best model at any inference resolution "
             f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and {stats['native']:,} (native) "
             f"-> {'HOLDS' if verdicts['finding3'] else 'does not hold'}."
         )
+    prior = answer_prior(cells, runs)
+    if prior is not None:
+        verdicts["answer_prior"] = prior
+        best = max(acc.values())
+        lines.append(
+            f"Reference: always giving each question's most common answer scores {prior:.1f}; the best model scores {best:.1f}"
+            + (" -- no model learned to read the image in this budget, so the findings cannot be judged." if best < prior + 5 else ".")
+        )
     return "\n".join(lines), verdicts
+
+
+def answer_prior(cells: Sequence[Any], runs: dict[str, Path]) -> float | None:
+    """Accuracy of answering every question with its type's most common test answer."""
+    from collections import Counter
+
+    files = sorted((runs and next(iter(runs.values())).parent.parent / "eval").glob("**/*_samples_*.jsonl"))
+    if not files:
+        return None
+    targets: dict[str, Counter] = {}
+    for line in files[0].read_text().splitlines():
+        if line.strip():
+            sample = json.loads(line)
+            kind = sample.get("accuracy", {}).get("question_type", "")
+            targets.setdefault(kind, Counter())[str(sample.get("target"))] += 1
+    total = sum(sum(c.values()) for c in targets.values())
+    return 100.0 * sum(c.most_common(1)[0][1] for c in targets.values()) / total if total else None
 
 
 def run_demo(cfg: DemoConfig, out: Path, log: Any = print) -> dict[str, Any]:

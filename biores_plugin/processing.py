@@ -87,11 +87,18 @@ def to_uint8_chw(image: Any) -> torch.Tensor:
 
 def _map_images(fn: Any, images: list[Any]) -> list[Any]:
     """Run ``fn`` over images, in threads when there are several (torch and PIL release the GIL)."""
-    workers = min(len(images), max(1, torch.get_num_threads()))
+    threads = max(1, torch.get_num_threads())
+    workers = min(len(images), threads)
     if workers <= 1:
         return [fn(image) for image in images]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, images))
+    # One image per thread, each single-threaded inside torch: no oversubscription of the
+    # intra-op pool (the setting is process-wide, so it is restored right after).
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(fn, images))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _as_list(images: Any) -> list[Any]:

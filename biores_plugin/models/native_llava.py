@@ -93,6 +93,9 @@ class BioresLlavaModel(LlavaModel):
             raise BioresConfigError("native-resolution LLaVA supports one vision_feature_layer (an int)")
         images = list(pixel_values)
         dtype = next(self.vision_tower.parameters()).dtype
+        channels = int(getattr(self.config.vision_config, "num_channels", 3))
+        if channels == 1:  # grayscale towers (microscopy): the processor's RGB -> luminance mean
+            images = [img.mean(0, keepdim=True) if img.shape[0] == 3 else img for img in images]
         images = [img.to(dtype) for img in images]
         packed = encode_packed(
             self.vision_tower,
