@@ -30,33 +30,33 @@ from .io_utils import atomic_write_text
 
 DONE = ".biores-stage.json"
 #: Bump when the recipe changes so cached stages are not reused across recipes.
-RECIPE = 3
+RECIPE = 4
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     seed: int = 0
     generator: str = "striations"
-    native: int = 256
+    native: int = 192
     low: int = 64
     n_train: int = 5000
     n_test: int = 500
-    steps: int = 400
+    steps: int = 1500
     batch_size: int = 32
     learning_rate: float = 1.5e-3
-    vision_lr: float = 5e-4
-    fine_weight: float = 2.0
+    vision_lr: float = 1.5e-3
+    fine_weight: float = 1.0
     mixed: str = "native:0.75,64:0.25"
     models: tuple[str, ...] = ("low", "native", "mixed")
     eval_resolutions: tuple[str, ...] = ("64", "128", "native")
     eval_batch_size: int = 64
     threads: int = 2
-    tiny: dict = field(default_factory=lambda: {"vision_hidden": 64, "vision_layers": 2, "text_hidden": 64, "text_layers": 2, "heads": 4})
+    tiny: dict = field(default_factory=lambda: {"vision_hidden": 64, "vision_layers": 2, "text_hidden": 64, "text_layers": 2, "heads": 4, "num_channels": 1})
 
     @classmethod
     def quick(cls, seed: int = 0) -> "DemoConfig":
         """A test-sized run (< 90 s): low vs native only, on a smaller, 192 px benchmark."""
-        return cls(seed=seed, native=192, n_train=1000, n_test=100, steps=120, fine_weight=3.0, models=("low", "native"), eval_resolutions=("64", "native"))
+        return cls(seed=seed, native=192, n_train=1000, n_test=100, steps=120, models=("low", "native"), eval_resolutions=("64", "native"))
 
     def train_spec(self, model: str) -> str:
         return {"low": f"{self.low}:1", "native": "native:1", "mixed": self.mixed}[model]
@@ -124,14 +124,14 @@ def stage_train(cfg: DemoConfig, out: Path, data: Path, model: str, log: Any) ->
     stage.reset()
     log(f"[2/4] train {model}: {spec}, {cfg.steps} steps x {cfg.batch_size}")
     argv = [
-        "--model_name_or_path", "tiny", "--vision_tower", "siglip",
+        "--model_name_or_path", "tiny", "--vision_tower", "siglip", "--image_placement", "after", "--init", "torch",
         "--tiny_config", json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
         "--data_path", f"synth:{data}", "--image_aspect_ratio", "native", "--merge_size", "2",
         "--mixed_resolution", spec, "--train_resolution_label", cfg.label(model),
         "--answer_loss_weights", f"fine={cfg.fine_weight}",
         "--output_dir", str(stage.folder), "--max_steps", str(cfg.steps),
         "--per_device_train_batch_size", str(cfg.batch_size), "--learning_rate", str(cfg.learning_rate),
-        "--mm_vision_tower_lr", str(cfg.vision_lr), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.1",
+        "--mm_vision_tower_lr", str(cfg.vision_lr), "--lr_scheduler_type", "constant_with_warmup", "--warmup_steps", "0.05",
         "--max_grad_norm", "1.0", "--weight_decay", "0.0", "--seed", str(cfg.seed), "--data_seed", str(cfg.seed),
         "--save_strategy", "no", "--logging_steps", "20", "--report_to", "none",
         "--dataloader_num_workers", "0", "--use_cpu", "true",

@@ -141,3 +141,16 @@ def test_bad_inputs_give_one_line_errors(siglip_merge_model, rng):
         BioresLlavaProcessor(processor.tokenizer, ResolutionConfig(image_aspect_ratio="anyres"))
     with pytest.raises(BioresConfigError, match="unknown image_aspect_ratio"):
         ResolutionConfig(image_aspect_ratio="hires")
+
+
+def test_image_placement_after_text_round_trips(tmp_path):
+    from biores_plugin.configuration import ResolutionConfig
+
+    _, processor = build_tiny_llava(WORDS)
+    after = BioresLlavaProcessor(processor.tokenizer, processor.resolution, image_mean=[0.5] * 3, image_std=[0.5] * 3, image_placement="after")
+    assert after.build_prompt("striated ?", 2) == "striated ? <image> <image>"
+    assert processor.build_prompt("striated ?", 1) == "<image>\nstriated ?"
+    after.save_pretrained(tmp_path)
+    assert BioresLlavaProcessor.from_pretrained(tmp_path).image_placement == "after"
+    with pytest.raises(BioresConfigError, match="image_placement"):
+        BioresLlavaProcessor(processor.tokenizer, ResolutionConfig(), image_placement="middle")

@@ -147,7 +147,10 @@ class BioresLlavaProcessor:
 
     image_token = "<image>"
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, resolution: ResolutionConfig, *, image_mean=None, image_std=None):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, resolution: ResolutionConfig, *, image_mean=None, image_std=None, image_placement: str = "before"):
+        if image_placement not in ("before", "after"):
+            raise BioresConfigError(f"image_placement must be 'before' or 'after', got {image_placement!r}")
+        self.image_placement = image_placement
         self.tokenizer = tokenizer
         self.resolution = resolution
         self.policy = resolution.policy()
@@ -211,6 +214,8 @@ class BioresLlavaProcessor:
         present = text.count(self.image_token)
         if present == n_images:
             body = text
+        elif present == 0 and self.image_placement == "after":  # question first, then the image
+            body = text + (" " if n_images else "") + " ".join([self.image_token] * n_images)
         elif present == 0:
             body = " ".join([self.image_token] * n_images) + ("\n" if n_images else "") + text
         else:
@@ -276,7 +281,7 @@ class BioresLlavaProcessor:
         self.tokenizer.save_pretrained(directory)
         self.image_processor.save_pretrained(directory)
         self.resolution.save_pretrained(directory)
-        atomic_write_text(directory / PROCESSOR_CONFIG, json.dumps({"processor_class": type(self).__name__}, indent=2) + "\n")
+        atomic_write_text(directory / PROCESSOR_CONFIG, json.dumps({"processor_class": type(self).__name__, "image_placement": self.image_placement}, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> "BioresLlavaProcessor":
@@ -292,11 +297,14 @@ class BioresLlavaProcessor:
         values = resolution.to_dict()
         values.update({k: v for k, v in overrides.items() if v is not None})
         mean = std = None
+        placement = "before"
+        if (directory / PROCESSOR_CONFIG).is_file():
+            placement = json.loads((directory / PROCESSOR_CONFIG).read_text()).get("image_placement", "before")
         proc_cfg = directory / "preprocessor_config.json"
         if proc_cfg.is_file():
             saved = json.loads(proc_cfg.read_text())
             mean, std = saved.get("image_mean"), saved.get("image_std")
-        return cls(tokenizer, ResolutionConfig.from_dict(values), image_mean=mean, image_std=std)
+        return cls(tokenizer, ResolutionConfig.from_dict(values), image_mean=mean, image_std=std, image_placement=placement)
 
 
 def _offsets(per_sample: Sequence[Sequence[Any]]):

@@ -32,6 +32,8 @@ class ModelArguments:
     tiny_config: Optional[str] = field(default=None, metadata={"help": "JSON overrides for the tiny model (vision_hidden, text_layers, ...)"})
     attn_implementation: Optional[str] = field(default=None)
     vision_backend: str = field(default="auto", metadata={"help": "packed vision attention backend"})
+    image_placement: str = field(default="before", metadata={"help": "where a prompt without <image> gets its image tokens: before or after the text"})
+    init: str = field(default="torch", metadata={"help": "for tiny models: 'torch' (PyTorch module defaults) or 'hf' (transformers' N(0, 0.02))"})
 
 
 @dataclass

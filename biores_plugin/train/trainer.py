@@ -136,8 +136,19 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         )
         torch.manual_seed(seed)
         model = BioresLlavaForConditionalGeneration(config)
+        if model_args.init == "torch":
+            # transformers' N(0, 0.02) everywhere starves a from-scratch vision tower; PyTorch's
+            # per-module defaults let the language model pick up image features (see the demo note)
+            torch.manual_seed(seed)
+            for module in model.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        elif model_args.init != "hf":
+            from ..errors import BioresConfigError
+
+            raise BioresConfigError(f"--init must be 'torch' or 'hf', got {model_args.init!r}")
         mean = std = [0.5, 0.5, 0.5]
-        processor = BioresLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std)
+        processor = BioresLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement)
     else:
         path = Path(model_args.model_name_or_path)
         if not path.is_dir():
@@ -151,7 +162,7 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
 
             raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
         base = BioresLlavaProcessor.from_pretrained(path)
-        processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std)
+        processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std, image_placement=base.image_placement)
     model.config.biores = resolution.to_dict()
     model.set_vision_backend(model_args.vision_backend)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
