@@ -242,6 +242,7 @@ def plot_curves(cells: Sequence[Cell], path: Path) -> Path:
         axes[row][1].set_xlabel("visual tokens per image")
         axes[row][1].set_title(f"{dataset}: accuracy vs visual tokens")
         for ax in axes[row]:
+            ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
