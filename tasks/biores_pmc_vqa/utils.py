@@ -104,14 +104,7 @@ def _prepare(dataset: Any) -> Any:
 
 
 def _sizes(dataset: Any) -> list[tuple[int, int]]:
-    archive = images()
-    cache: dict[str, tuple[int, int]] = {}
-    sizes = []
-    for name in dataset["Figure_path"]:
-        if name not in cache:
-            cache[name] = archive.size(name)
-        sizes.append(cache[name])
-    return sizes
+    return images().sizes(dataset["Figure_path"])
 
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).

@@ -122,6 +122,14 @@ class ImageArchive:
 
         return image_size(self.read(name))
 
+    def sizes(self, names: Sequence[str]) -> list[tuple[int, int]]:
+        """Header sizes of many members; an image named by several rows is read once."""
+        cache: dict[str, tuple[int, int]] = {}
+        for name in names:
+            if name not in cache:
+                cache[name] = self.size(name)
+        return [cache[name] for name in names]
+
     def open(self, name: str) -> Image.Image:
         from biores_plugin.image_io import load_image
 
@@ -192,14 +200,7 @@ def _prepare(dataset: Any) -> Any:
 
 
 def _sizes(dataset: Any) -> list[tuple[int, int]]:
-    archive = images()
-    cache: dict[str, tuple[int, int]] = {}
-    sizes = []
-    for name in dataset["img_name"]:
-        if name not in cache:
-            cache[name] = archive.size(name)
-        sizes.append(cache[name])
-    return sizes
+    return images().sizes(dataset["img_name"])
 
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
