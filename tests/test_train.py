@@ -62,6 +62,7 @@ def test_native_and_mixed_training_in_process(synth_small, tmp_path):
     (["--min_pixels", "5000", "--max_pixels", "1000"], "larger than max_pixels"),
     (["--image_aspect_ratio", "pad", "--min_pixels", "100"], "need --image_aspect_ratio native"),
     (["--no_such_flag", "1"], "unknown flag"),
+    (["--vision_tower", "/no/such/tower"], "--vision_tower must be one of siglip, clip or a folder"),
 ])
 def test_bad_flags_fail_fast_with_one_line(tmp_path, synth_small, flags, message):
     start = time.time()
@@ -133,3 +134,41 @@ def test_accelerate_two_processes_on_cpu(synth_small, tmp_path):
     stats = json.loads((out / "biores_train_stats.json").read_text())
     assert stats["global_step"] == 2
     assert stats["samples_seen"] == 2 * 4 * 2  # two processes, batch 4 each
+
+
+def test_pretrained_vision_tower_feeds_biores_train(synth_small, tmp_path):
+    """biores-pretrain-vision -> saved tower -> biores-train --vision_tower FOLDER starts from it."""
+    import torch
+    from safetensors.torch import load_file
+
+    from biores_plugin.models.native_llava import BioresLlavaForConditionalGeneration
+    from biores_plugin.train.pretrain_vision import STATS, pretrain
+    from biores_plugin.train.trainer import train
+
+    tower = tmp_path / "tower"
+    stats = pretrain(["--data_path", f"synth:{synth_small}", "--output_dir", str(tower), "--max_steps", "30", "--learning_rate", "3e-3",
+                      "--per_device_train_batch_size", "8", "--disable_tqdm", "--warmup_steps", "1",
+                      "--tiny_config", '{"vision_hidden": 32, "heads": 2, "num_channels": 1, "image_size": 128}'])
+    assert set(stats["test_accuracy"]) == {"coarse", "fine"}  # one head per question type, scored on the test split
+    assert stats["final_loss"] < stats["first_loss"]  # it learns (24 training images)
+    assert json.loads((tower / STATS).read_text())["steps"] == 30 and not (tmp_path / "tower.partial").exists()
+    saved = load_file(str(tower / "model.safetensors"))
+
+    run = tmp_path / "llava"
+    train(_flags(synth_small, run, "--vision_tower", str(tower), "--max_steps", "2", "--save_strategy", "no", "--freeze_vision_tower", "true"))
+    model = BioresLlavaForConditionalGeneration.from_pretrained(run)
+    assert model.config.vision_config.num_channels == 1 and model.config.vision_config.hidden_size == 32
+    state = model.model.vision_tower.state_dict()
+    assert all(torch.equal(state[name], value) for name, value in saved.items())  # frozen: exactly the pretrained tower
+
+
+def test_tiny_tower_position_table_is_small():
+    """PyTorch's N(0, 1) position table swamps the patch embedding; the tiny init uses 1/sqrt(width)."""
+    from biores_plugin.train.args import DataArguments, ModelArguments
+    from biores_plugin.train.data import Record
+    from biores_plugin.train.trainer import build_model_and_processor
+
+    records = [Record(None, [("how many cells are there?", "two", "coarse")], (64, 64))]
+    model, _ = build_model_and_processor(ModelArguments(vision_tower="siglip", tiny_config='{"vision_hidden": 64}'), DataArguments(data_path="x"), records, 0)
+    table = model.model.vision_tower.embeddings.position_embedding.weight
+    assert abs(float(table.detach().std()) - 64 ** -0.5) < 0.02

@@ -24,7 +24,7 @@ from ..lmms_tasks import NATIVE, parse_resolution, resolution_label
 class ModelArguments:
     model_name_or_path: str = field(default="tiny", metadata={"help": "a biores/HF LLaVA checkpoint folder, or 'tiny' to build one from local configs"})
     version: str = field(default="plain", metadata={"help": "conversation template (plain: '<image> question' -> answer)"})
-    vision_tower: Optional[str] = field(default=None, metadata={"help": "for --model_name_or_path tiny: siglip or clip"})
+    vision_tower: Optional[str] = field(default=None, metadata={"help": "for --model_name_or_path tiny: siglip or clip (random), or a saved tower folder (biores-pretrain-vision)"})
     mm_projector_type: str = field(default="mlp2x_gelu", metadata={"help": "mlp2x_gelu (LLaVA's), with LayerNorm when merge_size > 1"})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the projector (LLaVA pretraining stage)"})
     freeze_vision_tower: bool = field(default=False)
@@ -165,4 +165,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
             raise BioresConfigError(f"--tiny_config is not valid JSON: {exc.msg}") from None
     parse_loss_weights(data_args.answer_loss_weights)
     parse_mixed_resolution(data_args.mixed_resolution)
+    resolution_config(data_args, int(data_args.patch_size or 16))  # policy errors before any data loads
+    if model_args.model_name_or_path == "tiny":
+        from .trainer import pretrained_tower_config
+
+        pretrained_tower_config(model_args.vision_tower)  # a tower kind or a saved tower folder
     return model_args, data_args, training_args

@@ -117,6 +117,43 @@ def vocabulary_of(records: Sequence[Any]) -> list[str]:
     return sorted(words)
 
 
+TOWER_KINDS = ("siglip", "clip")
+
+
+def pretrained_tower_config(vision_tower: Optional[str]) -> Any:
+    """The vision config of a pretrained tower folder (``--vision_tower PATH``), else ``None``.
+
+    As in LLaVA, ``--vision_tower`` names the tower: ``siglip`` / ``clip`` build a random tiny
+    one, a folder written by ``save_pretrained`` (for example by ``biores-pretrain-vision``)
+    starts from its weights.
+    """
+    from transformers import AutoConfig, CLIPVisionConfig, SiglipVisionConfig
+
+    from ..errors import BioresConfigError
+
+    if vision_tower is None or vision_tower in TOWER_KINDS:
+        return None
+    path = Path(vision_tower)
+    if not (path / "config.json").is_file():
+        raise BioresConfigError(f"--vision_tower must be one of {', '.join(TOWER_KINDS)} or a folder with a saved vision tower (config.json), got {vision_tower!r}")
+    config = AutoConfig.from_pretrained(path)
+    if not isinstance(config, (SiglipVisionConfig, CLIPVisionConfig)):
+        raise BioresConfigError(f"--vision_tower {path}: expected a SigLIP or CLIP vision tower, found {type(config).__name__}")
+    return config
+
+
+def load_pretrained_tower(model: Any, vision_tower: str) -> None:
+    """Copy a saved tower's weights into ``model``'s vision tower (every tensor must match)."""
+    from transformers import AutoModel
+
+    source = AutoModel.from_pretrained(vision_tower)
+    missing, unexpected = model.model.vision_tower.load_state_dict(source.state_dict(), strict=False)
+    if missing or unexpected:
+        from ..errors import BioresConfigError
+
+        raise BioresConfigError(f"--vision_tower {vision_tower}: weights do not fit the tower (missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int):
     """A tiny model from local configs (``tiny``) or a saved biores/HF LLaVA checkpoint."""
     from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
@@ -124,16 +161,28 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
 
     if model_args.model_name_or_path == "tiny":
         overrides = json.loads(model_args.tiny_config) if model_args.tiny_config else {}
+        pretrained = pretrained_tower_config(model_args.vision_tower)
+        if pretrained is not None:  # the tower's shape comes from its checkpoint
+            overrides.update(patch_size=pretrained.patch_size, vision_hidden=pretrained.hidden_size,
+                             num_channels=pretrained.num_channels, image_size=pretrained.image_size)
         patch = int(data_args.patch_size or overrides.get("patch_size", 16))
+        if pretrained is not None and patch != pretrained.patch_size:
+            from ..errors import BioresConfigError
+
+            raise BioresConfigError(f"--patch_size {patch} does not match the pretrained tower's {pretrained.patch_size}")
         overrides["patch_size"] = patch
         resolution = resolution_config(data_args, patch)
         tokenizer = build_word_tokenizer(vocabulary_of(records))
         config = tiny_llava_config(
-            len(tokenizer), tower=model_args.vision_tower or "siglip",
+            len(tokenizer), tower="siglip" if pretrained is not None else (model_args.vision_tower or "siglip"),
             image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
             resolution=resolution.to_dict(), **overrides,
         )
+        if pretrained is not None:
+            config.vision_config = pretrained
+            if pretrained.model_type.startswith("clip"):
+                config.vision_feature_select_strategy = "default"
         torch.manual_seed(seed)
         model = BioresLlavaForConditionalGeneration(config)
         if model_args.init == "torch":
@@ -143,10 +192,20 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
             for module in model.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
+            # ...except the tower's position table: nn.Embedding's N(0, 1) swamps the patch
+            # embedding (|pos| ~ 8 vs a 0.1-sized grating response); trained on the fine label
+            # such a tower was still at chance after 300 steps, against 100-200 steps with
+            # SigLIP's own std 1/sqrt(width)
+            with torch.no_grad():
+                for name, module in model.model.vision_tower.named_modules():
+                    if name.endswith("position_embedding") and isinstance(module, torch.nn.Embedding):
+                        module.weight.normal_(0.0, module.weight.shape[-1] ** -0.5)
         elif model_args.init != "hf":
             from ..errors import BioresConfigError
 
             raise BioresConfigError(f"--init must be 'torch' or 'hf', got {model_args.init!r}")
+        if pretrained is not None:
+            load_pretrained_tower(model, model_args.vision_tower)
         mean = std = [0.5, 0.5, 0.5]
         processor = BioresLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement)
     else:
