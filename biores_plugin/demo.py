@@ -274,8 +274,10 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         # "close to the best" means nothing when no model reads the image: finding 1 must hold too
         verdicts.update(finding3_worst_gap=worst, finding3=bool(worst is not None and worst <= 3 and between and verdicts.get("finding1")), visual_tokens_seen=stats)
         lines.append(
-            f"3. Mixed-resolution model: at most {worst:.1f} points below the best model at any inference resolution "
-            f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and {stats['native']:,} (native) "
+            f"3. Mixed-resolution model: "
+            + (f"at most {worst:.1f} points below the best other model at any inference resolution " if worst > 0 else
+               f"at or above the best other model at every inference resolution (by {-worst:.1f} points or more) ")
+            + f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and {stats['native']:,} (native) "
             f"-> {'HOLDS' if verdicts['finding3'] else 'does not hold'}."
         )
     prior = answer_prior(cells, runs)

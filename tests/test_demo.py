@@ -70,3 +70,24 @@ def test_rerun_is_cached_and_interrupted_stage_is_redone(quick_demo):
     assert third.returncode == 0, third.stderr[-3000:]
     assert "train low: 64:1" in third.stdout and "train native: cached" in third.stdout
     assert model_file.read_bytes()[:8] != b"partial"
+
+
+@pytest.mark.parametrize("mixed_at_64, holds, wording", [(0.60, True, "at or above the best other model"), (0.45, False, "at most 5.0 points below")])
+def test_findings_are_judged_from_the_matrix(tmp_path, mixed_at_64, holds, wording):
+    """Finding 3: within 3 points of the best other model everywhere and a cost in between."""
+    from types import SimpleNamespace
+
+    from biores_plugin.demo import DONE, DemoConfig, findings
+
+    runs = {}
+    for model, tokens in (("low", 100), ("native", 900), ("mixed", 500)):
+        (tmp_path / "runs" / model).mkdir(parents=True)
+        (tmp_path / "runs" / model / DONE).write_text(json.dumps({"stats": {"visual_tokens_seen": tokens}}))
+        runs[model] = tmp_path / "runs" / model
+    acc = {("64", "64"): .5, ("64", "128"): .2, ("64", "native"): .2, ("native", "64"): .4, ("native", "128"): .4,
+           ("native", "native"): .8, ("mixed", "64"): mixed_at_64, ("mixed", "128"): .6, ("mixed", "native"): .9}
+    cells = [SimpleNamespace(train=t, resolution=r, accuracy=v) for (t, r), v in acc.items()]
+    text, verdicts = findings(cells, DemoConfig(), runs)
+    assert verdicts["finding1"] and abs(verdicts["finding1_gap"] - 30) < 1e-9
+    assert verdicts["finding2"] and abs(verdicts["finding2_drop"] - 30) < 1e-9
+    assert verdicts["finding3"] is holds and wording in text
