@@ -39,7 +39,7 @@ from .io_utils import atomic_write_text
 
 DONE = ".biores-stage.json"
 #: Bump when the recipe changes so cached stages are not reused across recipes.
-RECIPE = 5
+RECIPE = 6
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class DemoConfig:
     scheduler: str = "cosine"
     warmup: float = 0.05
     init: str = "torch"
-    placement: str = "after"
+    placement: str = "before"
     encoder_generator: str = "puncta"
     encoder_n: int = 1500
     encoder_steps: int = 400
@@ -91,7 +91,7 @@ class Stage:
 
     def __init__(self, folder: Path, params: dict[str, Any]):
         self.folder, self.params = folder, {**params, "recipe": RECIPE}
-        self.key = _fingerprint(params)
+        self.key = _fingerprint(self.params)  # a new RECIPE invalidates every cached stage
 
     def done(self) -> bool:
         marker = self.folder / DONE

@@ -91,3 +91,16 @@ def test_findings_are_judged_from_the_matrix(tmp_path, mixed_at_64, holds, wordi
     assert verdicts["finding1"] and abs(verdicts["finding1_gap"] - 30) < 1e-9
     assert verdicts["finding2"] and abs(verdicts["finding2_drop"] - 30) < 1e-9
     assert verdicts["finding3"] is holds and wording in text
+
+
+def test_stage_cache_key_covers_params_and_recipe(tmp_path, monkeypatch):
+    from biores_plugin import demo
+
+    stage = demo.Stage(tmp_path / "s", {"a": 1})
+    stage.reset()
+    assert not stage.done()  # no marker yet: an interrupted stage is never used
+    stage.finish({"seconds": 1.0})
+    assert demo.Stage(tmp_path / "s", {"a": 1}).done()
+    assert not demo.Stage(tmp_path / "s", {"a": 2}).done()
+    monkeypatch.setattr(demo, "RECIPE", demo.RECIPE + 1)  # a new recipe invalidates cached stages
+    assert not demo.Stage(tmp_path / "s", {"a": 1}).done()
