@@ -148,10 +148,9 @@ def stage_encoder(cfg: DemoConfig, out: Path, log: Any) -> Path | None:
     log(f"[2/5] vision encoder: pretraining on {cfg.encoder_n} {cfg.encoder_generator} images at {cfg.native} px, {cfg.encoder_steps} steps")
     data = write_dataset(stage.folder / "data", generators=(cfg.encoder_generator,), n_train=cfg.encoder_n, n_test=max(50, cfg.encoder_n // 10),
                          size=cfg.native, seed=cfg.seed + 1000, progress=True, workers=max(1, cfg.threads))
-    tiny = {k: v for k, v in cfg.tiny.items() if k not in ("text_hidden", "text_layers")}
     stats = pretrain([
         "--data_path", f"synth:{data}", "--output_dir", str(stage.folder / "tower"), "--vision_tower", "siglip",
-        "--tiny_config", json.dumps({**tiny, "image_size": cfg.native, "patch_size": 16}),
+        "--tiny_config", json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
         "--max_steps", str(cfg.encoder_steps), "--per_device_train_batch_size", str(cfg.batch_size),
         "--learning_rate", str(cfg.encoder_lr), "--seed", str(cfg.seed),
     ])

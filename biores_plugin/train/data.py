@@ -105,14 +105,22 @@ def _llava_records(path: Path, image_folder: Optional[str], limit: Optional[int]
     return records
 
 
-def load_records(data_path: str, image_folder: Optional[str] = None, limit: Optional[int] = None) -> list[Record]:
+def synth_root(data_path: str) -> Optional[Path]:
+    """The folder of the biores synth dataset ``data_path`` names (``synth:DIR``, or a folder with
+    ``meta.json``), else ``None``."""
     text = str(data_path)
     if text.startswith("synth:"):
-        return _synth_records(Path(text[len("synth:"):]), limit=limit)
+        return Path(text[len("synth:"):])
     path = Path(text)
+    return path if path.is_dir() and (path / "meta.json").is_file() else None
+
+
+def load_records(data_path: str, image_folder: Optional[str] = None, limit: Optional[int] = None) -> list[Record]:
+    root = synth_root(data_path)
+    if root is not None:
+        return _synth_records(root, limit=limit)
+    path = Path(str(data_path))
     if path.is_dir():
-        if (path / "meta.json").is_file():
-            return _synth_records(path, limit=limit)
         raise BioresConfigError(f"{path} is a folder but not a biores synth dataset (no meta.json)")
     if not path.is_file():
         raise BioresConfigError(f"--data_path {path} does not exist")

@@ -77,7 +77,6 @@ class _Images:
         from ..lmms_tasks import NATIVE, sweep_image
 
         self.pixels: list[torch.Tensor] = []
-        self.labels: dict[str, torch.Tensor] = {}
         answers: dict[str, list[int]] = {kind: [] for kind in classes}
         for record, draw in zip(records, draws):
             if record.image is None:
@@ -131,19 +130,14 @@ def pretrain(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Run ``biores-pretrain-vision``; returns the stats it writes."""
     from tqdm.auto import tqdm
 
-    from .data import draw_resolutions, load_records
+    from .data import _synth_records, draw_resolutions, load_records, synth_root
     from .trainer import build_model_and_processor
 
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     records = load_records(args.data_path, args.image_folder, args.max_samples)
-    test_records: list[Any] = []
-    if args.data_path.startswith("synth:") or (Path(args.data_path) / "meta.json").is_file():
-        from .data import _synth_records
-
-        root = Path(args.data_path.removeprefix("synth:"))
-        if (root / "test.parquet").is_file():
-            test_records = _synth_records(root, "test")
+    root = synth_root(args.data_path)
+    test_records = _synth_records(root, "test") if root is not None and (root / "test.parquet").is_file() else []
     classes = _classes(records)
     model_args = ModelArguments(model_name_or_path="tiny", vision_tower=args.vision_tower, tiny_config=args.tiny_config)
     data_args = DataArguments(data_path=args.data_path, image_aspect_ratio="native", mixed_resolution=args.mixed_resolution, max_pixels=args.max_pixels)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.trainer_utils import TrainOutput
 
-from ..errors import BioresError
+from ..errors import BioresConfigError, BioresError
 from ..io_utils import atomic_write_text
 from .args import parse_args, parse_loss_weights, parse_mixed_resolution, resolution_config
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, draw_resolutions, draw_summary, load_records
@@ -129,8 +129,6 @@ def pretrained_tower_config(vision_tower: Optional[str]) -> Any:
     """
     from transformers import AutoConfig, CLIPVisionConfig, SiglipVisionConfig
 
-    from ..errors import BioresConfigError
-
     if vision_tower is None or vision_tower in TOWER_KINDS:
         return None
     path = Path(vision_tower)
@@ -149,8 +147,6 @@ def load_pretrained_tower(model: Any, vision_tower: str) -> None:
     source = AutoModel.from_pretrained(vision_tower)
     missing, unexpected = model.model.vision_tower.load_state_dict(source.state_dict(), strict=False)
     if missing or unexpected:
-        from ..errors import BioresConfigError
-
         raise BioresConfigError(f"--vision_tower {vision_tower}: weights do not fit the tower (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
@@ -167,8 +163,6 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
                              num_channels=pretrained.num_channels, image_size=pretrained.image_size)
         patch = int(data_args.patch_size or overrides.get("patch_size", 16))
         if pretrained is not None and patch != pretrained.patch_size:
-            from ..errors import BioresConfigError
-
             raise BioresConfigError(f"--patch_size {patch} does not match the pretrained tower's {pretrained.patch_size}")
         overrides["patch_size"] = patch
         resolution = resolution_config(data_args, patch)
@@ -201,8 +195,6 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
                     if name.endswith("position_embedding") and isinstance(module, torch.nn.Embedding):
                         module.weight.normal_(0.0, module.weight.shape[-1] ** -0.5)
         elif model_args.init != "hf":
-            from ..errors import BioresConfigError
-
             raise BioresConfigError(f"--init must be 'torch' or 'hf', got {model_args.init!r}")
         if pretrained is not None:
             load_pretrained_tower(model, model_args.vision_tower)
@@ -211,14 +203,10 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
     else:
         path = Path(model_args.model_name_or_path)
         if not path.is_dir():
-            from ..errors import BioresConfigError
-
             raise BioresConfigError(f"--model_name_or_path {path} is not a local checkpoint folder (or use 'tiny')")
         model = BioresLlavaForConditionalGeneration.from_pretrained(path, **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}))
         resolution = resolution_config(data_args, int(data_args.patch_size or model.config.vision_config.patch_size))
         if resolution.merge_size != model.model.merge_size:
-            from ..errors import BioresConfigError
-
             raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
         base = BioresLlavaProcessor.from_pretrained(path)
         processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std, image_placement=base.image_placement)

@@ -15,35 +15,17 @@ response), ``open_accuracy`` (exact match after normalisation), ``accuracy`` (ov
 secondary ``open_recall`` (share of answer tokens found in the response).
 """
 
-from biores_plugin.lmms_tasks import chat_messages, sweep_getattr, sweep_image
+# PathVQA has VQA-RAD's schema (image, question, answer; closed = yes/no answer), so the task
+# functions are VQA-RAD's own, including the module __getattr__ that serves process_docs_224,
+# process_docs_native, ... for any resolution.
 from biores_plugin.tasks.biores_vqa_rad.utils import (  # noqa: F401  (yaml !function targets)
-    add_question_type,
+    __getattr__,
     aggregate_accuracy,
     aggregate_closed,
     aggregate_open,
     aggregate_open_recall,
-    vqa_doc_to_text,
-    vqa_results,
+    doc_to_messages,
+    doc_to_text,
+    doc_to_visual,
+    process_results,
 )
-
-
-def _prepare(dataset):
-    return add_question_type(dataset)
-
-
-# process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
-__getattr__ = sweep_getattr(prepare=_prepare, image_column="image")
-
-
-def doc_to_visual(doc):
-    return [sweep_image(doc["image"], int(doc["biores_resolution"]))]
-
-
-doc_to_text = vqa_doc_to_text
-
-
-def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
-    return chat_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
-
-
-process_results = vqa_results
