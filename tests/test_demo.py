@@ -104,3 +104,12 @@ def test_stage_cache_key_covers_params_and_recipe(tmp_path, monkeypatch):
     assert not demo.Stage(tmp_path / "s", {"a": 2}).done()
     monkeypatch.setattr(demo, "RECIPE", demo.RECIPE + 1)  # a new recipe invalidates cached stages
     assert not demo.Stage(tmp_path / "s", {"a": 1}).done()
+
+
+def test_demo_rejects_negative_encoder_steps_in_one_line(tmp_path, capsys):
+    from biores_plugin.cli import main
+
+    assert main(["demo", "--encoder-steps", "-1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "biores demo: error: --encoder-steps must be >= 0, got -1"
+    assert not (tmp_path / "out").exists()  # nothing generated

@@ -172,3 +172,20 @@ def test_tiny_tower_position_table_is_small():
     model, _ = build_model_and_processor(ModelArguments(vision_tower="siglip", tiny_config='{"vision_hidden": 64}'), DataArguments(data_path="x"), records, 0)
     table = model.model.vision_tower.embeddings.position_embedding.weight
     assert abs(float(table.detach().std()) - 64 ** -0.5) < 0.02
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--data_path", "/no/such/data"], "does not exist"),
+    (["--tiny_config", "{"], "--tiny_config is not JSON"),
+    (["--max_steps", "0"], "must be positive"),
+    (["--mixed_resolution", "native"], "RES:PROB"),
+    (["--no_such_flag", "1"], "unrecognized arguments"),
+])
+def test_pretrain_vision_bad_input_gets_one_line(tmp_path, capsys, flags, message):
+    from biores_plugin.train.pretrain_vision import main
+
+    base = ["--data_path", str(tmp_path), "--output_dir", str(tmp_path / "tower")]
+    assert main([*base, *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0 and err.startswith("biores-pretrain-vision: error:")
+    assert not (tmp_path / "tower").exists()

@@ -40,8 +40,15 @@ from .args import DataArguments, ModelArguments, parse_mixed_resolution
 STATS = "biores_pretrain_stats.json"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Flag errors become one-line ``BioresConfigError`` s, as in ``biores-train``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise BioresConfigError(message)
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="biores-pretrain-vision", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="biores-pretrain-vision", description=__doc__.split("\n\n")[0])
     p.add_argument("--data_path", required=True, help="a biores synth folder (synth:DIR) or LLaVA JSON with one answer per question type")
     p.add_argument("--image_folder", default=None)
     p.add_argument("--output_dir", required=True)
