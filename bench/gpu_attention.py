@@ -34,7 +34,7 @@ for p in (ROOT, HERE):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from biores_plugin.vision.attention import (  # noqa: E402
+from biores_plugin.vision.kernels import (  # noqa: E402
     BACKENDS,
     available_backends,
     backend_unavailable_reason,

@@ -37,7 +37,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from biores_plugin.vision import encode_packed  # noqa: E402
-from biores_plugin.vision.attention import resolve_backend  # noqa: E402
+from biores_plugin.vision.kernels import resolve_backend  # noqa: E402
 
 # (H, W): square and non-square, portrait and landscape, smallest 224x224, largest 768x1024 (= 1024x768 W x H)
 DEFAULT_SIZES = [(224, 224), (336, 336), (448, 320), (512, 512), (384, 640), (480, 640), (576, 768), (768, 1024)]

@@ -1,10 +1,21 @@
-"""biores: native- and mixed-resolution biomedical multimodal LLMs.
+"""biores: native- and mixed-resolution biomedical multimodal LLMs for lmms-eval and LLaVA.
 
-Data flows image -> resolution policy -> processor -> vision tower -> language model:
-
-- :mod:`biores_plugin.image_io`   load any biomedical image into a checked RGB/channel array
-- :mod:`biores_plugin.policy`     pure resolution policies (fixed, anyres, native, downsample)
-- :mod:`biores_plugin.processing` transformers-compatible image processors
+The data flows image (``image_io``) -> resolution policy (``resolution``) -> processor
+(``processing``) -> vision tower (``vision``) -> language model (``models``); ``eval``,
+``train``, ``llava``, ``report`` and ``demo`` use them. README.md's layout table names every room.
 """
 
 __version__ = "0.1.0"
+
+
+def register() -> None:
+    """Register biores with transformers (image processors, the ``biores_varlen`` attention).
+
+    Nothing registers at import; the entry points (``biores``, ``biores-train``, lmms-eval's
+    plugin hook, the LLaVA entry) call this once. Idempotent.
+    """
+    from .processing import register_auto_classes
+    from .vision import register as register_attention
+
+    register_auto_classes()
+    register_attention()

@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("biores_plugin.cli", "size before/after and visual tokens of images under resolution policies"),
     "synth": ("biores_plugin.synth.cli", "generate the offline synthetic resolution benchmark"),
     "report": ("biores_plugin.report", "tables and plots from lmms-eval results: accuracy vs resolution, train x inference"),
-    "tasks": ("biores_plugin.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
+    "tasks": ("biores_plugin.eval.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
 }
 
 
@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def info_rows(paths: Sequence[str], policies: Sequence[str], **options: Any) -> list[dict[str, Any]]:
     """One row per (image, policy): original size, model-input size, visual tokens."""
-    from .configuration import ResolutionConfig
     from .image_io import image_size
+    from .resolution import ResolutionConfig
 
     configs = [
         ResolutionConfig(

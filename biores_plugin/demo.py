@@ -1,25 +1,8 @@
 """``biores demo``: the study's three findings, reproduced offline on 2 CPU cores in minutes.
 
-1. generate the synthetic benchmark (striated cells: a coarse question, how many cells, and a
-   fine one, are they striated, whose 2-3 px detail vanishes below native resolution);
-2. pretrain one tiny vision tower on another assay (``biores-pretrain-vision`` on puncta
-   images), the stand-in for the CLIP / SigLIP encoder every LLaVA starts from;
-3. train three tiny LLaVA models with ``biores-train`` from that tower (projector and language
-   model from scratch): at low resolution (64 px), at native resolution, and mixed (50 % native,
-   50 % low);
-4. evaluate each checkpoint with lmms-eval (``biores_llava``) on a ``biores_synth`` sweep
-   (64, 128 px and native);
-5. write ``report.md``, ``heatmap.png`` and ``curve.png`` with ``biores report``, and state, with
-   the measured numbers, whether each finding holds.
-
-Why the pretrained tower: through the language model, a random tiny tower needs 500-1,100 steps
-before it sees 2-3 px texture at all (the loss sits on the answer prior until then), which left
-no budget for the mixed model to converge. Trained directly on image labels the same tower
-learns fine texture in about 250 steps, and the LLaVA models then read it within 100 steps.
-``--encoder-steps 0`` runs the from-scratch variant.
-
-Every stage is cached in ``--out``: a rerun skips finished stages; a stage interrupted half way
-has no completion marker and is redone from scratch, never half used.
+Stages (each cached in ``--out``; an interrupted stage is redone, never half used): synthetic
+data, one pretrained tiny vision tower, three tiny LLaVAs (low, native, mixed) trained with
+``biores-train``, an lmms-eval sweep of each, and the report with the verdicts. docs/demo.md.
 """
 
 from __future__ import annotations
@@ -28,7 +11,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -102,6 +84,14 @@ class Stage:
         except json.JSONDecodeError:
             return False
 
+    def cached(self, log: Any, label: str) -> bool:
+        """True (logged) when the stage is complete; otherwise start it afresh."""
+        if self.done():
+            log(f"{label}: cached ({self.folder})")
+            return True
+        self.reset()
+        return False
+
     def reset(self) -> None:
         if self.folder.exists():
             shutil.rmtree(self.folder)
@@ -118,10 +108,8 @@ def stage_data(cfg: DemoConfig, out: Path, log: Any) -> Path:
     from .synth.dataset import write_dataset
 
     stage = Stage(out / "data", {"generator": cfg.generator, "size": cfg.native, "n_train": cfg.n_train, "n_test": cfg.n_test, "seed": cfg.seed})
-    if stage.done():
-        log(f"[1/5] data: cached ({stage.folder})")
+    if stage.cached(log, "[1/5] data"):
         return stage.folder / "synth"
-    stage.reset()
     start = time.time()
     log(f"[1/5] data: generating {cfg.n_train} + {cfg.n_test} {cfg.generator} images at {cfg.native} px")
     write_dataset(stage.folder / "synth", generators=(cfg.generator,), n_train=cfg.n_train, n_test=cfg.n_test, size=cfg.native, seed=cfg.seed, progress=True, workers=max(1, cfg.threads))
@@ -140,10 +128,8 @@ def stage_encoder(cfg: DemoConfig, out: Path, log: Any) -> Path | None:
     params = {"generator": cfg.encoder_generator, "n": cfg.encoder_n, "steps": cfg.encoder_steps, "lr": cfg.encoder_lr,
               "size": cfg.native, "seed": cfg.seed, "tiny": cfg.tiny, "batch_size": cfg.batch_size}
     stage = Stage(out / "encoder", params)
-    if stage.done():
-        log(f"[2/5] vision encoder: cached ({stage.folder})")
+    if stage.cached(log, "[2/5] vision encoder"):
         return stage.folder / "tower"
-    stage.reset()
     start = time.time()
     log(f"[2/5] vision encoder: pretraining on {cfg.encoder_n} {cfg.encoder_generator} images at {cfg.native} px, {cfg.encoder_steps} steps")
     data = write_dataset(stage.folder / "data", generators=(cfg.encoder_generator,), n_train=cfg.encoder_n, n_test=max(50, cfg.encoder_n // 10),
@@ -166,10 +152,8 @@ def stage_train(cfg: DemoConfig, out: Path, data: Path, model: str, log: Any, en
     params = {k: v for k, v in asdict(cfg).items() if k not in ("models", "eval_resolutions", "eval_batch_size")}
     encoder_key = json.loads((encoder.parent / DONE).read_text())["key"] if encoder is not None else None
     stage = Stage(out / "runs" / model, {**params, "model": model, "spec": spec, "data": str(data), "encoder": encoder_key})
-    if stage.done():
-        log(f"[3/5] train {model}: cached ({stage.folder})")
+    if stage.cached(log, f"[3/5] train {model}"):
         return stage.folder
-    stage.reset()
     log(f"[3/5] train {model}: {spec}, {cfg.steps} steps x {cfg.batch_size}")
     argv = [
         "--model_name_or_path", "tiny", "--vision_tower", str(encoder) if encoder is not None else "siglip", "--image_placement", cfg.placement, "--init", cfg.init,
@@ -193,10 +177,10 @@ def stage_eval(cfg: DemoConfig, out: Path, data: Path, runs: dict[str, Path], lo
     """One lmms-eval start for all checkpoints (in-process), one results folder per model."""
     import os
 
-    from .taskgen import write_custom_sweep
+    from .eval.taskgen import write_custom_sweep
 
     tasks_root = out / "tasks"
-    folder = write_custom_sweep("synth", cfg.eval_resolutions, tasks_root, name="biores_synth_demo")
+    write_custom_sweep("synth", cfg.eval_resolutions, tasks_root, name="biores_synth_demo")
     task_names = [f"biores_synth_demo_{r}" for r in cfg.eval_resolutions]
     results: dict[str, Path] = {}
     todo = []
@@ -215,9 +199,9 @@ def stage_eval(cfg: DemoConfig, out: Path, data: Path, runs: dict[str, Path], lo
     from lmms_eval.tasks import TaskManager
     from lmms_eval.utils import get_datetime_str
 
-    from . import lmms_eval_plugin
+    from .eval import plugin
 
-    lmms_eval_plugin.install()
+    plugin.install()
     manager = TaskManager("WARNING", include_path=str(tasks_root))
     for model, run, stage in todo:
         stage.reset()

@@ -1,39 +1,31 @@
-"""Image processors that apply a resolution policy (transformers-compatible).
+"""transformers-compatible image processors that apply a resolution policy.
 
-* :class:`BioresNativeImageProcessor` resizes each image with the ``native`` policy and returns
-  per-image pixel tensors of different sizes (``return_format="images"``, what a CLIP/SigLIP
-  tower with interpolated position embeddings eats) or packed patches with per-image grids
-  (``return_format="patches"``, Qwen2-VL's layout: ``pixel_values [sum N_i, C*t*p*p]`` and
-  ``image_grid_thw``).
-* :class:`BioresAnyResImageProcessor` is LLaVA-NeXT's anyres processor; its output equals
-  HF ``LlavaNextImageProcessor`` on the same config and images.
-
-Both follow transformers' habits: ``save_pretrained`` / ``from_pretrained`` round trip,
-``AutoImageProcessor`` resolves them from ``preprocessor_config.json`` after
-``import biores_plugin.processing`` (see :func:`register_auto_classes`).
-
-Speed comes from doing each step once on the smallest tensor that allows it: the resize runs
-on uint8 (torchvision's vectorised antialiased kernels), rescale+normalise is one fused
-multiply-add on the resized pixels, and patches are cut as views before a single copy.
+:class:`BioresNativeImageProcessor` (Qwen2-VL ``smart_resize`` grid; per-image tensors or
+Qwen2-VL's packed patches) and :class:`BioresAnyResImageProcessor` (equal to
+``LlavaNextImageProcessor``). ``AutoImageProcessor`` finds them after
+:func:`register_auto_classes` (``biores_plugin.register()``); design notes: ``docs/processing.md``.
 """
 
 from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as tvF
+from transformers import PretrainedConfig
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from .errors import BioresConfigError, BioresImageError
-from .policy import AnyResPolicy, NativePolicy
+from .resolution import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, AnyResPolicy, NativePolicy, ResolutionConfig
 
 __all__ = [
+    "BioresAnyResVisionConfig",
+    "BioresVisionConfig",
     "BioresNativeImageProcessor",
     "BioresAnyResImageProcessor",
     "to_uint8_chw",
@@ -141,6 +133,17 @@ class _AffineNormalizer:
         return torch.addcmul(self.offset, image_u8.float(), self.scale)
 
 
+#: Resampling and normalisation defaults shared by both processors (CLIP's statistics).
+_PIXEL_DEFAULTS: dict[str, Any] = {
+    "image_mean": list(OPENAI_CLIP_MEAN),
+    "image_std": list(OPENAI_CLIP_STD),
+    "resample": 3,
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+}
+
+
 class _BioresImageProcessorBase(BaseImageProcessor):
     """Shared plumbing: attribute defaults, serialisation, normalisation."""
 
@@ -190,14 +193,9 @@ class BioresNativeImageProcessor(_BioresImageProcessorBase):
         "patch_size": 14,
         "merge_size": 1,
         "temporal_patch_size": 1,
-        "min_pixels": 56 * 56,
-        "max_pixels": 28 * 28 * 1280,
-        "image_mean": list(OPENAI_CLIP_MEAN),
-        "image_std": list(OPENAI_CLIP_STD),
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
+        "min_pixels": DEFAULT_MIN_PIXELS,
+        "max_pixels": DEFAULT_MAX_PIXELS,
+        **_PIXEL_DEFAULTS,
         "return_format": "images",
     }
 
@@ -266,12 +264,7 @@ class BioresAnyResImageProcessor(_BioresImageProcessorBase):
         "size": {"shortest_edge": 336},
         "crop_size": {"height": 336, "width": 336},
         "image_grid_pinpoints": [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]],
-        "image_mean": list(OPENAI_CLIP_MEAN),
-        "image_std": list(OPENAI_CLIP_STD),
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
+        **_PIXEL_DEFAULTS,
         "do_pad": True,
         "patch_size": 14,
     }
@@ -337,22 +330,30 @@ class BioresAnyResImageProcessor(_BioresImageProcessorBase):
         return BatchFeature(data=data)
 
 
+class BioresVisionConfig(PretrainedConfig):
+    """Config class under which biores registers its image processors with ``AutoImageProcessor``."""
+
+    model_type = "biores_vision"
+
+    def __init__(self, resolution: dict[str, Any] | None = None, **kwargs: Any):
+        self.resolution = dict(resolution or ResolutionConfig().to_dict())
+        super().__init__(**kwargs)
+
+
+class BioresAnyResVisionConfig(BioresVisionConfig):
+    """Config class for the anyres processor's ``AutoImageProcessor`` registration."""
+
+    model_type = "biores_anyres_vision"
+
+
 def register_auto_classes() -> None:
     """Make ``AutoImageProcessor.from_pretrained`` resolve biores processors by class name.
 
-    transformers resolves ``image_processor_type`` from ``preprocessor_config.json`` through the
-    module ``transformers.models.<...>`` table and, as a fallback, through classes registered
-    with ``AutoImageProcessor.register``. Registration needs a config class; biores registers
-    its own :class:`~biores_plugin.configuration.BioresVisionConfig`, so no stock mapping is
-    touched.
+    transformers falls back to classes registered with ``AutoImageProcessor.register``, which
+    needs a config class: biores registers its own, so no stock mapping is touched (idempotent).
     """
     from transformers import AutoConfig, AutoImageProcessor
-
-    from .configuration import BioresAnyResVisionConfig, BioresVisionConfig
 
     for config, processor in ((BioresVisionConfig, BioresNativeImageProcessor), (BioresAnyResVisionConfig, BioresAnyResImageProcessor)):
         AutoConfig.register(config.model_type, config, exist_ok=True)
         AutoImageProcessor.register(config, image_processor_classes={"torchvision": processor}, exist_ok=True)
-
-
-register_auto_classes()

@@ -99,10 +99,11 @@ def build_tiny_llava(
     """``(model, processor)``: a random tiny native-resolution LLaVA and its processor."""
     import torch
 
-    from .configuration import ResolutionConfig
     from .models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
 
     tokenizer = build_word_tokenizer(words)
+    from .resolution import ResolutionConfig
+
     res = ResolutionConfig.from_dict(resolution or {"image_aspect_ratio": "native", "patch_size": config_kwargs.get("patch_size", 16), "merge_size": 2, "min_pixels": 32 * 32, "max_pixels": 512 * 512})
     config = tiny_llava_config(
         len(tokenizer), image_token_id=tokenizer.convert_tokens_to_ids("<image>"),

@@ -1,37 +1,10 @@
-"""Runtime patch: packed, native-resolution CLIP / SigLIP vision towers (transformers 5.x).
+"""Runtime patch: CLIP / SigLIP vision towers take a LIST of differently sized images (transformers 5.x).
 
-Use it the way LLaVA's old ``train_mem.py`` used ``replace_llama_attn_with_flash_attn()`` before ``train()``::
-
-    from biores_plugin.patches import varlen_vision
-    varlen_vision.apply()          # or:  with varlen_vision.patched(): ...
-    out = clip_vision_model(pixel_values=[img_336x336, img_448x1024, img_224x224])   # list of [C, H_i, W_i]
-    out.last_hidden_state          # [1, total_tokens, D], image j = tokens out.cu_seqlens[j]:out.cu_seqlens[j+1]
-
-WHAT IT REPLACES (class attributes; ``revert()`` puts the exact original function objects back):
-
-1. ``transformers.models.clip.modeling_clip.CLIPVisionModel.forward``
-2. ``transformers.models.siglip.modeling_siglip.SiglipVisionModel.forward``
-   -> a wrapper: when ``pixel_values`` is a list/tuple of ``[C, H_i, W_i]`` tensors it returns
-   ``biores_plugin.vision.forward_packed(self, pixel_values, ...)`` (every image embedded at its own size with
-   the tower's own ``interpolate_pos_encoding=True``, all tokens packed into one ``[1, total, D]`` sequence, the
-   stock encoder layers run with block-diagonal ``"biores_varlen"`` attention; the output is a
-   ``BaseModelOutputWithPooling`` with extra ``cu_seqlens`` / ``grid_hw``; ``output_hidden_states`` gives packed
-   ``[1, total, D]`` states). Tensor ``pixel_values`` go to the original forward untouched. In transformers 5.x
-   these classes ARE the vision transformers (the 4.x ``CLIPVisionTransformer`` / ``SiglipVisionTransformer``
-   behind ``.vision_model`` no longer exist), and ``CLIPModel`` / ``CLIPVisionModelWithProjection`` /
-   ``SiglipModel`` reach them through their ``.vision_model`` attribute, so those accept lists too.
-3. ``transformers.models.siglip.modeling_siglip.SiglipAttention.forward``
-   -> a wrapper that makes the packed-sequence kwargs (``cu_seq_lens_q`` / ``max_length_q`` ...) flow to the
-   attention function: in transformers 5.24 ``SiglipAttention.forward`` accepts ``**kwargs`` but does not pass
-   them to ``attention_interface(...)`` (``CLIPAttention.forward`` does), so a SigLIP model configured with
-   ``attn_implementation="biores_varlen"`` would silently attend across images. The wrapper publishes them via
-   ``biores_plugin.vision.packed_attention_context`` for the duration of the call and otherwise calls the
-   original unchanged.
-
-Importing ``biores_plugin.vision`` also registers the ``"biores_varlen"`` attention function with
-``transformers.AttentionInterface`` (additive, not undone by ``revert()``).
-
-Refused (one-line ``BioresConfigError``): transformers major version other than 5, or any hook point above missing.
+``apply()`` / ``revert()`` / ``with patched():`` wrap, through :mod:`biores_plugin.patching` (group
+``"varlen_vision"``): ``CLIPVisionModel.forward`` and ``SiglipVisionModel.forward`` (list/tuple ``pixel_values``
+-> ``biores_plugin.vision.forward_packed``, tensors -> the original) and ``SiglipAttention.forward`` (hands the
+packed kwargs to the attention function). ``apply()`` also registers ``"biores_varlen"`` (not undone by revert).
+Details, usage and refusals: ``docs/vision_attention.md``.
 """
 
 from __future__ import annotations
@@ -41,16 +14,16 @@ import functools
 import inspect
 import threading
 from collections.abc import Iterator
-from typing import Any
 
+from biores_plugin import patching
 from biores_plugin.errors import BioresConfigError
 
 __all__ = ["SUPPORTED_TRANSFORMERS_MAJOR", "apply", "is_applied", "patched", "revert", "targets"]
 
 SUPPORTED_TRANSFORMERS_MAJOR = 5
+GROUP = "varlen_vision"  # the biores_plugin.patching group of every wrapper installed here
 
 _LOCK = threading.RLock()
-_ORIGINALS: dict[tuple[type, str], Any] = {}  # (class, attribute) -> the exact object found in cls.__dict__
 
 
 def _transformers_major() -> tuple[int, str]:
@@ -123,7 +96,6 @@ def _vision_forward_wrapper(original):
             return_dict=return_dict,
         )
 
-    forward.__biores_patch__ = "varlen_vision"
     return forward
 
 
@@ -138,37 +110,36 @@ def _attention_forward_wrapper(original):
         with packed_attention_context(info):
             return original(self, hidden_states, attention_mask, **kwargs)
 
-    forward.__biores_patch__ = "varlen_vision"
     return forward
 
 
 # --------------------------------------------------------------------------------------------- public API
 def is_applied() -> bool:
-    return bool(_ORIGINALS)
+    return bool(patching.patches(GROUP))
 
 
 def apply() -> None:
     """Install the patch (idempotent: a second call does nothing)."""
     with _LOCK:
-        if _ORIGINALS:
+        if is_applied():
             return
         found = targets()
         from biores_plugin.vision.attention import register_with_transformers
 
         register_with_transformers()
-        for cls, name in found:
-            original = cls.__dict__[name]
-            wrapper = _attention_forward_wrapper if cls.__name__.endswith("Attention") else _vision_forward_wrapper
-            _ORIGINALS[(cls, name)] = original
-            setattr(cls, name, wrapper(original))
+        try:
+            for cls, name in found:
+                make = _attention_forward_wrapper if cls.__name__.endswith("Attention") else _vision_forward_wrapper
+                patching.wrap(cls, name, make, group=GROUP)
+        except BaseException:
+            patching.revert(GROUP)  # all or nothing
+            raise
 
 
 def revert() -> None:
     """Restore the exact original callables (no-op when not applied)."""
     with _LOCK:
-        while _ORIGINALS:
-            (cls, name), original = _ORIGINALS.popitem()
-            setattr(cls, name, original)
+        patching.revert(GROUP)
 
 
 @contextlib.contextmanager

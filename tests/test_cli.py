@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from biores_plugin.policy import AnyResPolicy, FixedPolicy, NativePolicy
+from biores_plugin.resolution import AnyResPolicy, FixedPolicy, NativePolicy
 
 
 def biores(*args: str) -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from biores_plugin.policy import DownsamplePolicy, NativePolicy
+from biores_plugin.resolution import DownsamplePolicy, NativePolicy
 
 LLAVA_INSTALL = "pip install --no-deps llava-torch==1.2.2.post1"
 PATCH = 14
@@ -64,6 +64,19 @@ def test_llava_package_is_installed():
         pytest.fail(f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False)
 
 
+def write_conversations(root: Path, sizes, answers, *, seed: int, name: str) -> list[dict]:
+    """``root/imgs/<i>.png`` (random RGB at each ``(width, height)``) and LLaVA's conversation JSON ``root/name``."""
+    rng = np.random.default_rng(seed)
+    (root / "imgs").mkdir()
+    data = []
+    for i, ((w, h), answer) in enumerate(zip(sizes, answers)):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "imgs" / f"{i}.png")
+        data.append({"id": str(i), "image": f"{i}.png", "conversations": [
+            {"from": "human", "value": "<image>\nwhat is shown"}, {"from": "gpt", "value": answer}]})
+    (root / name).write_text(json.dumps(data))
+    return data
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
             "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true"}
@@ -81,14 +94,7 @@ def world(llava_pkg, tmp_path_factory) -> Path:
     from biores_plugin.tiny import build_word_tokenizer
 
     root = tmp_path_factory.mktemp("llava_world")
-    rng = np.random.default_rng(0)
-    (root / "imgs").mkdir()
-    data = []
-    for i, ((w, h), answer) in enumerate(zip(SIZES, ANSWERS)):
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "imgs" / f"{i}.png")
-        data.append({"id": str(i), "image": f"{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nwhat is shown"}, {"from": "gpt", "value": answer}]})
-    (root / "tiny.json").write_text(json.dumps(data))
+    data = write_conversations(root, SIZES, ANSWERS, seed=0, name="tiny.json")
     # --version plain: "<image>" + answer + "\n"; every word must be in the vocabulary (the pad token is <unk>).
     words = sorted({w for d in data for turn in d["conversations"] for w in turn["value"].replace("<image>", " ").split()})
     tokenizer = build_word_tokenizer(words)
@@ -170,7 +176,7 @@ def test_native_training_via_entry_point(runs):
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
 
-    from biores_plugin.configuration import ResolutionConfig
+    from biores_plugin.resolution import ResolutionConfig
 
     saved = ResolutionConfig.from_pretrained(out)
     assert saved is not None and saved.policy() == policy
@@ -198,18 +204,18 @@ def test_native_checkpoint_inference(runs, llava_pkg, tmp_path):
 
 
 def test_mixed_resolution_draw_is_reproducible_and_logged(runs):
-    from biores_plugin.llava.resolution import MixedResolution
+    from biores_plugin.resolution import ResolutionConfig, resolution_label
 
     out, _ = runs["mixed"]
-    base = NativePolicy(PATCH, 1, MIN_PIXELS, MAX_PIXELS)
-    mixed = MixedResolution(MIXED, base, seed=MIXED_SEED)
+    config = ResolutionConfig(mixed_resolution=MIXED, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=PATCH)
+    mixed = config.mixed(MIXED_SEED)
     draws = _events(out, "draw")
     assert sorted(d["index"] for d in draws) == list(range(len(SIZES)))
     for d in draws:  # the run's draw is exactly the one recomputed from (seed, index)
-        expect = mixed.draw(d["index"])
-        assert d["choice"] == expect.label
+        level = mixed.draw(d["index"])
+        assert d["choice"] == resolution_label(level)
         w, h = SIZES[d["index"]]
-        assert tuple(d["size_hw"]) == tuple(reversed(expect.policy.resize_target(w, h)))
+        assert tuple(d["size_hw"]) == tuple(reversed(config.level_policy(level).resize_target(w, h)))
     assert len({d["choice"] for d in draws}) > 1
     batches = _events(out, "batch")
     assert sorted(tuple(s) for b in batches for s in b["image_sizes_hw"]) == sorted(tuple(d["size_hw"]) for d in draws)
@@ -217,20 +223,21 @@ def test_mixed_resolution_draw_is_reproducible_and_logged(runs):
 
 
 def test_mixed_resolution_sampler_follows_probabilities():
-    from biores_plugin.llava.resolution import MixedResolution
+    from biores_plugin.resolution import MixedResolution, ResolutionConfig, resolution_label
 
     base = NativePolicy(PATCH, 1, MIN_PIXELS, MAX_PIXELS)
-    mixed = MixedResolution("native:0.5,448:0.25,224:0.25", base, seed=42)
-    labels = [mixed.draw(i).label for i in range(20000)]
+    mixed = MixedResolution("native:0.5,448:0.25,224:0.25", seed=42)
+    labels = [resolution_label(mixed.draw(i)) for i in range(20000)]
     counts = Counter(labels)
     for label, p in mixed.probabilities.items():
         assert abs(counts[label] / len(labels) - p) < 0.015, (label, counts)
-    again = MixedResolution("native:0.5,448:0.25,224:0.25", base, seed=42)
-    assert [again.draw(i).label for i in range(500)] == labels[:500]
-    other = MixedResolution("native:0.5,448:0.25,224:0.25", base, seed=43)
-    assert [other.draw(i).label for i in range(500)] != labels[:500]
-    assert isinstance(mixed.policies["448"], DownsamplePolicy) and mixed.policies["448"].max_side == 448
-    assert mixed.policies["native"] == base
+    again = MixedResolution("native:0.5,448:0.25,224:0.25", seed=42)
+    assert [resolution_label(again.draw(i)) for i in range(500)] == labels[:500]
+    other = MixedResolution("native:0.5,448:0.25,224:0.25", seed=43)
+    assert [resolution_label(other.draw(i)) for i in range(500)] != labels[:500]
+    config = ResolutionConfig(mixed_resolution=mixed.spec, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=PATCH)
+    assert isinstance(config.level_policy(448), DownsamplePolicy) and config.level_policy(448).max_side == 448
+    assert config.level_policy(0) == base
 
 
 # ------------------------------------------------------------------------------------------------ flags
@@ -334,15 +341,73 @@ def test_anyres_size_shim_accepts_tuple_style_access(llava_pkg):
 
 def test_hooks_skip_cleanly_where_hook_points_are_missing(llava_pkg):
     """LLaVA flavours differ (llava-torch vs LLaVA-NeXT): a missing hook point is skipped, never an error."""
-    from biores_plugin.llava import hooks
+    from biores_plugin.llava import hooks, model_hooks, trainer_hooks
 
     class NoHooks:
         pass
 
     missing = SimpleNamespace()
-    assert not hooks._hook_dataset_index(missing)
-    assert not hooks._hook_data_module(missing)
-    assert not hooks._hook_final_save(missing)
-    assert not hooks._hook_prepare_inputs(NoHooks) and not hooks._hook_encode_images(NoHooks)
+    assert not trainer_hooks.hook_dataset_index(missing)
+    assert not trainer_hooks.hook_data_module(missing)
+    assert not trainer_hooks.hook_final_save(missing)
+    assert not trainer_hooks.hook_trainer_init(missing)
+    assert not model_hooks.hook_prepare_inputs(NoHooks) and not model_hooks.hook_encode_images(NoHooks)
     before = hooks.installed_hooks()
     assert hooks.install_hooks(missing) == before  # already-installed hooks stay, nothing new, no error
+
+
+def _assert_reverted(expected: dict) -> None:
+    from biores_plugin import patching
+
+    for (owner, name), before in expected.items():
+        label = f"{getattr(owner, '__name__', owner)}.{name}"
+        assert not patching.is_wrapped(owner, name), label
+        if before is None:  # an attribute a shim published (transformers.trainer.ALL_LAYERNORM_LAYERS): gone again
+            assert not hasattr(owner, name), label
+        else:
+            assert getattr(owner, name) is before, label
+
+
+def test_hooks_and_shims_revert_to_the_exact_originals(llava_pkg):
+    """Every hook and shim is a recorded patch: reverting puts llava's (and transformers') own objects back,
+    also where llava modules imported a function by name; installing again restores the same set."""
+    import types
+
+    from llava import mm_utils
+
+    from biores_plugin import patching
+    from biores_plugin.llava import apply, hooks, remove, shims
+
+    installed = apply()
+    groups = ("llava.hooks", "llava.shims")
+    labels = {group: sorted(p.label for p in patching.patches(group)) for group in groups}
+    expected = {}
+    for patch in patching.patches("llava.hooks") + patching.patches("llava.shims"):
+        assert patching.is_wrapped(patch.owner, patch.name) and getattr(patch.owner, patch.name) is patch.value
+        before = patching.original(patch.owner, patch.name)
+        assert before is not patch.value and not hasattr(before, "__biores_patch__"), patch.label  # never a wrapper
+        expected[(patch.owner, patch.name)] = before
+    assert len(installed["hooks"]) == 8 and {"layernorm_import", "trainer_tokenizer_kwarg"} <= set(installed["shims"])
+    by_name = types.ModuleType("llava._biores_by_name")  # a llava module that did `from llava.mm_utils import ...`
+    try:
+        reverted = remove()
+        assert len(reverted["hooks"]) + len(reverted["shims"]) == len(expected)
+        assert hooks.installed_hooks() == [] and shims.applied_shims() == []
+        assert all(patching.patches(group) == [] for group in groups)
+        _assert_reverted(expected)
+
+        by_name.process_images, by_name.process_anyres_image = mm_utils.process_images, mm_utils.process_anyres_image
+        sys.modules[by_name.__name__] = by_name
+        assert apply() == installed
+        assert by_name.process_images is mm_utils.process_images is not expected[(mm_utils, "process_images")]
+        assert by_name.process_anyres_image is mm_utils.process_anyres_image
+        hooks.uninstall_hooks()
+        shims.revert_shims()
+        _assert_reverted(expected)
+        assert by_name.process_images is expected[(mm_utils, "process_images")]
+        assert by_name.process_anyres_image is expected[(mm_utils, "process_anyres_image")]
+    finally:
+        sys.modules.pop(by_name.__name__, None)
+        again = apply()  # the later tests run with everything installed again
+    assert again == installed
+    assert {group: sorted(p.label for p in patching.patches(group)) for group in groups} == labels

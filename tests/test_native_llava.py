@@ -9,7 +9,7 @@ from PIL import Image
 
 from biores_plugin.errors import BioresConfigError
 from biores_plugin.models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
-from biores_plugin.policy import NativePolicy
+from biores_plugin.resolution import NativePolicy
 from biores_plugin.tiny import build_tiny_llava
 
 WORDS = "how many cells are there ? one two three four yes no striated".split()
@@ -119,7 +119,7 @@ def test_policy_is_saved_and_restored(siglip_merge_model, tmp_path, rng):
 
 
 def test_fixed_pad_policy_squares_with_mean(tmp_path):
-    from biores_plugin.configuration import ResolutionConfig
+    from biores_plugin.resolution import ResolutionConfig
 
     _, processor = build_tiny_llava(WORDS)
     pad = BioresLlavaProcessor(processor.tokenizer, ResolutionConfig(image_aspect_ratio="pad", image_size=64, patch_size=16, merge_size=2), image_mean=[0.5] * 3, image_std=[0.5] * 3)
@@ -131,7 +131,7 @@ def test_fixed_pad_policy_squares_with_mean(tmp_path):
 
 
 def test_bad_inputs_give_one_line_errors(siglip_merge_model, rng):
-    from biores_plugin.configuration import ResolutionConfig
+    from biores_plugin.resolution import ResolutionConfig
 
     _, processor = siglip_merge_model
     image = _images(rng, [(64, 64)])[0]
@@ -144,7 +144,7 @@ def test_bad_inputs_give_one_line_errors(siglip_merge_model, rng):
 
 
 def test_image_placement_after_text_round_trips(tmp_path):
-    from biores_plugin.configuration import ResolutionConfig
+    from biores_plugin.resolution import ResolutionConfig
 
     _, processor = build_tiny_llava(WORDS)
     after = BioresLlavaProcessor(processor.tokenizer, processor.resolution, image_mean=[0.5] * 3, image_std=[0.5] * 3, image_placement="after")

@@ -32,6 +32,7 @@ from biores_plugin.vision import (  # noqa: E402
     encode_packed,
     merge_2x2,
     pack,
+    register,
     unpack,
     varlen_attention,
 )
@@ -42,20 +43,20 @@ CPU_BACKENDS = ("sdpa_blockdiag", "sdpa_segments")
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
-def _clip(**kw) -> CLIPVisionModel:
-    torch.manual_seed(0)
+def _tower(model_cls, config_cls, seed: int, image_size: int, patch_size: int, **kw):
+    torch.manual_seed(seed)
     cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-               image_size=28, patch_size=4)
+               image_size=image_size, patch_size=patch_size)
     cfg.update(kw)
-    return CLIPVisionModel(CLIPVisionConfig(**cfg)).eval()
+    return model_cls(config_cls(**cfg)).eval()
+
+
+def _clip(**kw) -> CLIPVisionModel:
+    return _tower(CLIPVisionModel, CLIPVisionConfig, 0, 28, 4, **kw)
 
 
 def _siglip(**kw) -> SiglipVisionModel:
-    torch.manual_seed(1)
-    cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-               image_size=56, patch_size=14)
-    cfg.update(kw)
-    return SiglipVisionModel(SiglipVisionConfig(**cfg)).eval()
+    return _tower(SiglipVisionModel, SiglipVisionConfig, 1, 56, 14, **kw)
 
 
 def _images(patch: int, image_size: int) -> list[torch.Tensor]:
@@ -335,6 +336,7 @@ def test_merge_2x2_on_encoder_output_and_errors():
 def test_stock_encoder_with_biores_varlen_attn_implementation(tower_case):
     """cu_seq_lens_q / max_length_q given to the stock encoder reach the "biores_varlen" attention function."""
     name, model, images = tower_case
+    register()  # nothing registers "biores_varlen" at import
     model.set_attn_implementation("biores_varlen")
     try:
         with torch.no_grad():
@@ -438,7 +440,7 @@ def test_patched_projection_model_takes_lists():
 
 # ----------------------------------------------------------------------------------------------- CUDA wiring
 def _fake_kernel_setup(monkeypatch, name, fake):
-    import biores_plugin.vision.attention as attn
+    import biores_plugin.vision.kernels as attn
 
     real_reason = attn.backend_unavailable_reason
     monkeypatch.setattr(attn, "backend_unavailable_reason",
@@ -468,7 +470,7 @@ def test_torch_varlen_call_binds_to_the_installed_signature(monkeypatch, causal)
         return _segments_reference(a["query"], a["key"], a["value"], a["cu_seq_q"], a["scale"], is_causal)
 
     _fake_kernel_setup(monkeypatch, "torch_varlen", fake)
-    import biores_plugin.vision.attention as attn
+    import biores_plugin.vision.kernels as attn
 
     monkeypatch.setattr(attn, "_torch_varlen_params", lambda: frozenset(sig.parameters))
     g = torch.Generator().manual_seed(6)

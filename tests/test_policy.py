@@ -11,7 +11,7 @@ from transformers.image_processing_utils import select_best_resolution as hf_sel
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_smart_resize
 
 from biores_plugin.errors import BioresBudgetError, BioresConfigError
-from biores_plugin.policy import (
+from biores_plugin.resolution.policy import (
     AnyResPolicy,
     DownsamplePolicy,
     FixedPolicy,

@@ -9,7 +9,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, LlavaNextImageProcessor, Qwen2VLImageProcessor
 
 from biores_plugin.errors import BioresBudgetError, BioresConfigError, BioresImageError
-from biores_plugin.policy import NativePolicy
+from biores_plugin.resolution import NativePolicy
 from biores_plugin.processing import BioresAnyResImageProcessor, BioresNativeImageProcessor
 
 # square, landscape, portrait, tiny, exact pinpoints and extreme aspect ratios
@@ -121,6 +121,9 @@ def test_bad_inputs_raise_one_line_errors():
     (BioresAnyResImageProcessor, dict(ANYRES_CFG, patch_size=14)),
 ])
 def test_save_and_auto_load_round_trip(tmp_path, cls, kwargs):
+    import biores_plugin
+
+    biores_plugin.register()  # nothing registers at import
     proc = cls(**kwargs)
     proc.save_pretrained(tmp_path)
     loaded = AutoImageProcessor.from_pretrained(tmp_path)

@@ -51,7 +51,7 @@ def tasks(real_env):
     """Every variant of the six folders, built exactly as lmms-eval builds tasks."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.lmms_eval_plugin import install
+    from biores_plugin.eval.plugin import install
 
     install()
     manager = TaskManager(include_defaults=False)  # the plugin hook adds biores' folders
@@ -70,7 +70,7 @@ def _variant(resolution: str) -> int:
 def test_folder_is_generated_and_points_at_real_data(dataset, tmp_path):
     from lmms_eval import utils as lmms_utils
 
-    from biores_plugin.taskgen import write_sweep
+    from biores_plugin.eval.taskgen import write_sweep
 
     folder = TASKS_DIR / f"biores_{dataset}"
     for name in ("__init__.py", "_default_template_yaml", "utils.py", "README.md"):
@@ -264,7 +264,9 @@ def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_
     from biores_plugin.tasks.biores_pmc_vqa import utils as pmc
     from biores_plugin.tasks.biores_slake import utils as slake
 
-    slake._archive.cache_clear()
+    from biores_plugin.eval import archive
+
+    archive._archive.cache_clear()
     try:
         # no local copy and no cached hub snapshot
         monkeypatch.delenv("BIORES_SLAKE_PATH")
@@ -287,7 +289,9 @@ def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_
         with pytest.raises(BioresConfigError, match="PMC9_F9.jpg"):
             pmc.images().read("PMC9_F9.jpg")
     finally:
-        slake._archive.cache_clear()
+        from biores_plugin.eval import archive
+
+    archive._archive.cache_clear()
 
 
 def test_image_archive_reads_zip_folder_and_nested_members(tmp_path):
@@ -350,8 +354,8 @@ def test_custom_resolutions_reuse_the_shipped_utils(tmp_path, real_env):
     """``biores tasks --dataset slake`` writes a folder whose utils re-export the shipped ones."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.lmms_eval_plugin import install
-    from biores_plugin.taskgen import write_custom_sweep
+    from biores_plugin.eval.plugin import install
+    from biores_plugin.eval.taskgen import write_custom_sweep
 
     install()
     write_custom_sweep("slake", ["320", "native"], tmp_path, name="biores_slake_r")

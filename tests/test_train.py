@@ -48,10 +48,10 @@ def test_native_and_mixed_training_in_process(synth_small, tmp_path):
     mixed_sizes = [len({draws["draws"][i] for i in b["indices"]}) for b in batches]
     assert max(mixed_sizes) == 2  # images of different sizes met in one batch
     # same seed -> same draws (reproducible), different seed -> different
-    from biores_plugin.train.data import draw_resolutions
+    from biores_plugin.resolution import MixedResolution
 
-    assert draw_resolutions(len(draws["draws"]), [(0, 0.5), (64, 0.5)], 0) == draws["draws"]
-    assert draw_resolutions(len(draws["draws"]), [(0, 0.5), (64, 0.5)], 1) != draws["draws"]
+    assert MixedResolution("native:0.5,64:0.5", 0).draws(len(draws["draws"])) == draws["draws"]
+    assert MixedResolution("native:0.5,64:0.5", 1).draws(len(draws["draws"])) != draws["draws"]
     assert mixed["visual_tokens_seen"] < 4 * 4 * 64  # cheaper than all-native (64 tokens / image)
 
 
@@ -59,8 +59,8 @@ def test_native_and_mixed_training_in_process(synth_small, tmp_path):
     (["--image_aspect_ratio", "hires"], "unknown image_aspect_ratio"),
     (["--mixed_resolution", "native:0.5,224:0.4"], "sum to"),
     (["--mixed_resolution", "native"], "RES:PROB"),
-    (["--min_pixels", "5000", "--max_pixels", "1000"], "larger than max_pixels"),
-    (["--image_aspect_ratio", "pad", "--min_pixels", "100"], "need --image_aspect_ratio native"),
+    (["--min_pixels", "5000", "--max_pixels", "1000"], "larger than --max_pixels"),
+    (["--image_aspect_ratio", "pad", "--min_pixels", "100"], "only to --image_aspect_ratio native"),
     (["--no_such_flag", "1"], "unknown flag"),
     (["--vision_tower", "/no/such/tower"], "--vision_tower must be one of siglip, clip or a folder"),
 ])

@@ -1,23 +1,17 @@
 """biores on the ORIGINAL LLaVA code base (``llava-torch==1.2.2.post1``; LLaVA-NeXT uses the same hook names).
 
-- :mod:`.shims`      version-gated compatibility shims (llava on torch 2.14 / transformers 5)
-- :mod:`.hooks`      native- and mixed-resolution hooks (dataset, collator, tower, model, ``process_images``)
-- :mod:`.resolution` the biores flags: validation and the reproducible mixed-resolution draw
-- :mod:`.train`      ``python -m biores_plugin.llava.train <llava flags>`` (the ``train_mem.py`` pattern)
-
-Install the original package without letting it downgrade torch / transformers::
-
-    pip install --no-deps llava-torch==1.2.2.post1
-
-For inference with a native checkpoint, call :func:`apply` once before using ``llava.mm_utils.process_images``
-or the model: it applies the shims and installs the hooks (idempotent).
+:mod:`.shims` (compatibility with torch 2.14 / transformers 5) and :mod:`.hooks` (native and mixed
+resolution: :mod:`.model_hooks`, :mod:`.trainer_hooks`, over :mod:`.state` and :mod:`.processor`) patch
+through :mod:`biores_plugin.patching` and are removable; :mod:`.resolution` checks the flags and
+:mod:`.train` is ``python -m biores_plugin.llava.train <llava flags>``. Install the package with
+``pip install --no-deps llava-torch==1.2.2.post1``; for inference call :func:`apply` once. Details: docs/llava.md.
 """
 
 from __future__ import annotations
 
 from biores_plugin.llava.shims import LLAVA_INSTALL
 
-__all__ = ["LLAVA_INSTALL", "apply"]
+__all__ = ["LLAVA_INSTALL", "apply", "remove"]
 
 
 def apply() -> dict[str, list[str]]:
@@ -27,3 +21,10 @@ def apply() -> dict[str, list[str]]:
     train_module = shims.import_llava_train()
     installed = hooks.install_hooks(train_module)
     return {"shims": shims.applied_shims(), "hooks": installed}
+
+
+def remove() -> dict[str, list[str]]:
+    """Undo :func:`apply`: llava's (and transformers') own objects are back; the attributes reverted."""
+    from biores_plugin.llava import hooks, shims
+
+    return {"hooks": hooks.uninstall_hooks(), "shims": shims.revert_shims()}

@@ -1,45 +1,9 @@
 """Version-gated compatibility shims: the original ``llava`` package on current torch / transformers.
 
 ``llava-torch==1.2.2.post1`` (and LLaVA-NeXT, same package name) were written for transformers 4.36-4.40.
-Every shim below wraps or adapts llava's OWN function; none re-implements it. Each one is gated on detecting
-the drift it fixes (not on a version number alone), records the versions it was written for, and is
-idempotent: ``apply_shims()`` may be called any number of times.
-
-=============================  ==========================================================================
-shim                           what breaks (versions) -> fix
-=============================  ==========================================================================
-``layernorm_import``           ``llava.train.llava_trainer`` does ``from transformers.trainer import
-                               ALL_LAYERNORM_LAYERS``; transformers 5 no longer re-exports it there
-                               (ImportError, so ``llava.train.train`` cannot even be imported) -> publish
-                               ``transformers.pytorch_utils.ALL_LAYERNORM_LAYERS`` under that name before
-                               llava's trainer module is imported.
-``trainer_tokenizer_kwarg``    ``train()`` builds ``LLaVATrainer(model=..., tokenizer=..., ...)``;
-                               transformers >= 5 removed ``Trainer(tokenizer=)`` (renamed
-                               ``processing_class`` in 4.46) -> ``LLaVATrainer.__init__`` maps it.
-``train_sampler_signature``    transformers >= 4.52 calls ``self._get_train_sampler(train_dataset)``;
-                               llava's override takes no argument (TypeError) -> accept and route it.
-``create_optimizer_signature`` transformers >= 4.54 may call ``self.create_optimizer(model)`` (FSDP / delayed
-                               optimizer creation); llava's override takes no argument -> accept it and
-                               build the groups on that model.
-``save_checkpoint_signature``  llava's ``_save_checkpoint(model, trial, metrics=None)`` calls
-                               ``super()._save_checkpoint(model, trial, metrics)``; transformers >= 4.47
-                               dropped ``metrics`` (TypeError at the first checkpoint) -> call the parent
-                               with the arguments it accepts; llava's adapter-only branch is kept.
-``deepspeed_lazy_import``      ``maybe_zero_3`` (``llava.train.train`` and ``llava.train.llava_trainer``)
-                               imports ``deepspeed`` unconditionally at save time (adapter / LoRA saves):
-                               ImportError without deepspeed, which torch 2.14 CPU installs lack -> only
-                               call llava's function for ZeRO-partitioned parameters (``ds_id``).
-``image_processor_size``       transformers 5 image processors keep ``size`` / ``crop_size`` as a
-                               ``SizeDict`` (not a ``dict``): LLaVA-NeXT's ``process_anyres_image`` then
-                               takes ``min(processor.size)`` (a ``(key, value)`` tuple) or
-                               ``processor.size[0]`` (KeyError) -> ``process_anyres_image`` receives a
-                               read-through proxy whose ``size`` / ``crop_size`` are plain dicts that also
-                               answer ``[0]`` / ``min()`` with the encoder size.
-``generate_forward_kwargs``    transformers 5 generation calls ``model(cache=..., cache_position=...,
-                               logits_to_keep=...)``; llava's ``Llava*ForCausalLM.forward`` has a fixed
-                               4.x signature (TypeError at the first generated token) -> ``cache`` is handed
-                               to llava's ``past_key_values`` and extras it predates are dropped.
-=============================  ==========================================================================
+Every shim wraps or adapts llava's OWN function (none re-implements it), is gated on detecting the drift it
+fixes (not on a version number alone), goes through :mod:`biores_plugin.patching` (group ``"llava.shims"``),
+and is idempotent; :func:`revert_shims` puts llava's objects back. The table of shims: docs/llava.md.
 """
 
 from __future__ import annotations
@@ -54,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from biores_plugin.errors import BioresConfigError
+from biores_plugin.llava.points import SHIM_GROUP, import_or_none, installed, replace_point, revert, wrap_point
 
 __all__ = [
     "LLAVA_INSTALL",
@@ -62,17 +27,14 @@ __all__ = [
     "applied_shims",
     "apply_shims",
     "import_llava_train",
-    "rebind_llava_name",
     "require_llava",
+    "revert_shims",
 ]
 
 logger = logging.getLogger("biores.llava")
 
 #: How CI / users install the original LLaVA without letting it downgrade torch / transformers.
 LLAVA_INSTALL = "pip install --no-deps llava-torch==1.2.2.post1"
-
-_MARK = "__biores_shim__"
-_APPLIED: list[str] = []
 
 
 def require_llava() -> Any:
@@ -93,35 +55,6 @@ def _params(fn: Callable) -> list[str]:
         return []
 
 
-def _is_shimmed(fn: Any, name: str) -> bool:
-    return getattr(fn, _MARK, None) == name
-
-
-def _mark(fn: Callable, name: str) -> Callable:
-    setattr(fn, _MARK, name)
-    return fn
-
-
-def rebind_llava_name(module_name: str, attr: str, new: Callable) -> Callable | None:
-    """Replace ``module.attr`` and every already-imported ``llava*`` module's reference to the old object.
-
-    Needed for functions that llava modules import by name (``from llava.mm_utils import process_images``).
-    Returns the replaced object (None when the module or attribute does not exist: the hook is skipped).
-    """
-    try:
-        module = importlib.import_module(module_name)
-    except Exception:
-        return None
-    old = getattr(module, attr, None)
-    if old is None:
-        return None
-    for mod in list(sys.modules.values()):
-        name = getattr(mod, "__name__", "") or ""
-        if (name == "llava" or name.startswith("llava.")) and getattr(mod, attr, None) is old:
-            setattr(mod, attr, new)
-    return old
-
-
 @dataclass(frozen=True)
 class Shim:
     name: str
@@ -129,6 +62,10 @@ class Shim:
     versions: str
     needed: Callable[[], bool]
     apply: Callable[[], None]
+
+
+def _shim(owner: Any, attr: str, make: Callable[[Any], Any], name: str, *, rebind: bool = False) -> bool:
+    return wrap_point(owner, attr, make, group=SHIM_GROUP, label=name, rebind=rebind)
 
 
 # ----------------------------------------------------------------------------------------------- the shims
@@ -142,7 +79,7 @@ def _layernorm_apply() -> None:
     import transformers.trainer as trainer_mod
     from transformers.pytorch_utils import ALL_LAYERNORM_LAYERS
 
-    trainer_mod.ALL_LAYERNORM_LAYERS = ALL_LAYERNORM_LAYERS
+    replace_point(trainer_mod, "ALL_LAYERNORM_LAYERS", ALL_LAYERNORM_LAYERS, group=SHIM_GROUP, label="layernorm_import")
 
 
 def _trainer_cls():
@@ -157,12 +94,7 @@ def _tokenizer_needed() -> bool:
     return "tokenizer" not in _params(Trainer.__init__) and "processing_class" in _params(Trainer.__init__)
 
 
-def _tokenizer_apply() -> None:
-    cls = _trainer_cls()
-    orig = cls.__init__
-    if _is_shimmed(orig, "trainer_tokenizer_kwarg"):
-        return
-
+def _tokenizer_init(orig):
     @functools.wraps(orig)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if "tokenizer" in kwargs:
@@ -170,60 +102,56 @@ def _tokenizer_apply() -> None:
             kwargs.setdefault("processing_class", tokenizer)
         orig(self, *args, **kwargs)
 
-    cls.__init__ = _mark(__init__, "trainer_tokenizer_kwarg")
+    return __init__
+
+
+def _tokenizer_apply() -> None:
+    _shim(_trainer_cls(), "__init__", _tokenizer_init, "trainer_tokenizer_kwarg")
+
+
+def _with_self_attr(attr: str):
+    """A wrapper for llava's no-argument override of a method transformers now calls with ``attr``.
+
+    llava's override reads ``self.<attr>``; when called with another value it runs with ``self.<attr>``
+    pointed at that value for the call (e.g. ``create_optimizer(model)`` builds the groups on ``model``).
+    """
+
+    def make(orig):
+        @functools.wraps(orig)
+        def method(self, *args, **kwargs):
+            value = args[0] if args else kwargs.get(attr)
+            saved = getattr(self, attr, None)
+            if value is None or value is saved:
+                return orig(self)
+            setattr(self, attr, value)
+            try:
+                return orig(self)
+            finally:
+                setattr(self, attr, saved)
+
+        return method
+
+    return make
 
 
 def _sampler_needed() -> bool:
     from transformers import Trainer
 
-    cls = _trainer_cls()
-    return "train_dataset" in _params(Trainer._get_train_sampler) and len(_params(cls._get_train_sampler)) == 1
+    return "train_dataset" in _params(Trainer._get_train_sampler) and len(_params(_trainer_cls()._get_train_sampler)) == 1
 
 
 def _sampler_apply() -> None:
-    cls = _trainer_cls()
-    orig = cls._get_train_sampler
-    if _is_shimmed(orig, "train_sampler_signature"):
-        return
-
-    @functools.wraps(orig)
-    def _get_train_sampler(self, train_dataset=None):
-        if train_dataset is None or train_dataset is self.train_dataset:
-            return orig(self)
-        saved, self.train_dataset = self.train_dataset, train_dataset
-        try:
-            return orig(self)
-        finally:
-            self.train_dataset = saved
-
-    cls._get_train_sampler = _mark(_get_train_sampler, "train_sampler_signature")
+    _shim(_trainer_cls(), "_get_train_sampler", _with_self_attr("train_dataset"), "train_sampler_signature")
 
 
 def _optimizer_needed() -> bool:
     from transformers import Trainer
 
-    cls = _trainer_cls()
-    return "model" in _params(Trainer.create_optimizer) and len(_params(cls.create_optimizer)) == 1
+    return "model" in _params(Trainer.create_optimizer) and len(_params(_trainer_cls().create_optimizer)) == 1
 
 
 def _optimizer_apply() -> None:
-    cls = _trainer_cls()
-    orig = cls.create_optimizer
-    if _is_shimmed(orig, "create_optimizer_signature"):
-        return
-
-    @functools.wraps(orig)
-    def create_optimizer(self, model=None):
-        if model is None or model is self.model:
-            return orig(self)
-        # llava's grouping reads self.model: point it at the model the trainer wants optimised.
-        saved, self.model = self.model, model
-        try:
-            return orig(self)
-        finally:
-            self.model = saved
-
-    cls.create_optimizer = _mark(create_optimizer, "create_optimizer_signature")
+    _shim(_trainer_cls(), "create_optimizer", _with_self_attr("model"), "create_optimizer_signature")
 
 
 def _save_ckpt_needed() -> bool:
@@ -235,24 +163,25 @@ def _save_ckpt_needed() -> bool:
 
 def _save_ckpt_apply() -> None:
     cls = _trainer_cls()
-    orig = cls._save_checkpoint
-    if _is_shimmed(orig, "save_checkpoint_signature"):
-        return
-    parent_params = None
 
-    @functools.wraps(orig)
-    def _save_checkpoint(self, model, trial, metrics=None, **kwargs):
-        nonlocal parent_params
-        if getattr(self.args, "tune_mm_mlp_adapter", False):
-            return orig(self, model, trial)  # llava's adapter-only branch never calls the parent
-        parent = super(cls, self)._save_checkpoint
-        if parent_params is None:
-            parent_params = _params(parent)
-        extra = {"metrics": metrics} if "metrics" in parent_params else {}
-        extra.update({k: v for k, v in kwargs.items() if k in parent_params})
-        return parent(model, trial, **extra)
+    def make(orig):
+        parent_params = None
 
-    cls._save_checkpoint = _mark(_save_checkpoint, "save_checkpoint_signature")
+        @functools.wraps(orig)
+        def _save_checkpoint(self, model, trial, metrics=None, **kwargs):
+            nonlocal parent_params
+            if getattr(self.args, "tune_mm_mlp_adapter", False):
+                return orig(self, model, trial)  # llava's adapter-only branch never calls the parent
+            parent = super(cls, self)._save_checkpoint
+            if parent_params is None:
+                parent_params = _params(parent)
+            extra = {"metrics": metrics} if "metrics" in parent_params else {}
+            extra.update({k: v for k, v in kwargs.items() if k in parent_params})
+            return parent(model, trial, **extra)
+
+        return _save_checkpoint
+
+    _shim(cls, "_save_checkpoint", make, "save_checkpoint_signature")
 
 
 def _deepspeed_needed() -> bool:
@@ -263,23 +192,20 @@ def _deepspeed_needed() -> bool:
     return False
 
 
+def _lazy_maybe_zero_3(orig):
+    @functools.wraps(orig)
+    def maybe_zero_3(param, ignore_status=False, name=None):
+        if hasattr(param, "ds_id"):  # a ZeRO-3 partitioned parameter: deepspeed is really in use
+            return orig(param, ignore_status=ignore_status, name=name)
+        return param.detach().cpu().clone()
+
+    return maybe_zero_3
+
+
 def _deepspeed_apply() -> None:
     for module_name in ("llava.train.train", "llava.train.llava_trainer"):
         module = sys.modules.get(module_name) or importlib.import_module(module_name)
-        orig = getattr(module, "maybe_zero_3", None)
-        if orig is None or _is_shimmed(orig, "deepspeed_lazy_import"):
-            continue
-
-        def make(orig: Callable) -> Callable:
-            @functools.wraps(orig)
-            def maybe_zero_3(param, ignore_status=False, name=None):
-                if hasattr(param, "ds_id"):  # a ZeRO-3 partitioned parameter: deepspeed is really in use
-                    return orig(param, ignore_status=ignore_status, name=name)
-                return param.detach().cpu().clone()
-
-            return _mark(maybe_zero_3, "deepspeed_lazy_import")
-
-        module.maybe_zero_3 = make(orig)
+        _shim(module, "maybe_zero_3", _lazy_maybe_zero_3, "deepspeed_lazy_import")
 
 
 class _CompatSize(dict):
@@ -339,19 +265,19 @@ def _size_needed() -> bool:
     return not isinstance(CLIPImageProcessor().size, dict)
 
 
-def _size_apply() -> None:
-    mm_utils = importlib.import_module("llava.mm_utils")
-    orig = getattr(mm_utils, "process_anyres_image", None)
-    if orig is None or _is_shimmed(orig, "image_processor_size"):
-        return
-
+def _anyres_processor_view(orig):
     @functools.wraps(orig)
     def process_anyres_image(image, processor, grid_pinpoints, *args, **kwargs):
         if not isinstance(processor, _ProcessorView):
             processor = _ProcessorView(processor)
         return orig(image, processor, grid_pinpoints, *args, **kwargs)
 
-    rebind_llava_name("llava.mm_utils", "process_anyres_image", _mark(process_anyres_image, "image_processor_size"))
+    return process_anyres_image
+
+
+def _size_apply() -> None:
+    mm_utils = importlib.import_module("llava.mm_utils")
+    _shim(mm_utils, "process_anyres_image", _anyres_processor_view, "image_processor_size", rebind=True)
 
 
 _CAUSAL_LM_CLASSES = (
@@ -369,34 +295,28 @@ def _forward_kwargs_needed() -> bool:
     return "cache" in _params(LlamaForCausalLM.forward) and "cache" not in params and "kwargs" not in params
 
 
+def _forward_drops_new_kwargs(orig):
+    accepted = set(_params(orig))
+
+    @functools.wraps(orig)
+    def forward(self, *args, **kwargs):
+        if "cache" in kwargs and "cache" not in accepted:
+            cache = kwargs.pop("cache")
+            if kwargs.get("past_key_values") is None:
+                kwargs["past_key_values"] = cache
+        # generation-only extras llava's forward predates (cache_position, logits_to_keep, ...)
+        for key in [k for k in kwargs if k not in accepted]:
+            kwargs.pop(key)
+        return orig(self, *args, **kwargs)
+
+    return forward
+
+
 def _forward_kwargs_apply() -> None:
     for module_name, cls_name in _CAUSAL_LM_CLASSES:
-        try:
-            cls = getattr(importlib.import_module(module_name), cls_name)
-        except Exception:
-            continue  # that language model does not exist in this llava flavour
-        orig = cls.forward
-        if _is_shimmed(orig, "generate_forward_kwargs"):
-            continue
-        accepted = set(_params(orig))
-        if "kwargs" in accepted:
-            continue
-
-        def make(orig: Callable, accepted: set[str]) -> Callable:
-            @functools.wraps(orig)
-            def forward(self, *args, **kwargs):
-                if "cache" in kwargs and "cache" not in accepted:
-                    cache = kwargs.pop("cache")
-                    if kwargs.get("past_key_values") is None:
-                        kwargs["past_key_values"] = cache
-                # generation-only extras llava's forward predates (cache_position, logits_to_keep, ...)
-                for key in [k for k in kwargs if k not in accepted]:
-                    kwargs.pop(key)
-                return orig(self, *args, **kwargs)
-
-            return _mark(forward, "generate_forward_kwargs")
-
-        cls.forward = make(orig, accepted)
+        cls = getattr(import_or_none(module_name), cls_name, None)  # not every language model in every flavour
+        if cls is not None and "kwargs" not in _params(cls.forward):
+            _shim(cls, "forward", _forward_drops_new_kwargs, "generate_forward_kwargs")
 
 
 SHIMS: tuple[Shim, ...] = (
@@ -422,7 +342,7 @@ _BEFORE_TRAIN_IMPORT = ("layernorm_import",)
 
 
 def _run(shim: Shim) -> None:
-    if shim.name in _APPLIED:
+    if shim.name in applied_shims():
         return
     try:
         needed = shim.needed()
@@ -431,7 +351,6 @@ def _run(shim: Shim) -> None:
         return
     if needed:
         shim.apply()
-        _APPLIED.append(shim.name)
         logger.info("biores llava shim applied: %s (%s; %s)", shim.name, shim.fixes, shim.versions)
 
 
@@ -453,10 +372,16 @@ def import_llava_train() -> Any:
 
 
 def apply_shims() -> list[str]:
-    """Apply every needed shim (idempotent); returns the names applied so far."""
+    """Apply every needed shim (idempotent); returns the names applied."""
     import_llava_train()
-    return list(_APPLIED)
+    return applied_shims()
 
 
 def applied_shims() -> list[str]:
-    return list(_APPLIED)
+    """The shims in place now, in the order they were applied."""
+    return installed(SHIM_GROUP)
+
+
+def revert_shims() -> list[str]:
+    """Put back every llava (and transformers) object the shims replaced; returns the attributes reverted."""
+    return revert(SHIM_GROUP)

@@ -1,18 +1,10 @@
 """``python -m biores_plugin.llava.train <llava flags>``: LLaVA's own ``train()`` with biores resolutions.
 
-The ``train_mem.py`` pattern: apply the compatibility shims and the native-resolution hooks, then call
-``llava.train.train.train()`` (which parses the command line itself). Flags are LLaVA's own
-``ModelArguments`` / ``DataArguments`` / ``TrainingArguments`` plus, on ``DataArguments``:
-
-``--image_aspect_ratio native``  (besides ``square`` / ``pad`` / ``anyres`` / ``anyres_max_N``)
-``--min_pixels N`` / ``--max_pixels N``  native pixel budget
-``--mixed_resolution native:0.5,448:0.25,224:0.25``  per-sample resolution mix, seeded by ``--seed``
-``--image_grid_pinpoints``  (added when the installed llava's ``DataArguments`` lacks it)
-
-Flags are checked twice before anything is loaded: a preflight of the biores flags alone (plain argparse,
-no torch / transformers / llava import, so a bad value fails in well under a second), then the full parse
-with ``HfArgumentParser`` on the extended dataclasses (LLaVA's own flags, unknown flags, bad types). Any
-error exits with status 2 and ONE line on stderr, never a traceback.
+The ``train_mem.py`` pattern: apply the shims and hooks, then call ``llava.train.train.train()``. LLaVA's
+``DataArguments`` gain ``--image_aspect_ratio native``, ``--min_pixels`` / ``--max_pixels``,
+``--mixed_resolution`` (seeded by ``--seed``) and ``--image_grid_pinpoints`` (docs/llava.md). Flags are
+checked first without importing torch / transformers / llava, then by ``HfArgumentParser``; any error
+exits with status 2 and ONE line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -77,7 +69,7 @@ def _parser(classes: Sequence[type]):
 
 def parse_and_validate(argv: Sequence[str], train_module: Any):
     """``(model_args, data_args, training_args, resolution_config_or_None)``; BioresError on any bad flag."""
-    from biores_plugin.llava.resolution import validate_resolution_flags
+    from biores_plugin.llava.resolution import check_resolution_flags
 
     classes = extend_argument_classes(train_module)
     try:
@@ -86,13 +78,12 @@ def parse_and_validate(argv: Sequence[str], train_module: Any):
         raise
     except (ValueError, TypeError) as exc:  # leftover arguments, TrainingArguments.__post_init__ checks
         raise BioresError(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
-    resolution = validate_resolution_flags(
+    resolution = check_resolution_flags(
         data_args.image_aspect_ratio,
         min_pixels=data_args.min_pixels,
         max_pixels=data_args.max_pixels,
         mixed_resolution=data_args.mixed_resolution,
         mm_patch_merge_type=getattr(model_args, "mm_patch_merge_type", "flat"),
-        seed=training_args.seed,
     )
     return model_args, data_args, training_args, resolution
 
@@ -122,13 +113,13 @@ def preflight(argv: Sequence[str]) -> dict[str, Any] | None:
         except (TypeError, ValueError):
             raise BioresError(f"argument --{flag}: invalid int value: {value!r}") from None
 
+    as_int("seed", known.seed)
     return check_resolution_flags(
         known.image_aspect_ratio,
         min_pixels=as_int("min_pixels", known.min_pixels),
         max_pixels=as_int("max_pixels", known.max_pixels),
         mixed_resolution=known.mixed_resolution,
         mm_patch_merge_type=known.mm_patch_merge_type,
-        seed=as_int("seed", known.seed) or 0,
     )
 
 

@@ -1,17 +1,8 @@
-"""Native-resolution LLaVA on transformers: processor and model.
+"""Native-resolution LLaVA on transformers: :class:`BioresLlavaProcessor` and the model.
 
-* :class:`BioresLlavaProcessor` turns text with ``<image>`` placeholders and images into model
-  inputs under a resolution policy. Each ``<image>`` expands to *that image's* visual-token
-  count, so images of different sizes share a batch; ``pixel_values`` is a list of
-  ``[3, H_i, W_i]`` tensors.
-* :class:`BioresLlavaForConditionalGeneration` is a stock ``LlavaForConditionalGeneration``
-  whose inner ``get_image_features`` also accepts such a list: the images are encoded in one
-  packed, padding-free pass (:func:`biores_plugin.vision.encode_packed`), optionally 2x2
-  merged, projected, and spliced by transformers' own forward (``mm_encoder_outputs`` path).
-  Tensor inputs (``pad`` / fixed-size checkpoints) take the stock path unchanged.
-
-The resolution policy lives in ``config.biores`` (a :class:`ResolutionConfig` dict) and in
-``biores_config.json`` next to the processor, so ``from_pretrained`` restores it by default.
+Each ``<image>`` expands to that image's own visual-token count; the model's
+``get_image_features`` also takes a list of differently sized images and encodes them in one
+packed pass. The policy is saved with the checkpoint (``biores_config.json``). docs/native_llava.md.
 """
 
 from __future__ import annotations
@@ -28,11 +19,10 @@ from transformers import AutoTokenizer, LlavaConfig, LlavaForConditionalGenerati
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.llava.modeling_llava import LlavaModel
 
-from ..configuration import ResolutionConfig
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
-from ..policy import AnyResPolicy, DownsamplePolicy, FixedPolicy, NativePolicy
 from ..processing import BioresNativeImageProcessor
+from ..resolution import DownsamplePolicy, NativePolicy, ResolutionConfig, apply_policy
 
 PROCESSOR_CONFIG = "biores_processor.json"
 
@@ -57,7 +47,8 @@ class BioresMergeProjector(nn.Module):
 
 def resolution_of(config: LlavaConfig) -> ResolutionConfig:
     data = getattr(config, "biores", None)
-    return ResolutionConfig.from_dict(data) if data else ResolutionConfig(image_aspect_ratio="pad")
+    resolution = ResolutionConfig.from_dict(data) if data else ResolutionConfig(image_aspect_ratio="pad")
+    return resolution if resolution.patch_size else resolution.resolved(int(config.vision_config.patch_size))
 
 
 class BioresLlavaModel(LlavaModel):
@@ -153,12 +144,12 @@ class BioresLlavaProcessor:
         self.image_placement = image_placement
         self.tokenizer = tokenizer
         self.resolution = resolution
-        self.policy = resolution.policy()
-        if isinstance(self.policy, AnyResPolicy):
+        if resolution.image_aspect_ratio.lower().startswith("anyres"):
             raise BioresConfigError(
                 "biores_llava runs native, downsample or fixed (pad/crop/stretch) policies; for anyres use a "
                 "LLaVA-NeXT checkpoint with lmms-eval's llava_hf / llava_onevision"
             )
+        self.policy = resolution.policy()
         extra = {}
         if image_mean is not None:
             extra.update(image_mean=list(image_mean), image_std=list(image_std))
@@ -182,16 +173,7 @@ class BioresLlavaProcessor:
 
     def prepare_image(self, image: Image.Image) -> Image.Image:
         """Apply the policy's geometry that happens before the processor (cap, square)."""
-        if isinstance(self.policy, DownsamplePolicy):
-            w, h = self.policy.downsample_size(*image.size)
-            if (w, h) != image.size:
-                image = image.resize((w, h), Image.LANCZOS, reducing_gap=3.0)
-            inner = self.policy.then
-        else:
-            inner = self.policy
-        if isinstance(inner, FixedPolicy):
-            image = _square(image, inner, self.image_processor.image_mean)
-        return image
+        return apply_policy(image, self.policy, fill=self.image_processor.image_mean)
 
     def process_images(self, images: Sequence[Any]) -> dict[str, Any]:
         from ..processing import to_uint8_hwc
@@ -289,11 +271,11 @@ class BioresLlavaProcessor:
         (``image_aspect_ratio``, ``min_pixels``, ``max_pixels``, ``merge_size``...)."""
         directory = Path(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory)
-        resolution = ResolutionConfig.from_pretrained(directory)
-        if resolution is None:
-            config_path = directory / "config.json"
-            data = json.loads(config_path.read_text()).get("biores") if config_path.is_file() else None
-            resolution = ResolutionConfig.from_dict(data) if data else ResolutionConfig()
+        resolution = ResolutionConfig.from_pretrained(directory) or ResolutionConfig()
+        if resolution.patch_size is None:  # the tower's own patch size (its config's default when unsaved)
+            from transformers import AutoConfig
+
+            resolution = resolution.resolved(int(AutoConfig.from_pretrained(directory).vision_config.patch_size))
         values = resolution.to_dict()
         values.update({k: v for k, v in overrides.items() if v is not None})
         mean = std = None
@@ -312,17 +294,3 @@ def _offsets(per_sample: Sequence[Sequence[Any]]):
     for sample in per_sample:
         yield start, sample
         start += len(sample)
-
-
-def _square(image: Image.Image, policy: FixedPolicy, mean: Sequence[float]) -> Image.Image:
-    w, h = image.size
-    if policy.mode == "stretch":
-        return image.resize((policy.size, policy.size), Image.BICUBIC)
-    if policy.mode == "pad":  # LLaVA's expand2square with the processor mean colour
-        side = max(w, h)
-        canvas = Image.new("RGB", (side, side), tuple(int(round(m * 255)) for m in mean))
-        canvas.paste(image, ((side - w) // 2, (side - h) // 2))
-        return canvas
-    side = min(w, h)  # crop: centre square
-    left, top = (w - side) // 2, (h - side) // 2
-    return image.crop((left, top, left + side, top + side))

@@ -1,21 +1,8 @@
 """Procedural, offline, resolution-sensitive synthetic biomedical benchmark.
 
-Four generators render an image plus two template questions each: a *coarse* question that
-survives a 4x antialiased downsampling and a *fine* one whose decisive feature is a zero-mean
-grating / dot lattice of period 2.2-2.8 native pixels (erased by the downsampling):
-
-==============  =====  ===================================  ==================================
-generator       mode   coarse question (answers)             fine question (yes / no)
-==============  =====  ===================================  ==================================
-``puncta``      RGB    how many cells are there? (one-four)  do the cells have puncta?
-``mitosis``     RGB    are there many nuclei? (yes / no)     is there a mitotic figure?
-``fundus``      RGB    which side is the optic disc on?      are there microaneurysms?
-``striations``  L      how many cells are there? (one-four)  are the cells striated?
-==============  =====  ===================================  ==================================
-
-API: :func:`generate_item`, :func:`vocabulary`, :func:`write_dataset`, :func:`load_split`,
-:func:`missing_data_message`, :func:`detect` / :func:`detect_coarse` / :func:`fit_detector`
-(reference detectors), and the CLI hook :func:`add_arguments` / :func:`run` (``biores synth``).
+Four generators (puncta, mitosis, fundus, striations) render an image with a *coarse* question
+that survives a 4x antialiased downsampling and a *fine* one whose 2.2-2.8 px detail does not.
+See docs/synth.md for the table of questions and the dataset layout.
 """
 
 from .cli import add_arguments, run

@@ -1,20 +1,7 @@
-"""Write / load the synthetic benchmark as Hugging Face parquet splits.
+"""Write / load the synthetic benchmark as Hugging Face parquet splits (``train``, ``test``, ``meta.json``).
 
-Layout of ``out_dir`` (what ``datasets.load_dataset("parquet", data_files=...)`` and lmms-eval
-tasks read)::
-
-    out_dir/train.parquet   one row per (image, question): two rows per image (coarse, fine)
-    out_dir/test.parquet
-    out_dir/meta.json       parameters, counts, format version, content hash (written last)
-
-The parquet files carry the ``datasets`` feature metadata (``image`` is ``datasets.Image()``
-holding lossless PNG bytes), so the image column decodes to ``PIL.Image``.
-
-Every image's seed is derived from ``(seed, split, generator, index)`` and its labels from a
-balanced design over blocks of indices, so generation is order independent (and parallel
-workers give identical bytes). Writing goes to a temporary sibling folder that is renamed into
-place only when complete, under a file lock; an interrupted run never leaves a folder that
-looks like a finished dataset.
+Generation is order independent (per-image seeds from ``(seed, split, generator, index)``) and
+atomic: a temporary folder renamed into place under a file lock. Layout: docs/synth.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
-"""Reference image-processing detectors: the proof that the benchmark is resolution-sensitive.
+"""Reference detectors: the proof that the benchmark is resolution-sensitive.
 
-* :func:`detect` answers each generator's *fine* question from the excess local high-frequency
-  energy (squared Laplacian, locally averaged; maximum minus median over the image). At native
-  size the 2.2-2.8 px gratings / lattices give a large excess; after an antialiased 4x
-  reduction (and upsampling back) nothing of them is left, so the detector drops to chance.
-* :func:`detect_coarse` answers the *coarse* question with simple low-resolution operations
-  (blurred thresholding and component counting, dark-pixel fraction, brightest-spot side); it
-  works on a 4x reduced image.
-
-The fine thresholds in :data:`FINE_THRESHOLDS` were fitted once with :func:`fit_detector`
-on generated data at native 256 px and hold at other native sizes (the fine period is fixed
-in native pixels, the noise level does not depend on the size).
+:func:`detect` answers the fine question from excess local high-frequency energy (chance after a
+4x antialiased reduction); :func:`detect_coarse` answers the coarse one at low resolution.
+How the thresholds were fitted: docs/synth.md.
 """
 
 from __future__ import annotations

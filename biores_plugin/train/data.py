@@ -1,16 +1,10 @@
-"""Training data: LLaVA conversation JSON or a biores synthetic folder, at native, fixed or mixed
+"""Training data: LLaVA conversation JSON or a biores synth folder, at native, fixed or mixed
 resolution; a collator that keeps differently sized images as a list; a token-count sampler.
-
-Every sample's resolution draw depends only on ``(seed, index)``: the same flags give the same
-draws on every run, process and resume (they are written to ``resolution_draws.json``).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -20,8 +14,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
-from ..errors import BioresConfigError, BioresImageError
-from ..lmms_tasks import NATIVE, effective_size, resolution_label, sweep_image
+from ..errors import BioresConfigError
+from ..resolution import downsample, effective_size
 
 
 @dataclass
@@ -46,12 +40,12 @@ def _synth_records(root: Path, split: str = "train", limit: Optional[int] = None
     read_meta(root)  # one-line error with the create command when incomplete
     table = datasets.load_dataset("parquet", data_files={split: str(root / f"{split}.parquet")}, split=split)
     table = table.cast_column("image", datasets.Image(decode=False))
-    task_utils = _synth_task_utils()
-    kwargs = {"pre_prompt": "", "post_prompt": "\nAnswer with one word."}
+    from ..synth.prompts import question_prompt
+
     grouped: dict[tuple[str, int], Record] = {}
     records: list[Record] = []
     for row in table:
-        turn = (task_utils.doc_to_text(row, kwargs), row["answer"], row["question_type"])
+        turn = (question_prompt(row), row["answer"], row["question_type"])
         key = (row["generator"], int(row["index"]))
         if group_turns and key in grouped:
             grouped[key].turns.append(turn)
@@ -64,12 +58,6 @@ def _synth_records(root: Path, split: str = "train", limit: Optional[int] = None
             order = np.random.default_rng([0xC0FFEE, i]).permutation(len(record.turns))
             record.turns = [record.turns[j] for j in order]
     return records[:limit] if limit is not None else records
-
-
-def _synth_task_utils():
-    from importlib import import_module
-
-    return import_module("biores_plugin.tasks.biores_synth.utils")
 
 
 def _llava_records(path: Path, image_folder: Optional[str], limit: Optional[int] = None) -> list[Record]:
@@ -127,15 +115,6 @@ def load_records(data_path: str, image_folder: Optional[str] = None, limit: Opti
     return _llava_records(path, image_folder, limit)
 
 
-def draw_resolutions(n: int, pairs: Sequence[tuple[int, float]], seed: int) -> list[int]:
-    """Per-sample resolution draws: a pure function of ``(seed, n, pairs)``."""
-    if len(pairs) == 1:
-        return [pairs[0][0]] * n
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB10E5]))
-    choice = rng.choice(len(pairs), size=n, p=[p for _, p in pairs])
-    return [pairs[int(c)][0] for c in choice]
-
-
 class ResolutionDataset(Dataset):
     """Tokenised samples with their image at the drawn training resolution."""
 
@@ -164,11 +143,7 @@ class ResolutionDataset(Dataset):
     def _image(self, record: Record, resolution: int) -> Image.Image:
         from ..image_io import load_image
 
-        try:
-            image = load_image(record.image)
-        except BioresImageError:
-            raise
-        return sweep_image(image, resolution) if resolution != NATIVE else image
+        return downsample(load_image(record.image), resolution)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
@@ -260,8 +235,3 @@ class TokenCountGroupedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order(self.epoch))
-
-
-def draw_summary(draws: Sequence[int]) -> dict[str, Any]:
-    counts = Counter(resolution_label(d) for d in draws)
-    return {"counts": dict(counts), "fractions": {k: v / len(draws) for k, v in counts.items()}}

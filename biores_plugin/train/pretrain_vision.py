@@ -1,22 +1,8 @@
 """``biores-pretrain-vision``: pretrain a tiny vision tower on image-level labels.
 
-Every LLaVA starts from a pretrained vision encoder (CLIP, SigLIP) and the study compares models
-that share one. Tiny from-scratch towers need that step too: through the language model a
-random tower takes 500-1,100 steps before it sees 2-3 px texture at all, while a tower trained
-directly on image labels learns it in about 200. This command trains the same tiny tower that
-``biores-train --model_name_or_path tiny`` builds, with one linear head per question type on the
-mean of its patch features, and saves it with ``save_pretrained`` so that
-
-    biores-train --model_name_or_path tiny --vision_tower OUT ...
-
-starts from it (LLaVA's convention: ``--vision_tower`` names the pretrained tower).
-
-    biores-pretrain-vision --data_path synth:PUNCTA --output_dir tower --max_steps 400 \\
-        --vision_tower siglip --tiny_config '{"num_channels": 1, "image_size": 192}'
-
-The answers of each question type (``coarse`` / ``fine`` for synth data) are the classes; test
-accuracy per head (on the ``test`` split when there is one) goes to ``biores_pretrain_stats.json``.
-The output folder appears whole or not at all.
+The tiny tower ``biores-train --model_name_or_path tiny`` builds, trained with one linear head
+per question type on its mean patch feature and saved with ``save_pretrained``, so that
+``biores-train --vision_tower OUT`` starts from it (LLaVA's convention). Why: docs/demo.md.
 """
 
 from __future__ import annotations
@@ -35,7 +21,8 @@ import torch.nn.functional as F
 
 from ..errors import BioresConfigError, BioresError
 from ..io_utils import atomic_write_text
-from .args import DataArguments, ModelArguments, parse_mixed_resolution
+from ..resolution import MixedResolution
+from .args import DataArguments, ModelArguments
 
 STATS = "biores_pretrain_stats.json"
 
@@ -72,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             json.loads(args.tiny_config)
         except json.JSONDecodeError as exc:
             p.error(f"--tiny_config is not JSON: {exc}")
-    parse_mixed_resolution(args.mixed_resolution)  # one-line error before any data loads
+    MixedResolution(args.mixed_resolution)  # one-line error before any data loads
     return args
 
 
@@ -81,15 +68,14 @@ class _Images:
 
     def __init__(self, records: Sequence[Any], processor: Any, draws: Sequence[int], classes: dict[str, list[str]], channels: int):
         from ..image_io import load_image
-        from ..lmms_tasks import NATIVE, sweep_image
+        from ..resolution import downsample
 
         self.pixels: list[torch.Tensor] = []
         answers: dict[str, list[int]] = {kind: [] for kind in classes}
         for record, draw in zip(records, draws):
             if record.image is None:
                 raise BioresConfigError("biores-pretrain-vision needs an image in every sample")
-            image = load_image(record.image)
-            image = sweep_image(image, draw) if draw != NATIVE else image
+            image = downsample(load_image(record.image), draw)
             pixels = processor.process_images([image])["pixel_values"][0]
             self.pixels.append(pixels.mean(0, keepdim=True) if channels == 1 and pixels.shape[0] == 3 else pixels)
             given = {kind: answer for _, answer, kind in record.turns}
@@ -137,7 +123,7 @@ def pretrain(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Run ``biores-pretrain-vision``; returns the stats it writes."""
     from tqdm.auto import tqdm
 
-    from .data import _synth_records, draw_resolutions, load_records, synth_root
+    from .data import _synth_records, load_records, synth_root
     from .trainer import build_model_and_processor
 
     args = parse_args(argv)
@@ -151,10 +137,10 @@ def pretrain(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     model, processor = build_model_and_processor(model_args, data_args, records + test_records, args.seed)
     tower = model.model.vision_tower
     channels = int(tower.config.num_channels)
-    pairs = parse_mixed_resolution(args.mixed_resolution)
     start = time.time()
-    train = _Images(records, processor, draw_resolutions(len(records), pairs, args.seed), classes, channels)
-    test = _Images(test_records, processor, draw_resolutions(len(test_records), pairs, args.seed + 1), classes, channels) if test_records else None
+    train = _Images(records, processor, MixedResolution(args.mixed_resolution, args.seed).draws(len(records)), classes, channels)
+    test_draws = MixedResolution(args.mixed_resolution, args.seed + 1).draws(len(test_records))
+    test = _Images(test_records, processor, test_draws, classes, channels) if test_records else None
     torch.manual_seed(args.seed)
     heads = torch.nn.ModuleDict({kind: torch.nn.Linear(tower.config.hidden_size, len(names)) for kind, names in classes.items()})
     params = list(tower.parameters()) + list(heads.parameters())

@@ -1,21 +1,13 @@
 """``biores-train``: LLaVA training at native, fixed and mixed resolution on transformers' Trainer.
 
-    biores-train --model_name_or_path tiny --vision_tower siglip --data_path synth:DATA \\
-        --image_aspect_ratio native --merge_size 2 --mixed_resolution native:0.75,64:0.25 \\
-        --output_dir runs/mixed --max_steps 400 --per_device_train_batch_size 32 \\
-        --learning_rate 1.5e-3 --mm_vision_tower_lr 5e-4 --lr_scheduler_type cosine --warmup_steps 0.1
-
-Images of different sizes meet in one batch (packed vision encoding), a sampler groups samples
-by total token count, labels cover answers only (optionally weighted per question type),
-checkpoints carry the processor and the biores resolution config, and ``--resume_from_checkpoint``
-(a path, or ``last``) continues with the same step count and data order. ``accelerate launch``
-(DDP, ``--cpu`` with gloo) and DeepSpeed / FSDP configs pass through ``TrainingArguments``.
+Differently sized images meet in one batch (packed vision encoding), a sampler groups samples
+by token count, labels cover answers only, checkpoints carry the processor and the resolution
+config, and ``--resume_from_checkpoint last`` continues with the same steps and data order.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import time
@@ -29,8 +21,10 @@ from transformers.trainer_utils import TrainOutput
 
 from ..errors import BioresConfigError, BioresError
 from ..io_utils import atomic_write_text
-from .args import parse_args, parse_loss_weights, parse_mixed_resolution, resolution_config
-from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, draw_resolutions, draw_summary, load_records
+from ..resolution import draw_summary
+from .args import parse_args, parse_loss_weights
+from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
+from .towers import load_pretrained_tower, pretrained_tower_config
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -117,39 +111,6 @@ def vocabulary_of(records: Sequence[Any]) -> list[str]:
     return sorted(words)
 
 
-TOWER_KINDS = ("siglip", "clip")
-
-
-def pretrained_tower_config(vision_tower: Optional[str]) -> Any:
-    """The vision config of a pretrained tower folder (``--vision_tower PATH``), else ``None``.
-
-    As in LLaVA, ``--vision_tower`` names the tower: ``siglip`` / ``clip`` build a random tiny
-    one, a folder written by ``save_pretrained`` (for example by ``biores-pretrain-vision``)
-    starts from its weights.
-    """
-    from transformers import AutoConfig, CLIPVisionConfig, SiglipVisionConfig
-
-    if vision_tower is None or vision_tower in TOWER_KINDS:
-        return None
-    path = Path(vision_tower)
-    if not (path / "config.json").is_file():
-        raise BioresConfigError(f"--vision_tower must be one of {', '.join(TOWER_KINDS)} or a folder with a saved vision tower (config.json), got {vision_tower!r}")
-    config = AutoConfig.from_pretrained(path)
-    if not isinstance(config, (SiglipVisionConfig, CLIPVisionConfig)):
-        raise BioresConfigError(f"--vision_tower {path}: expected a SigLIP or CLIP vision tower, found {type(config).__name__}")
-    return config
-
-
-def load_pretrained_tower(model: Any, vision_tower: str) -> None:
-    """Copy a saved tower's weights into ``model``'s vision tower (every tensor must match)."""
-    from transformers import AutoModel
-
-    source = AutoModel.from_pretrained(vision_tower)
-    missing, unexpected = model.model.vision_tower.load_state_dict(source.state_dict(), strict=False)
-    if missing or unexpected:
-        raise BioresConfigError(f"--vision_tower {vision_tower}: weights do not fit the tower (missing {missing[:3]}, unexpected {unexpected[:3]})")
-
-
 def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int):
     """A tiny model from local configs (``tiny``) or a saved biores/HF LLaVA checkpoint."""
     from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
@@ -165,7 +126,7 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         if pretrained is not None and patch != pretrained.patch_size:
             raise BioresConfigError(f"--patch_size {patch} does not match the pretrained tower's {pretrained.patch_size}")
         overrides["patch_size"] = patch
-        resolution = resolution_config(data_args, patch)
+        resolution = data_args.resolution(patch)
         tokenizer = build_word_tokenizer(vocabulary_of(records))
         config = tiny_llava_config(
             len(tokenizer), tower="siglip" if pretrained is not None else (model_args.vision_tower or "siglip"),
@@ -205,7 +166,7 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         if not path.is_dir():
             raise BioresConfigError(f"--model_name_or_path {path} is not a local checkpoint folder (or use 'tiny')")
         model = BioresLlavaForConditionalGeneration.from_pretrained(path, **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}))
-        resolution = resolution_config(data_args, int(data_args.patch_size or model.config.vision_config.patch_size))
+        resolution = data_args.resolution(int(model.config.vision_config.patch_size))
         if resolution.merge_size != model.model.merge_size:
             raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
         base = BioresLlavaProcessor.from_pretrained(path)
@@ -278,7 +239,6 @@ def visual_tokens_seen(dataset: ResolutionDataset, sampler: TokenCountGroupedSam
 def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Parse flags, train, save; returns the run statistics written to ``biores_train_stats.json``."""
     model_args, data_args, training_args = parse_args(argv)
-    pairs = parse_mixed_resolution(data_args.mixed_resolution)
     weights = parse_loss_weights(data_args.answer_loss_weights)
     from transformers import set_seed
 
@@ -287,7 +247,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed)
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    draws = draw_resolutions(len(records), pairs, training_args.seed)
+    draws = processor.resolution.mixed(training_args.seed).draws(len(records))
     atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "seed": training_args.seed, **draw_summary(draws), "draws": draws}) + "\n")
     dataset = ResolutionDataset(records, processor, draws, weights, training_args.model_max_length)
     world = max(1, training_args.world_size)
@@ -339,7 +299,10 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .. import register
+
     try:
+        register()
         train(argv)
     except BioresError as exc:
         print(f"biores-train: error: {exc}", file=sys.stderr)

@@ -1,20 +1,24 @@
 """Packed native-resolution vision encoding (CLIP / SigLIP towers) with variable-length attention.
 
 - :mod:`.packing`        cu_seqlens / pack / unpack / block-diagonal masks
-- :mod:`.attention`      ``varlen_attention`` backends + the ``"biores_varlen"`` transformers attention function
+- :mod:`.kernels`        ``varlen_attention`` and its backends (pure torch), ``PackedSeqInfo``
+- :mod:`.attention`      the ``"biores_varlen"`` transformers attention function; :func:`register` adds it
 - :mod:`.packed_encoder` ``encode_packed`` (list of [C, H_i, W_i] images -> packed features), ``merge_2x2``
 
 The runtime patch that lets ``CLIPVisionModel`` / ``SiglipVisionModel`` take a list of images lives in
-``biores_plugin.patches.varlen_vision``.
+``biores_plugin.patches.varlen_vision``. Importing this package registers nothing with transformers.
 """
 
 from biores_plugin.vision.attention import (
     ATTN_IMPLEMENTATION,
+    enable_packed_attention,
+    packed_attention_context,
+    register,
+)
+from biores_plugin.vision.kernels import (
     BACKENDS,
     PackedSeqInfo,
     available_backends,
-    enable_packed_attention,
-    packed_attention_context,
     varlen_attention,
 )
 from biores_plugin.vision.packed_encoder import (
@@ -45,6 +49,7 @@ __all__ = [
     "merge_2x2",
     "pack",
     "packed_attention_context",
+    "register",
     "resolve_tower",
     "unpack",
     "varlen_attention",

@@ -1,15 +1,8 @@
 """Packed native-resolution encoding of differently sized images through a CLIP / SigLIP tower.
 
-Every image keeps its own resolution: the tower's own embeddings module embeds it with
-``interpolate_pos_encoding=True`` (the exact bicubic position-embedding interpolation and, for CLIP, the class
-token that ``CLIPVisionModel(pixel_values, interpolate_pos_encoding=True)`` would use for that image alone),
-then all tokens are concatenated into ONE sequence of batch 1 with no padding, the tower's pre-layernorm (CLIP)
-is applied, and the tower's own encoder layers run on it with block-diagonal attention
-(``"biores_varlen"``: every image attends only to itself). The result equals encoding the images one by one.
-
-Supported towers (transformers 5.x layout): ``CLIPVisionModel`` / ``SiglipVisionModel`` and any module that
-holds one as ``.vision_model`` (``CLIPModel``, ``CLIPVisionModelWithProjection``, ``SiglipModel``, 4.x-style
-wrappers) or ``.vision_tower`` (LLaVA's ``CLIPVisionTower``).
+Each image is embedded at its own size by the tower's own embeddings (``interpolate_pos_encoding``),
+all tokens run as one padding-free sequence through the tower's layers with block-diagonal
+attention: the result equals encoding the images one by one. docs/vision_attention.md.
 """
 
 from __future__ import annotations
@@ -23,12 +16,8 @@ import torch
 from torch import nn
 
 from biores_plugin.errors import BioresConfigError
-from biores_plugin.vision.attention import (
-    BACKENDS,
-    PackedSeqInfo,
-    enable_packed_attention,
-    resolve_backend,
-)
+from biores_plugin.vision.attention import enable_packed_attention
+from biores_plugin.vision.kernels import BACKENDS, PackedSeqInfo, resolve_backend
 from biores_plugin.vision.packing import cu_seqlens_from_lengths
 
 __all__ = [

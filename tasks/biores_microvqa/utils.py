@@ -27,15 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from biores_plugin.lmms_tasks import (
-    aggregate_score,
-    choose_option,
-    size_record,
-    sweep_getattr,
-    sweep_image,
-)
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered
+from biores_plugin.eval.sweep import cell_size, prompt_text, sweep_getattr, sweep_image
 
 
 def _largest_sizes(dataset: Any) -> list[tuple[int, int]]:
@@ -43,21 +36,8 @@ def _largest_sizes(dataset: Any) -> list[tuple[int, int]]:
     from datasets import Image as HFImage
     from datasets import List
 
-    from biores_plugin.image_io import image_size
-
     raw = dataset.cast_column("images_list", List(HFImage(decode=False)))
-    sizes = []
-    for cells in raw["images_list"]:
-        best = (0, 0)
-        for cell in cells or []:
-            if cell is None:
-                continue
-            data = cell.get("bytes") if isinstance(cell, dict) else None
-            w, h = image_size(data if data else cell["path"])
-            if w * h > best[0] * best[1]:
-                best = (w, h)
-        sizes.append(best)
-    return sizes
+    return [max((cell_size(c) for c in cells or []), key=lambda s: s[0] * s[1], default=(0, 0)) for cells in raw["images_list"]]
 
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
@@ -69,14 +49,8 @@ def doc_to_visual(doc):
     return [sweep_image(image, resolution) for image in doc["images_list"] if image is not None]
 
 
-def lettered(choices) -> str:
-    return "\n".join(f"{LETTERS[i]}. {str(text).strip()}" for i, text in enumerate(choices))
-
-
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    question = str(doc["question"]).strip()
-    return f"{kwargs.get('pre_prompt', '')}{question}\n{lettered(doc['choices'])}{kwargs.get('post_prompt', '')}"
+    return prompt_text(f"{str(doc['question']).strip()}\n{lettered(doc['choices'])}", lmms_eval_specific_kwargs)
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
@@ -91,19 +65,8 @@ def doc_to_target(doc):
 
 def process_results(doc, results):
     response = results[0] if results else ""
-    choices = [str(c) for c in doc["choices"]]
-    index = int(doc["correct_index"])
-    chosen = choose_option(response, choices, letters=True)
-    record = {
-        "key_question": doc.get("key_question"),
-        "score": float(chosen is not None and chosen == choices[index]),
-        "answer": LETTERS[index],
-        "chosen": None if chosen is None else LETTERS[choices.index(chosen)],
-        "task": doc.get("task_str", doc.get("task")),
-        "response": str(response),
-        **size_record(doc),
-        **{k: v for k, v in doc.items() if k.startswith("biores_")},  # lmms-eval 0.7.3 drops "doc" from the samples log
-    }
+    record = choice_record(doc, response, doc["choices"], int(doc["correct_index"]),
+                           key_question=doc.get("key_question"), task=doc.get("task_str", doc.get("task")))
     return {"accuracy": record}
 
 

@@ -31,15 +31,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from biores_plugin.lmms_tasks import (
-    aggregate_score,
-    chat_messages,
-    choose_option,
-    size_record,
-    sweep_getattr,
-    sweep_image,
-)
-from biores_plugin.tasks.biores_slake.utils import image_archive  # zip / folder / hub snapshot reader
+from biores_plugin.eval.archive import image_archive
+from biores_plugin.eval.scoring import aggregate_score, choice_record, choose_option, lettered
+from biores_plugin.eval.sweep import chat_messages, prompt_text, sweep_getattr, sweep_image
 
 REPO_ID = "xmcmic/PMC-VQA"
 ENV = "BIORES_PMC_VQA_PATH"
@@ -115,14 +109,8 @@ def doc_to_visual(doc):
     return [sweep_image(images().open(doc["Figure_path"]), int(doc["biores_resolution"]))]
 
 
-def lettered(options) -> str:
-    return "\n".join(f"{LETTERS[i]}. {text}" for i, text in enumerate(options))
-
-
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    question = str(doc["Question"]).strip()
-    return f"{kwargs.get('pre_prompt', '')}{question}\n{lettered(doc['options'])}{kwargs.get('post_prompt', '')}"
+    return prompt_text(f"{str(doc['Question']).strip()}\n{lettered(doc['options'])}", lmms_eval_specific_kwargs)
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
@@ -135,18 +123,7 @@ def doc_to_target(doc):
 
 def process_results(doc, results):
     response = results[0] if results else ""
-    options = list(doc["options"])
-    chosen = choose_option(response, options, letters=True)
-    correct = options[int(doc["answer_idx"])]
-    record = {
-        "figure": doc["Figure_path"],
-        "score": float(chosen is not None and chosen == correct),
-        "answer": doc["answer_letter"],
-        "chosen": None if chosen is None else LETTERS[options.index(chosen)],
-        "response": str(response),
-        **size_record(doc),
-        **{k: v for k, v in doc.items() if k.startswith("biores_")},  # lmms-eval 0.7.3 drops "doc" from the samples log
-    }
+    record = choice_record(doc, response, doc["options"], int(doc["answer_idx"]), figure=doc["Figure_path"])
     return {"accuracy": record}
 
 

@@ -33,17 +33,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from biores_plugin.lmms_tasks import (
-    aggregate_score,
-    chat_messages,
-    choose_option,
-    mean,
-    size_record,
-    sweep_getattr,
-    sweep_image,
-)
+from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered, mean
+from biores_plugin.eval.sweep import chat_messages, prompt_text, sweep_getattr, sweep_image
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 QUESTION = "classification"
 
 
@@ -90,13 +82,8 @@ def doc_to_visual(doc):
     return [sweep_image(doc["image"], int(doc["biores_resolution"]))]
 
 
-def lettered(options) -> str:
-    return "\n".join(f"{LETTERS[i]}) {text}" for i, text in enumerate(options))
-
-
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    kwargs = lmms_eval_specific_kwargs or {}
-    return f"{kwargs.get('pre_prompt', '')}{doc['question']}\n{lettered(doc['options'])}{kwargs.get('post_prompt', '')}"
+    return prompt_text(f"{doc['question']}\n{lettered(doc['options'], '{letter}) {text}')}", lmms_eval_specific_kwargs)
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
@@ -109,19 +96,8 @@ def doc_to_target(doc):
 
 def process_results(doc, results):
     response = results[0] if results else ""
-    options = list(doc["options"])
-    index = int(doc["answer_idx"])
-    chosen = choose_option(response, options, letters=True)
-    record = {
-        "image_id": doc.get("image_id"),
-        "score": float(chosen is not None and chosen == options[index]),
-        "answer": LETTERS[index],
-        "chosen": None if chosen is None else LETTERS[options.index(chosen)],
-        "dataset": doc.get("source_dataset", "unknown"),
-        "response": str(response),
-        **size_record(doc),
-        **{k: v for k, v in doc.items() if k.startswith("biores_")},  # lmms-eval 0.7.3 drops "doc" from the samples log
-    }
+    record = choice_record(doc, response, doc["options"], int(doc["answer_idx"]),
+                           image_id=doc.get("image_id"), dataset=doc.get("source_dataset", "unknown"))
     return {"accuracy": record, "macro_dataset_accuracy": record}
 
 

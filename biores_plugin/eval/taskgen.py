@@ -1,12 +1,7 @@
 """Write lmms-eval sweep folders: one variant yaml per inference resolution plus a group.
 
-The shipped folders under ``tasks/`` are this module's output (a test checks they match), and
-``biores tasks`` writes the same thing for any other list of sizes, next to a copy of the
-data set's template, so it runs with ``--include_path DIR`` like any lmms-eval task folder.
-
-    biores tasks --list
-    biores tasks --dataset vqa_rad --resolutions 336,672,1344,native --out my_tasks
-    lmms-eval --include_path my_tasks --tasks 'biores_vqa_rad_r_*' ...
+The shipped folders under ``tasks/`` are this module's output (a test checks they match);
+``biores tasks --dataset vqa_rad --resolutions 336,672,native --out DIR`` writes others.
 """
 
 from __future__ import annotations
@@ -16,14 +11,14 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import BioresConfigError
-from .io_utils import atomic_write_text
-from .lmms_tasks import DEFAULT_RESOLUTIONS, parse_resolution, resolution_label
+from ..errors import BioresConfigError
+from ..io_utils import atomic_write_text
+from ..resolution import DEFAULT_RESOLUTIONS, parse_levels, resolution_label
 
 
 def shipped_datasets() -> dict[str, Path]:
     """``{dataset: folder}`` for every task folder biores ships (``tasks/biores_<dataset>``)."""
-    from .lmms_eval_plugin import tasks_dir
+    from .plugin import tasks_dir
 
     root = tasks_dir()
     return {p.name[len("biores_"):]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith("biores_") and (p / "_default_template_yaml").is_file()}
@@ -66,13 +61,7 @@ def write_sweep(
     With ``prune``, variant yamls of this task for resolutions not asked for are removed.
     """
     folder = Path(folder)
-    values = []
-    for r in resolutions:
-        value = parse_resolution(r)
-        if value not in values:
-            values.append(value)
-    if not values:
-        raise BioresConfigError("a sweep needs at least one resolution")
+    values = parse_levels(resolutions)
     written = []
     wanted = {f"{task}_{resolution_label(r)}.yaml" for r in values} | {f"{task}_sweep.yaml"}
     if prune:
@@ -106,7 +95,7 @@ def write_custom_sweep(dataset: str, resolutions: Iterable[int | str], out: str 
         f"from {module} import *  # noqa: F401,F403\n"
         f"from {module} import __getattr__  # noqa: F401  (process_docs_<resolution>)\n",
     )
-    labels = [resolution_label(parse_resolution(r)) for r in resolutions]
+    labels = [resolution_label(r) for r in parse_levels(resolutions)]
     write_sweep(folder, task, resolutions)
     atomic_write_text(
         folder / "README.md",
@@ -130,7 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .lmms_eval_plugin import tasks_dir
+    from .plugin import tasks_dir
 
     if args.path:
         print(tasks_dir())

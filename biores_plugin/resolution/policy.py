@@ -1,36 +1,23 @@
 """Resolution policies: pure functions of an image size, no pixels and no torch.
 
-A policy answers two questions about an image of ``width x height`` pixels:
-
-* ``resize_target(width, height) -> (width, height)``: the size the model input will have;
-* ``visual_tokens(width, height) -> int``: how many visual tokens the language model will see.
-
-Policies are small frozen dataclasses, so they hash, compare and serialise (``to_dict`` /
-``policy_from_dict``) and can be stored in a checkpoint's config.
-
-=============  ===========================================================================
-``fixed``      LLaVA-1.5: one square size; ``pad`` (expand to square with the mean colour, as
-               LLaVA's ``expand2square``), ``crop`` (shortest edge then centre crop, what
-               LLaVA calls ``square``) or ``stretch``.
-``anyres``     LLaVA-NeXT grid pinpoints with ``select_best_resolution`` semantics identical
-               to LLaVA-NeXT / HF ``LlavaNext`` (and ``anyres_max_N`` as LLaVA-OneVision).
-``native``     keep the aspect ratio, each side a multiple of ``patch_size * merge_size``, the
-               pixel count within ``[min_pixels, max_pixels]`` (Qwen2-VL ``smart_resize``).
-``downsample`` cap the longest side and/or the pixel count, never upsample; then hand the
-               image to another policy (``then``, default ``native``). Used by the sweeps.
-=============  ===========================================================================
+A policy answers ``resize_target(width, height)`` (the model-input size) and
+``visual_tokens(width, height)`` without touching pixels: ``fixed`` (LLaVA-1.5 pad / crop /
+stretch), ``anyres`` (LLaVA-NeXT / OneVision), ``native`` (Qwen2-VL ``smart_resize``) and
+``downsample`` (a longest-side cap, then another policy). See ``docs/resolution.md``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence, Union
 
-from .errors import BioresBudgetError, BioresConfigError
+from ..errors import BioresBudgetError, BioresConfigError
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MIN_PIXELS",
     "MAX_ASPECT_RATIO",
     "FixedPolicy",
     "AnyResPolicy",
@@ -43,6 +30,10 @@ __all__ = [
     "parse_policy",
     "policy_from_dict",
 ]
+
+#: The native pixel budget's defaults (Qwen2-VL's ``Qwen2VLImageProcessor``): the one place they live.
+DEFAULT_MIN_PIXELS = 56 * 56
+DEFAULT_MAX_PIXELS = 28 * 28 * 1280
 
 #: Largest long/short side ratio a patch grid can represent (Qwen2-VL's limit).
 MAX_ASPECT_RATIO = 200
@@ -71,7 +62,7 @@ def _check_size(width: int, height: int) -> tuple[int, int]:
 
 
 def smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 28 * 28 * 1280
+    height: int, width: int, factor: int = 28, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[int, int]:
     """Qwen2-VL's ``smart_resize``: ``(height, width)`` -> ``(height', width')``.
 
@@ -300,8 +291,8 @@ class NativePolicy(_PolicyBase):
 
     patch_size: int = 14
     merge_size: int = 1
-    min_pixels: int = 56 * 56
-    max_pixels: int = 28 * 28 * 1280
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
     kind: str = field(default="native", init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,27 +1,9 @@
 """How biores plugs into lmms-eval 0.7.x with no extra flags.
 
-lmms-eval finds external tasks only through ``--include_path`` and has no task entry-point
-group, but it loads the ``lmms_eval.models`` entry points when ``lmms_eval.models`` is
-imported, which the CLI does before it builds its ``TaskManager``. biores registers one such
-entry point, :func:`manifests`. Loading it:
-
-1. registers the ``biores_llava`` model (a :class:`ModelManifest`, resolved lazily);
-2. installs three small, idempotent hooks (:func:`install`):
-
-   * ``TaskManager.initialize_tasks`` also indexes every folder published under the entry-point
-     group ``lmms_eval.tasks`` (the group that ``patches/lmms_eval_task_entrypoints.patch``
-     proposes upstream; biores publishes ``biores_plugin.tasks`` there). ``--include_path``
-     keeps working and wins on name clashes exactly as before.
-   * ``ConfigurableTask.download`` honours biores' local-data settings: a task whose
-     ``metadata`` names ``local_path_env`` reads a local copy when that environment variable is
-     set (a ``save_to_disk`` folder, a hub snapshot folder or data files); synthetic tasks
-     (``metadata.biores_synth``) read ``$BIORES_SYNTH_PATH`` and generate the default data set
-     there when it is missing.
-   * ``TaskManager.match_tasks`` stops ``--tasks 'biores_x_*'`` from running a sweep's
-     variants twice (once through the matched ``_sweep`` group, once on their own).
-
-Nothing is patched unless lmms-eval itself imports biores' entry point (or a caller runs
-:func:`install`); ``uninstall`` restores the originals.
+lmms-eval loads the ``lmms_eval.models`` entry points before it builds its ``TaskManager``;
+biores' entry point (:func:`manifests`) registers ``biores_llava`` and installs three
+reversible hooks (group ``"lmms_eval"`` of :mod:`biores_plugin.patching`): task folders from the
+``lmms_eval.tasks`` entry-point group, local data copies, one run per sweep variant. See docs/lmms_eval_plugin.md.
 """
 
 from __future__ import annotations
@@ -31,11 +13,12 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .errors import BioresConfigError
+from .. import patching
+from ..errors import BioresConfigError
 
 TASK_ENTRY_POINT_GROUP = "lmms_eval.tasks"
 SYNTH_ENV = "BIORES_SYNTH_PATH"
-_ORIGINALS: dict[str, Any] = {}
+GROUP = "lmms_eval"
 #: The set generated on first use: 1024 px, so the 224/448/896 sweep really downsamples.
 DEFAULT_SYNTH = {"size": 1024, "n_train": 16, "n_test": 200, "seed": 0, "progress": True}
 
@@ -47,7 +30,7 @@ def default_synth_path() -> Path:
 
 def tasks_dir() -> Path:
     """biores' own task folder (``tasks/`` in the source tree, ``biores_plugin/tasks`` installed)."""
-    from . import tasks  # noqa: PLC0415  (installed as biores_plugin.tasks)
+    from .. import tasks  # noqa: PLC0415  (installed as biores_plugin.tasks)
 
     return Path(tasks.__file__).resolve().parent
 
@@ -89,7 +72,7 @@ def _resolve_local_copy(task: Any, dataset_kwargs: dict | None) -> dict | None:
     if not isinstance(metadata, dict):
         return dataset_kwargs
     if metadata.get("biores_synth"):
-        from .synth.dataset import is_complete, missing_data_message, write_dataset
+        from ..synth.dataset import is_complete, missing_data_message, write_dataset
 
         env_value = os.environ.get(SYNTH_ENV)
         root = Path(env_value).expanduser() if env_value else default_synth_path()
@@ -121,45 +104,40 @@ def _resolve_local_copy(task: Any, dataset_kwargs: dict | None) -> dict | None:
 
 
 def install() -> None:
-    """Install the task-path and local-data hooks (idempotent)."""
-    if _ORIGINALS:
-        return
+    """Install the task-path, local-data and sweep-matching hooks (idempotent; see :func:`uninstall`)."""
     from lmms_eval.api.task import ConfigurableTask
     from lmms_eval.tasks import TaskManager
 
-    original_init_tasks = TaskManager.initialize_tasks
-    original_download = ConfigurableTask.download
-    original_match = TaskManager.match_tasks
+    def initialize_tasks(original):
+        def hook(self, include_path=None, include_defaults=True):
+            return original(self, include_path=_with_plugin_paths(include_path), include_defaults=include_defaults)
 
-    def initialize_tasks(self, include_path=None, include_defaults=True):
-        return original_init_tasks(self, include_path=_with_plugin_paths(include_path), include_defaults=include_defaults)
+        return hook
 
-    def download(self, dataset_kwargs=None):
-        return original_download(self, _resolve_local_copy(self, dataset_kwargs))
+    def download(original):
+        def hook(self, dataset_kwargs=None):
+            return original(self, _resolve_local_copy(self, dataset_kwargs))
 
-    def match_tasks(self, task_list):
-        return _drop_covered_subtasks(self, original_match(self, task_list), task_list)
+        return hook
 
-    initialize_tasks.__wrapped__ = original_init_tasks  # type: ignore[attr-defined]
-    download.__wrapped__ = original_download  # type: ignore[attr-defined]
-    _ORIGINALS["initialize_tasks"] = original_init_tasks
-    _ORIGINALS["download"] = original_download
-    _ORIGINALS["match_tasks"] = original_match
-    TaskManager.initialize_tasks = initialize_tasks
-    ConfigurableTask.download = download
-    TaskManager.match_tasks = match_tasks
+    def match_tasks(original):
+        def hook(self, task_list):
+            return _drop_covered_subtasks(self, original(self, task_list), task_list)
+
+        return hook
+
+    patching.wrap(TaskManager, "initialize_tasks", initialize_tasks, group=GROUP)
+    patching.wrap(ConfigurableTask, "download", download, group=GROUP)
+    patching.wrap(TaskManager, "match_tasks", match_tasks, group=GROUP)
+
+
+def is_installed() -> bool:
+    return bool(patching.patches(GROUP))
 
 
 def uninstall() -> None:
     """Restore lmms-eval's original methods."""
-    if not _ORIGINALS:
-        return
-    from lmms_eval.api.task import ConfigurableTask
-    from lmms_eval.tasks import TaskManager
-
-    TaskManager.initialize_tasks = _ORIGINALS.pop("initialize_tasks")
-    ConfigurableTask.download = _ORIGINALS.pop("download")
-    TaskManager.match_tasks = _ORIGINALS.pop("match_tasks")
+    patching.revert(GROUP)
 
 
 def _drop_covered_subtasks(manager: Any, matched: list[str], patterns: list[str]) -> list[str]:
@@ -183,11 +161,14 @@ def manifests() -> list[Any]:
     """The ``lmms_eval.models`` entry point: biores' models, plus the task hooks."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
+    from .. import register
+
+    register()
     install()
     return [
         ModelManifest(
             model_id="biores_llava",
-            simple_class_path="biores_plugin.models.lmms_eval_llava.BioresLlava",
-            chat_class_path="biores_plugin.models.lmms_eval_llava.BioresLlavaChat",
+            simple_class_path="biores_plugin.eval.biores_llava.BioresLlava",
+            chat_class_path="biores_plugin.eval.biores_llava.BioresLlavaChat",
         )
     ]

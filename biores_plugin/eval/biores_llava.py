@@ -1,12 +1,7 @@
 """``biores_llava``: native-resolution LLaVA for lmms-eval (simple and chat styles).
 
-    lmms-eval --model biores_llava \\
-        --model_args pretrained=PATH,image_aspect_ratio=native,min_pixels=3136,max_pixels=1003520,device=cpu,batch_size=8 \\
-        --tasks biores_synth_sweep --log_samples --output_path results/
-
-Registered through the ``lmms_eval.models`` entry point (see ``biores_plugin.lmms_eval_plugin``).
-Policy arguments left out come from the checkpoint's saved biores config. Each sample's visual
-token count is logged with its token counts (``token_counts[0].visual_tokens``).
+``lmms-eval --model biores_llava --model_args pretrained=PATH,image_aspect_ratio=native,...``;
+policy arguments left out come from the checkpoint. Each sample logs its visual tokens.
 """
 
 from __future__ import annotations
@@ -71,7 +66,7 @@ class BioresLlava(lmms):
         super().__init__()
         from pathlib import Path
 
-        from .native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
+        from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
 
         unknown = sorted(k for k in kwargs if k not in ("trust_remote_code", "use_cache"))
         if unknown:

@@ -1,0 +1,212 @@
+"""Reading TIFF files with tifffile, which knows their axes (Z/C/T/S/Y/X).
+
+A compression that tifffile cannot decode without ``imagecodecs`` raises
+:class:`_CodecMissing`, so that the pipeline can let Pillow try instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar
+
+import numpy as np
+
+from ..errors import BioresError, BioresImageError
+from ._messages import _exc_text, _fail
+from .arrays import _orient_array, _project
+from .guards import _check_size
+from .options import MAX_GUESSED_CHANNELS, MAX_STACK_FACTOR, _Options
+from .sources import _Decoded
+
+_T = TypeVar("_T")
+
+
+class _CodecMissing(Exception):
+    pass
+
+
+def _tiff_layout(name: str, tf: Any) -> tuple[Any, str, tuple[int, ...], int, int]:
+    if not tf.series:
+        raise _fail(
+            name,
+            "TIFF file contains no readable image (truncated or corrupt IFD structure)",
+        )
+    series = tf.series[0]
+    axes = str(series.axes).upper()
+    shape = tuple(int(s) for s in series.shape)
+    if "Y" not in axes or "X" not in axes or len(axes) != len(shape):
+        raise _fail(name, f"unsupported TIFF layout (axes {axes!r}, shape {shape})")
+    height, width = shape[axes.index("Y")], shape[axes.index("X")]
+    return series, axes, shape, width, height
+
+
+def _tiff_orientation(series: Any) -> int:
+    try:
+        page = (
+            series.keyframe
+            if getattr(series, "keyframe", None) is not None
+            else series.pages[0]
+        )
+        tag = page.tags.get(274)
+        value = int(tag.value) if tag is not None else 1
+    except Exception:  # noqa: BLE001 - a broken tag never makes the image unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _tiff_open(name: str, stream: BinaryIO) -> Any:
+    import tifffile
+
+    try:
+        return tifffile.TiffFile(stream)
+    except BioresError:
+        raise
+    except Exception as exc:
+        raise _tiff_error(name, exc, stage="open") from exc
+
+
+def _tiff_error(name: str, exc: BaseException, *, stage: str) -> BioresImageError:
+    if isinstance(exc, MemoryError):
+        return _fail(name, "not enough memory to decode the TIFF image")
+    text = str(exc).lower()
+    if (
+        "failed to read" in text
+        or "truncated" in text
+        or isinstance(exc, EOFError)
+        or "unexpected end" in text
+    ):
+        return _fail(name, f"truncated or incomplete TIFF data ({_exc_text(exc)})")
+    if stage == "open":
+        return _fail(name, f"corrupt TIFF header ({_exc_text(exc)})")
+    return _fail(name, f"corrupt or unreadable TIFF data ({_exc_text(exc)})")
+
+
+def _tiff_size(
+    name: str, stream: BinaryIO, max_pixels: int | None, exif: bool
+) -> tuple[int, int]:
+    def size(tf: Any) -> tuple[int, int]:
+        series, _axes, _shape, w, h = _tiff_layout(name, tf)
+        _check_size(name, w, h, max_pixels)
+        if exif and _tiff_orientation(series) >= 5:
+            w, h = h, w
+        return w, h
+
+    return _with_tiff(name, stream, size, stage="open")
+
+
+def _tiff_decode(name: str, stream: BinaryIO, opts: _Options) -> _Decoded:
+    return _with_tiff(
+        name, stream, lambda tf: _tiff_decode_open(name, tf, opts), stage="read"
+    )
+
+
+def _with_tiff(
+    name: str, stream: BinaryIO, read: Callable[[Any], _T], *, stage: str
+) -> _T:
+    """Open the TIFF in ``stream``, apply ``read`` to it and close it; convert errors."""
+    tf = _tiff_open(name, stream)
+    try:
+        return read(tf)
+    except (BioresError, _CodecMissing):
+        raise
+    except Exception as exc:
+        raise _tiff_error(name, exc, stage=stage) from exc
+    finally:
+        tf.close()
+
+
+def _tiff_decode_open(name: str, tf: Any, opts: _Options) -> _Decoded:
+    series, axes, shape, width, height = _tiff_layout(name, tf)
+    _check_size(name, width, height, opts.max_pixels)
+    total = math.prod(shape)
+    if opts.max_pixels is not None and total > MAX_STACK_FACTOR * opts.max_pixels:
+        raise _fail(
+            name,
+            f"TIFF series of shape {shape} holds {total} values, more than "
+            f"{MAX_STACK_FACTOR} x max_pixels={opts.max_pixels} (possible decompression bomb)",
+        )
+    page = (
+        series.keyframe
+        if getattr(series, "keyframe", None) is not None
+        else series.pages[0]
+    )
+    photometric_value = getattr(page, "photometric", None)
+    photometric = -1 if photometric_value is None else int(photometric_value)
+    extrasamples = tuple(int(e) for e in (getattr(page, "extrasamples", ()) or ()))
+    colormap = getattr(page, "colormap", None)
+    try:
+        data = series.asarray()
+    except (KeyError, ValueError, ImportError, ModuleNotFoundError) as exc:
+        if "imagecodecs" in str(exc) or isinstance(exc, ImportError):
+            raise _CodecMissing(str(exc)) from exc
+        raise
+    data = np.asarray(data)
+    # big-endian files: work in native byte order
+    if data.dtype.byteorder not in ("=", "|"):
+        data = data.astype(data.dtype.newbyteorder("="))
+    if data.shape != shape:  # defensive: tifffile should honour series.shape
+        raise _fail(
+            name,
+            f"TIFF data shape {data.shape} does not match its series shape {shape}",
+        )
+
+    # photometric interpretation: MINISWHITE (0) inverts, PALETTE (3) maps through the colormap
+    if photometric == 0 and data.dtype.kind in "ub":
+        data = (
+            np.logical_not(data)
+            if data.dtype == bool
+            else np.iinfo(data.dtype).max - data
+        )
+    if (
+        photometric == 3
+        and colormap is not None
+        and data.dtype.kind == "u"
+        and "S" not in axes
+    ):
+        cmap = np.asarray(colormap)
+        cmap = (
+            (cmap >> 8).astype(np.uint8) if cmap.max() > 255 else cmap.astype(np.uint8)
+        )
+        data = np.moveaxis(cmap[:, np.clip(data, 0, cmap.shape[1] - 1)], 0, -1)
+        axes += "S"
+        photometric = 2
+
+    # roles: channel axes (C, S), spatial (Y, X), everything else is a stack axis
+    roles = []
+    for letter in axes:
+        roles.append(
+            "c" if letter in "CS" else letter.lower() if letter in "YX" else "z"
+        )
+    if "c" not in roles:
+        for i in range(len(axes) - 1, -1, -1):
+            if axes[i] in "QI" and data.shape[i] <= MAX_GUESSED_CHANNELS:
+                roles[i] = "c"
+                break
+
+    alpha = False
+    premultiplied = False
+    if "S" in axes and extrasamples and extrasamples[0] in (1, 2):
+        s_len = data.shape[axes.index("S")]
+        n_colour = s_len - len(extrasamples)
+        if n_colour in (1, 3) and "C" not in axes:
+            keep = np.take(data, np.arange(n_colour + 1), axis=axes.index("S"))
+            data = keep
+            alpha = True
+            premultiplied = extrasamples[0] == 1
+
+    # project stack axes (keep the others)
+    stack_axes = tuple(i for i, r in enumerate(roles) if r == "z")
+    if stack_axes:
+        data = _project(data, stack_axes, opts.projection)
+        roles = [r for r in roles if r != "z"]
+
+    # to Y, X, C (merge several channel axes, e.g. C and S)
+    chan_axes = [i for i, r in enumerate(roles) if r == "c"]
+    order = [roles.index("y"), roles.index("x")] + chan_axes
+    data = np.transpose(data, order)
+    data = data.reshape(data.shape[0], data.shape[1], -1)
+
+    if opts.exif_transpose:
+        data = _orient_array(data, _tiff_orientation(series))
+    return _Decoded(array=data, alpha=alpha, premultiplied=premultiplied)

@@ -1,0 +1,68 @@
+"""``biores report``: accuracy against inference resolution, train x inference matrix, cost.
+
+Reads lmms-eval output folders (``*_results.json``, ``*_samples_<task>.jsonl``) and writes
+``report.md``, ``curve.png`` and ``heatmap.png`` atomically into ``--out``. docs/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import BioresConfigError
+from ..io_utils import atomic_write_text
+from .collect import Cell, collect
+from .plots import plot_curves, plot_heatmap
+from .tables import markdown_table, matrix, matrix_text
+
+__all__ = ["Cell", "collect", "markdown_table", "matrix", "matrix_text", "plot_curves", "plot_heatmap", "write_report"]
+
+
+def write_report(cells: Sequence[Cell], out: str | Path, *, title: str = "biores resolution report", notes: str = "") -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"curve": plot_curves(cells, out / "curve.png")}
+    heat = plot_heatmap(cells, out / "heatmap.png")
+    parts = [f"# {title}\n"]
+    if notes:
+        parts.append(notes.rstrip() + "\n")
+    parts.append("## Accuracy by inference resolution\n")
+    parts.append(markdown_table(cells) + "\n")
+    parts.append("Accuracy and standard error in percentage points; `~` marks visual tokens estimated from image sizes.\n")
+    if heat is not None:
+        files["heatmap"] = heat
+        for dataset in sorted({c.dataset for c in cells if c.train is not None}):
+            rows, cols, table = matrix(cells, dataset)
+            parts.append(f"## Train x inference resolution: {dataset}\n\n```\n{matrix_text(rows, cols, table)}\n```\n")
+        parts.append("![train x inference heatmap](heatmap.png)\n")
+    parts.append("![accuracy vs resolution and visual tokens](curve.png)\n")
+    files["report"] = atomic_write_text(out / "report.md", "\n".join(parts))
+    return files
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", help="lmms-eval --output_path folders (or *_results.json files)")
+    parser.add_argument("--out", default="biores_report", help="folder for report.md, curve.png, heatmap.png")
+    parser.add_argument("--label", action="append", default=[], metavar="FOLDER=TRAIN_RES", help="training resolution of a results folder")
+    parser.add_argument("--metric", default="accuracy")
+    parser.add_argument("--token-policy", default="native", help="policy used to estimate visual tokens when the model did not log them")
+
+
+def run(args: argparse.Namespace) -> int:
+    labels = {}
+    for item in args.label:
+        if "=" not in item:
+            raise BioresConfigError(f"--label must be FOLDER=TRAIN_RES, got {item!r}")
+        folder, label = item.rsplit("=", 1)
+        labels[folder] = label
+    cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy)
+    files = write_report(cells, args.out)
+    print(markdown_table(cells))
+    for dataset in sorted({c.dataset for c in cells if c.train is not None}):
+        print(f"\n{dataset}\n" + matrix_text(*matrix(cells, dataset)))
+    print("\nwrote " + ", ".join(str(p) for p in files.values()))
+    return 0

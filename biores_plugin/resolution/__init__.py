@@ -1,0 +1,31 @@
+"""The resolution layer: policies, levels, the mixed-resolution draw, the flags and the resize.
+
+Pure (no torch, no transformers): image sizes in, sizes, token counts and PIL images out.
+"""
+
+from .config import BIORES_CONFIG_NAME, ResolutionConfig, is_native_like
+from .levels import (
+    DEFAULT_RESOLUTIONS,
+    NATIVE,
+    capped,
+    effective_size,
+    parse_levels,
+    parse_resolution,
+    resolution_label,
+)
+from .mixed import MixedResolution, draw_summary
+from .policy import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    AnyResPolicy,
+    DownsamplePolicy,
+    FixedPolicy,
+    NativePolicy,
+    Policy,
+    parse_policy,
+    policy_from_dict,
+    smart_resize,
+)
+from .resize import apply_policy, downsample, resize_exact
+
+__all__ = [name for name in dir() if not name.startswith("_")]
