@@ -11,7 +11,7 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from .errors import BioresError
 
@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _one_line_errors(parser)
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF incl. 16-bit / multi-channel)")
     parser.add_argument(
         "--policy",
@@ -37,35 +38,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="policy to apply; repeat for several (default: pad, anyres, native, 448). "
         "Forms: native, pad[SIZE], crop[SIZE], square, stretch, anyres, anyres_max_N, SIZE (longest side, then native)",
     )
-    parser.add_argument("--patch-size", type=int, default=14)
-    parser.add_argument("--merge-size", type=int, default=1, help="token merge of the native policy (2 = 2x2)")
-    parser.add_argument("--min-pixels", type=int, default=None)
-    parser.add_argument("--max-pixels", type=int, default=None)
-    parser.add_argument("--image-size", type=int, default=336, help="fixed / anyres base size")
+    # the underscore spellings are those of biores-train / ResolutionConfig's messages
+    parser.add_argument("--patch-size", "--patch_size", type=int, default=14)
+    parser.add_argument("--merge-size", "--merge_size", type=int, default=1, help="token merge of the native policy (2 = 2x2)")
+    parser.add_argument("--min-pixels", "--min_pixels", type=int, default=None, help="native policies only")
+    parser.add_argument("--max-pixels", "--max_pixels", type=int, default=None, help="native policies only")
+    parser.add_argument("--image-size", "--image_size", type=int, default=336, help="fixed / anyres base size")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def info_rows(paths: Sequence[str], policies: Sequence[str], **options: Any) -> list[dict[str, Any]]:
-    """One row per (image, policy): original size, model-input size, visual tokens."""
-    from .image_io import image_size
-    from .resolution import ResolutionConfig
+def _one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """Flag errors of ``biores info`` are one stderr line (no usage block), exit status 2."""
 
-    configs = [
+    def error(message: str) -> NoReturn:
+        parser.exit(2, f"{parser.prog}: error: {' '.join(message.split())} (see {parser.prog} --help)\n")
+
+    def parse_known_args(args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        known, extras = argparse.ArgumentParser.parse_known_args(parser, args, namespace)
+        if extras:  # reported here, not by the top-level parser with its usage block
+            error(f"unrecognized arguments: {' '.join(extras)}")
+        return known, extras
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+
+
+def info_configs(policies: Sequence[str], **options: Any) -> list[Any]:
+    """One validated :class:`ResolutionConfig` per policy; pixel budgets go to native-like ones."""
+    from .errors import BioresConfigError
+    from .resolution import ResolutionConfig, is_native_like
+
+    budget = {key: options.get(key) for key in ("min_pixels", "max_pixels")}
+    given = [f"--{key.replace('_', '-')}" for key, value in budget.items() if value is not None]
+    if given and not any(is_native_like(spec) for spec in policies):
+        verb = "applies" if len(given) == 1 else "apply"
+        raise BioresConfigError(f"{'/'.join(given)} only {verb} to native policies (native or a size such as 448)")
+    return [
         ResolutionConfig(
             image_aspect_ratio=spec,
             patch_size=options.get("patch_size", 14),
             merge_size=options.get("merge_size", 1),
-            min_pixels=options.get("min_pixels"),
-            max_pixels=options.get("max_pixels"),
             image_size=options.get("image_size", 336),
+            **(budget if is_native_like(spec) else {}),
         )
         for spec in policies
     ]
+
+
+def info_rows(paths: Sequence[str], policies: Sequence[str], **options: Any) -> list[dict[str, Any]]:
+    """One row per (image, policy): original size, model-input size, visual tokens.
+
+    The flags are checked before any image is read; every image is then decoded in full
+    (``image_size(verify=True)``), so a truncated or corrupt file is an error, not a row.
+    """
+    from .image_io import image_size
+
+    policy_objects = [config.policy() for config in info_configs(policies, **options)]
     rows = []
     for path in paths:
-        width, height = image_size(path)
-        for spec, config in zip(policies, configs):
-            policy = config.policy()
+        width, height = image_size(path, verify=True)
+        for policy in policy_objects:
             out_w, out_h = policy.resize_target(width, height)
             rows.append(
                 {

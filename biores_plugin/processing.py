@@ -14,13 +14,12 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision.transforms.v2 import functional as tvF
 from transformers import PretrainedConfig
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from .errors import BioresConfigError, BioresImageError
+from .errors import BioresConfigError
 from .resolution import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, AnyResPolicy, NativePolicy, ResolutionConfig
 
 __all__ = [
@@ -43,33 +42,18 @@ _RESAMPLE = {
 def to_uint8_hwc(image: Any) -> torch.Tensor:
     """Any supported image -> ``uint8`` tensor ``[H, W, 3]`` (zero-copy when the input allows).
 
-    PIL RGB images and uint8 HWC arrays take the fast path; everything else (paths, bytes,
-    16-bit, multi-channel, palette, RGBA...) goes through :func:`biores_plugin.image_io.load_image`.
-    ``[3, H, W]`` tensors (uint8, or float in ``[0, 1]``) are accepted as well.
+    Every input goes through :func:`biores_plugin.image_io.load_array`, the one checked route:
+    paths, bytes, files, PIL images (lazy ones loaded under strict truncation, EXIF applied,
+    closed ones refused), numpy arrays and tensors (``[C, H, W]``, ``[H, W, C]``, ``[H, W]``),
+    with its intensity rules (docs/image_loading.md). Loaded upright RGB images and ``uint8``
+    RGB arrays / tensors are not copied beyond what torch needs.
     """
-    if isinstance(image, torch.Tensor):
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise BioresImageError(f"tensor images must be [3, H, W], got shape {tuple(image.shape)}")
-        if image.dtype != torch.uint8:
-            if not image.is_floating_point() or float(image.min()) < 0.0 or float(image.max()) > 1.0:
-                raise BioresImageError(f"tensor images must be uint8 or float in [0, 1], got {image.dtype}")
-            image = (image * 255.0).round().to(torch.uint8)
-        array_t = image.permute(1, 2, 0)
-    else:
-        if isinstance(image, Image.Image) and image.mode == "RGB":
-            array = np.asarray(image)
-        elif isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-            array = image
-        else:
-            from .image_io import load_image  # late import keeps this module light
+    from .image_io import load_array  # late import keeps this module light
 
-            array = np.asarray(load_image(image))
-        if not array.flags.writeable:
-            array = array.copy()
-        array_t = torch.from_numpy(array)
-    if array_t.shape[0] == 0 or array_t.shape[1] == 0:
-        raise BioresImageError(f"image has a zero-sized side ({array_t.shape[1]}x{array_t.shape[0]})")
-    return array_t
+    array = load_array(image, keep_channels=False, copy=False)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def to_uint8_chw(image: Any) -> torch.Tensor:
@@ -99,8 +83,8 @@ def _as_list(images: Any) -> list[Any]:
         for item in images:
             flat.extend(_as_list(item) if isinstance(item, (list, tuple)) else [item])
         return flat
-    if isinstance(images, torch.Tensor) and images.ndim == 4:
-        return list(images)
+    if isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
+        return list(images)  # a batch, as transformers' make_list_of_images reads it
     return [images]
 
 

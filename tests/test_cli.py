@@ -69,3 +69,14 @@ def test_info_errors_are_one_line(tmp_path, sample_images):
     result = biores("info", str(sample_images[1]), "--policy", "zoom")
     assert result.returncode == 2 and "unknown image_aspect_ratio" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_info_pixel_budget_applies_to_native_policies_only(sample_images, capsys):
+    from biores_plugin.cli import main
+
+    tiff, _ = sample_images
+    assert main(["info", str(tiff), "--json", "--max_pixels", "200000"]) == 0  # default policies include pad
+    rows = {r["policy"]: r for r in json.loads(capsys.readouterr().out)}
+    budget = NativePolicy(max_pixels=200000)
+    assert (rows["native"]["out_width"], rows["native"]["out_height"]) == budget.resize_target(1600, 1200)
+    assert rows["pad336"]["visual_tokens"] == FixedPolicy().visual_tokens(1600, 1200)

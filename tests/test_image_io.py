@@ -293,14 +293,15 @@ def test_16bit_png_and_tiff_normalisation():
     assert abs(int(auto[32, 0]) - 128) <= 8  # auto = percentile (0.5, 99.5) for 16-bit
 
 
-def test_constant_16bit_image_maps_to_zero_without_warnings():
+def test_constant_16bit_image_keeps_its_level_without_warnings():
+    # was: maps to 0 (black); the documented rule now is the fixed scale, 1234 / 257 -> 5
     const = np.full((10, 12), 1234, np.uint16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for mode in ("auto", "minmax", "percentile"):
             out = load_array(tiff_bytes(const), normalize=mode)
-            assert out.dtype == np.uint8 and not out.any()
-        assert not np.asarray(load_image(const)).any()
+            assert out.dtype == np.uint8 and np.all(out == 5)
+        assert np.all(np.asarray(load_image(const)) == 5)
 
 
 def test_float32_tiff_unit_range_other_range_and_nan():
@@ -315,7 +316,10 @@ def test_float32_tiff_unit_range_other_range_and_nan():
     assert clipped[0, 0] == 0 and clipped[-1, -1] == 255  # clip to [0, 1]
     bad = wide.copy()
     bad[0, 0], bad[0, 1], bad[0, 2] = np.nan, np.inf, -np.inf
-    res = load_array(tiff_bytes(bad), normalize="minmax")[..., 0]
+    # was: mapped silently by default; now an error unless nonfinite="clip" asks for this mapping
+    with pytest.raises(BioresImageError, match="3 non-finite"):
+        load_array(tiff_bytes(bad), normalize="minmax")
+    res = load_array(tiff_bytes(bad), normalize="minmax", nonfinite="clip")[..., 0]
     assert tuple(res[0, :3]) == (0, 255, 0)  # NaN -> low, +inf -> high, -inf -> low
     assert (
         res[0, 3] == 0 and res[-1, -1] == 255
@@ -658,3 +662,4 @@ def test_property_any_numeric_array_gives_uint8_rgb(h, w, c, dtype, mode, seed):
         out.shape[1],
         out.shape[0],
     )
+

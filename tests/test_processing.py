@@ -132,3 +132,21 @@ def test_save_and_auto_load_round_trip(tmp_path, cls, kwargs):
     image = Image.new("RGB", (300, 200), (10, 200, 30))
     a, b = proc(image), loaded(image)
     assert all(torch.equal(x, y) for x, y in zip(a["pixel_values"], b["pixel_values"]))
+
+
+def test_batches_split_and_uint8_inputs_are_not_copied(rng):
+    from biores_plugin.processing import to_uint8_hwc
+
+    batch = rng.integers(0, 256, (2, 40, 60, 3), dtype=np.uint8)
+    proc = BioresNativeImageProcessor(min_pixels=1, max_pixels=10**7)
+    for stacked in (batch, torch.from_numpy(batch)):  # 4-D: a batch, as transformers reads it
+        out = proc(stacked)
+        assert out["image_sizes"].tolist() == [[42, 56], [42, 56]]
+        ref = proc([Image.fromarray(batch[0]), Image.fromarray(batch[1])])
+        assert all(torch.equal(a, b) for a, b in zip(out["pixel_values"], ref["pixel_values"]))
+    array = batch[0]
+    assert to_uint8_hwc(array).data_ptr() == array.ctypes.data  # zero-copy, as before
+    chw = torch.from_numpy(array).permute(2, 0, 1)
+    assert to_uint8_hwc(chw).data_ptr() == chw.data_ptr()
+    flipped = to_uint8_hwc(array[::-1])  # negative strides: copied, not a raw torch error
+    assert torch.equal(flipped, torch.from_numpy(np.ascontiguousarray(array[::-1])))

@@ -36,6 +36,8 @@ def _describe(source: object) -> str:
         return "<PIL image>"
     if isinstance(source, np.ndarray):
         return "<numpy array>"
+    if type(source).__module__.startswith("torch") and hasattr(source, "shape"):
+        return "<tensor>"
     name = getattr(source, "name", None)
     if isinstance(name, str) and name:
         return repr(name)

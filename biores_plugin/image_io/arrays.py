@@ -10,8 +10,8 @@ import numpy as np
 
 from ._messages import _fail
 from .guards import _check_size
-from .options import MAX_GUESSED_CHANNELS, _Options
-from .sources import _Decoded
+from .options import _SURE_CHANNELS, MAX_GUESSED_CHANNELS, _Options
+from .sources import _Decoded, _Source
 
 
 def _array_layout(name: str, arr: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -20,10 +20,12 @@ def _array_layout(name: str, arr: np.ndarray) -> tuple[np.ndarray, tuple[int, ..
         return arr[:, :, None], ()
     if arr.ndim == 3:
         first, last = arr.shape[0], arr.shape[2]
-        if last <= MAX_GUESSED_CHANNELS and last <= first:
-            return arr, ()
-        if first <= MAX_GUESSED_CHANNELS:
+        if first <= MAX_GUESSED_CHANNELS and (
+            last > MAX_GUESSED_CHANNELS or first <= _SURE_CHANNELS < last
+        ):
             return np.moveaxis(arr, 0, -1), ()
+        if last <= MAX_GUESSED_CHANNELS:
+            return arr, ()
         return arr[:, :, :, None], (0,)
     if arr.ndim == 4:
         if arr.shape[3] <= MAX_GUESSED_CHANNELS:
@@ -59,15 +61,21 @@ def _check_array_dtype(
     return arr
 
 
-def _array_hw(name: str, arr: np.ndarray) -> tuple[int, int]:
-    laid, stack = _array_layout(name, arr)
+def _laid_out(src: _Source, arr: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    return (arr, ()) if src.hwc else _array_layout(src.name, arr)
+
+
+def _array_hw(src: _Source) -> tuple[int, int]:
+    assert src.array is not None
+    laid, stack = _laid_out(src, _check_array_dtype(src.name, src.array, convert=False))
     off = len(stack)
     return int(laid.shape[off]), int(laid.shape[off + 1])
 
 
-def _array_decode(name: str, arr: np.ndarray, opts: _Options) -> _Decoded:
-    arr = _check_array_dtype(name, arr)
-    laid, stack = _array_layout(name, arr)
+def _array_decode(src: _Source, opts: _Options) -> _Decoded:
+    assert src.array is not None
+    name, arr = src.name, _check_array_dtype(src.name, src.array)
+    laid, stack = _laid_out(src, arr)
     off = len(stack)
     h, w, c = laid.shape[off], laid.shape[off + 1], laid.shape[off + 2]
     _check_size(name, w, h, opts.max_pixels)

@@ -62,6 +62,44 @@ def _composite(
     return np.minimum(out, 255).astype(np.uint8)
 
 
+def _nonfinite(name: str, arr: np.ndarray, mode: str) -> np.ndarray:
+    """Apply the ``nonfinite`` rule to float data: ``"error"`` raises, ``"zero"`` maps to 0.0.
+
+    ``"clip"`` returns the data unchanged: the per-channel steps map NaN / -inf to the low
+    end and +inf to the high end of the range.
+    """
+    if arr.dtype.kind != "f":
+        return arr
+    finite = np.isfinite(arr)
+    if finite.all():
+        return arr
+    if mode == "error":
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise _fail(
+            name,
+            f"{bad} non-finite pixel value{'s' if bad != 1 else ''} (NaN or inf); "
+            "pass nonfinite='zero' or nonfinite='clip' to map them",
+        )
+    if mode == "zero":
+        return np.where(finite, arr, arr.dtype.type(0))
+    return arr
+
+
+def _clip_raw(name: str, arr: np.ndarray) -> np.ndarray:
+    """``nonfinite="clip"`` for raw output: NaN / -inf -> channel minimum, +inf -> maximum."""
+    if np.isfinite(arr).all():
+        return arr
+    out = arr.copy()
+    for c in range(arr.shape[2]):
+        ch = out[:, :, c]
+        values = ch[np.isfinite(ch)]
+        if values.size == 0:
+            raise _fail(name, "image has no finite pixel values (all NaN or inf)")
+        lo, hi = float(values.min()), float(values.max())
+        out[:, :, c] = np.nan_to_num(ch, nan=lo, posinf=hi, neginf=lo)
+    return out
+
+
 def _normalize(
     name: str, arr: np.ndarray, mode: str | None, percentiles: tuple[float, float]
 ) -> np.ndarray:
@@ -105,20 +143,8 @@ def _normalize_channel(
     elif mode in ("none", None):
         mode = "unit" if is_float else "fixed"
 
-    if mode == "unit":
-        x = np.nan_to_num(
-            ch.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0
-        )
-        return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if mode == "fixed":
-        if ch.dtype == np.uint16:  # x / 257, rounded, through a lookup table
-            return _uint16_lut()[ch]
-        info = np.iinfo(ch.dtype)
-        scaled = (ch.astype(np.float64) - float(info.min)) * (
-            255.0 / (float(info.max) - float(info.min))
-        )
-        return np.rint(scaled).astype(np.uint8)
-
+    if mode in ("unit", "fixed"):
+        return _fixed_scale(ch)
     lo = hi = 0.0
     if mode == "percentile":
         sample = values
@@ -130,8 +156,8 @@ def _normalize_channel(
         lo, hi = (float(v) for v in np.percentile(sample, percentiles))
     if mode == "minmax" or not hi > lo:
         lo, hi = float(values.min()), float(values.max())
-    if not hi > lo:  # constant channel
-        return np.zeros(ch.shape, dtype=np.uint8)
+    if not hi > lo:  # a constant channel keeps its level on the fixed scale
+        return _fixed_scale(ch)
     x = ch.astype(
         np.float32 if ch.dtype.itemsize <= (4 if is_float else 2) else np.float64
     )
@@ -141,6 +167,23 @@ def _normalize_channel(
     x -= lo
     x *= 255.0 / (hi - lo)
     return np.rint(x).astype(np.uint8)
+
+
+def _fixed_scale(ch: np.ndarray) -> np.ndarray:
+    """``normalize="none"``: floats clipped to [0, 1] (NaN, -inf -> 0, +inf -> 1) times 255,
+    uint16 divided by 257, other integers' whole dtype range onto 0..255."""
+    if ch.dtype.kind == "f":
+        x = np.nan_to_num(
+            ch.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0
+        )
+        return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if ch.dtype == np.uint16:  # x / 257, rounded, through a lookup table
+        return _uint16_lut()[ch]
+    info = np.iinfo(ch.dtype)
+    scaled = (ch.astype(np.float64) - float(info.min)) * (
+        255.0 / (float(info.max) - float(info.min))
+    )
+    return np.rint(scaled).astype(np.uint8)
 
 
 _LUT16: np.ndarray | None = None

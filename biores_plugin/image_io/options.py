@@ -21,12 +21,17 @@ from ._messages import _fail
 DEFAULT_MAX_PIXELS = 178_956_970
 #: An unlabelled axis no longer than this is taken as a channel axis (docs/image_loading.md).
 MAX_GUESSED_CHANNELS = 8
+#: When both ends of a 3-D array or tensor are short, the end that is at most this long wins
+#: over the library's convention (numpy: last, torch: first) if the other end is longer.
+_SURE_CHANNELS = 4
 #: A TIFF series (all planes and channels together) may hold at most this many times
 #: ``max_pixels`` elements.
 MAX_STACK_FACTOR = 64
 
 _PROJECTIONS = ("max", "mean", "first")
 _NORMALIZE_MODES = ("auto", "minmax", "percentile", "none", None)
+#: What happens to NaN and +-inf in float images (docs/image_loading.md).
+_NONFINITE_MODES = ("error", "zero", "clip")
 
 
 class ImageOptionError(BioresImageError, BioresConfigError):
@@ -46,6 +51,7 @@ class _LoadOptions(TypedDict, total=False):
     max_pixels: int | None
     background: tuple[int, int, int] | int | str
     exif_transpose: bool
+    nonfinite: str
 
 
 _OPTION_NAMES = frozenset(_LoadOptions.__annotations__)
@@ -60,6 +66,7 @@ class _Options:
     max_pixels: int | None
     background: tuple[int, int, int]
     exif_transpose: bool
+    nonfinite: str = "error"
 
 
 def _check_options(
@@ -74,6 +81,7 @@ def _check_options(
     max_pixels: Any = DEFAULT_MAX_PIXELS,
     background: Any = (255, 255, 255),
     exif_transpose: Any = True,
+    nonfinite: Any = "error",
 ) -> _Options:
     def bad(problem: str) -> ImageOptionError:
         return _fail(name, problem, ImageOptionError)  # type: ignore[return-value]
@@ -149,8 +157,11 @@ def _check_options(
             f"background must be an RGB triple of ints in 0..255, a gray int or a colour name, got {background!r}"
         )
 
+    if nonfinite not in _NONFINITE_MODES:
+        raise bad(f"nonfinite must be one of 'error', 'zero', 'clip', got {nonfinite!r}")
+
     return _Options(
-        sel, projection, normalize, (lo, hi), max_pixels, bg, bool(exif_transpose)
+        sel, projection, normalize, (lo, hi), max_pixels, bg, bool(exif_transpose), nonfinite
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ..errors import BioresError, BioresImageError
 from ._messages import _exc_text, _fail, _one_line
@@ -18,6 +18,12 @@ from .options import _Options
 from .sources import _Decoded
 
 _ORIENTATION_TAG = 0x0112
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_CLOSED = "the PIL image is closed (Image.close() was called); copy or load it before closing"
+_FILE_CLOSED = (
+    "the file of the lazily opened PIL image was closed before its pixels were read "
+    "(load() it inside the with block, or pass the path)"
+)
 # Pillow modes that can go straight to RGB with one convert() (8-bit, no alpha).
 _PIL_RGB_MODES = frozenset(
     {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -41,6 +47,10 @@ def _pil_error(name: str, exc: BaseException, *, stage: str) -> BioresImageError
     if isinstance(exc, MemoryError):
         return _fail(name, "not enough memory to decode the image")
     text = str(exc).lower()
+    if isinstance(exc, ValueError) and "closed" in text:
+        return _fail(name, _CLOSED if "closed image" in text else _FILE_CLOSED)
+    if isinstance(exc, SyntaxError) and "checksum" in text:
+        return _fail(name, f"corrupt image data (failed checksum: {_one_line(exc)})")
     if (
         isinstance(exc, EOFError)
         or "truncated" in text
@@ -70,6 +80,59 @@ def _pil_orientation_from_header(im: Image.Image) -> int:
     return value if 1 <= value <= 8 else 1
 
 
+def _pil_size_orientation(im: Image.Image) -> int:
+    """The orientation still to apply to ``im.size`` (Pillow's TIFF reader applies its own)."""
+    return 1 if im.format == "TIFF" else _pil_orientation_from_header(im)
+
+
+def _pil_check_open(name: str, im: Image.Image) -> None:
+    """A closed image, or a lazy one whose file is gone, is an error before any decoding."""
+    try:
+        core = im.im
+    except ValueError as exc:  # Pillow's "Operation on closed image"
+        raise _fail(name, _CLOSED) from exc
+    except AssertionError:  # lazily opened, not loaded yet
+        core = None
+    if core is None and isinstance(im, ImageFile.ImageFile):
+        fp = getattr(im, "fp", None)
+        if fp is None or getattr(fp, "closed", False):
+            raise _fail(name, _FILE_CLOSED)
+
+
+def _png_verify(name: str, stream: BinaryIO) -> None:
+    """Check the CRC of every PNG chunk (bit flips that zlib would decode silently)."""
+    start = stream.tell()
+    if stream.read(len(_PNG_MAGIC)) != _PNG_MAGIC:
+        stream.seek(start)
+        return
+    stream.seek(start)
+    try:
+        with _strict_truncation():
+            Image.open(stream).verify()
+    except BioresError:
+        raise
+    except Exception as exc:
+        raise _pil_error(name, exc, stage="load") from exc
+    finally:
+        stream.seek(start)
+
+
+def _pil_verify_lazy(name: str, im: Image.Image) -> None:
+    """:func:`_png_verify` for a PNG opened lazily by the caller (its file is still open)."""
+    fp = getattr(im, "fp", None)
+    if im.format != "PNG" or not getattr(im, "tile", None) or fp is None:
+        return
+    try:
+        pos = fp.tell()
+        fp.seek(0)
+    except Exception:  # noqa: BLE001 - an unseekable file is decoded without the CRC pass
+        return
+    try:
+        _png_verify(name, fp)
+    finally:
+        fp.seek(pos)
+
+
 def _pil_orientation(im: Image.Image) -> int:
     try:
         value = int(im.getexif().get(_ORIENTATION_TAG, 1))
@@ -96,7 +159,7 @@ def _pil_size(
     im = _pil_open(name, stream)
     w, h = im.size
     _check_size(name, w, h, opts_max)
-    if exif and _pil_orientation_from_header(im) >= 5:
+    if exif and _pil_size_orientation(im) >= 5:
         w, h = h, w
     return w, h
 
@@ -106,6 +169,9 @@ def _pil_decode(
 ) -> _Decoded:
     w, h = im.size
     _check_size(name, w, h, opts.max_pixels)
+    if is_input:
+        _pil_check_open(name, im)
+        _pil_verify_lazy(name, im)
     try:
         with _strict_truncation():
             im.load()

@@ -14,9 +14,17 @@ from PIL import Image
 
 from ..errors import BioresError, BioresImageError
 from ._messages import _describe, _exc_text, _fail, _one_line
-from .arrays import _array_decode, _array_hw, _check_array_dtype
+from .arrays import _array_decode, _array_hw
 from .guards import _check_size
-from .intensity import _composite, _normalize, _select, _to_alpha_u8, _to_rgb
+from .intensity import (
+    _clip_raw,
+    _composite,
+    _nonfinite,
+    _normalize,
+    _select,
+    _to_alpha_u8,
+    _to_rgb,
+)
 from .options import (
     _OPTION_NAMES,
     DEFAULT_MAX_PIXELS,
@@ -24,7 +32,15 @@ from .options import (
     _LoadOptions,
     _Options,
 )
-from .pil import _pil_decode, _pil_open, _pil_orientation, _pil_rgb_array, _pil_size
+from .pil import (
+    _pil_check_open,
+    _pil_decode,
+    _pil_open,
+    _pil_rgb_array,
+    _pil_size,
+    _pil_size_orientation,
+    _png_verify,
+)
 from .sources import _Decoded, _is_tiff, _open_source, _Source
 from .tiff import _CodecMissing, _tiff_decode, _tiff_size
 
@@ -36,8 +52,7 @@ _T = TypeVar("_T")
 
 def _decode(src: _Source, opts: _Options) -> _Decoded:
     if src.kind == "array":
-        assert src.array is not None
-        return _array_decode(src.name, src.array, opts)
+        return _array_decode(src, opts)
     if src.kind == "pil":
         assert src.pil is not None
         return _pil_decode(src.name, src.pil, opts, is_input=True)
@@ -60,6 +75,7 @@ def _decode(src: _Source, opts: _Options) -> _Decoded:
                     f"unsupported TIFF compression (tifffile: {_one_line(missing)}; "
                     f"Pillow: {str(exc).removeprefix(f'cannot load image {src.name}: ')})",
                 ) from exc
+    _png_verify(src.name, stream)
     return _pil_decode(src.name, _pil_open(src.name, stream), opts, is_input=False)
 
 
@@ -70,12 +86,13 @@ def _finish(
         arr = _pil_rgb_array(dec)
     else:
         assert dec.array is not None
-        arr = dec.array
+        arr = _nonfinite(name, dec.array, opts.nonfinite)
     if raw:
         arr = _select(name, arr, opts.channels)
         if rgb:
             arr = _to_rgb(arr)
-        return arr.astype(np.float32)
+        arr = arr.astype(np.float32)
+        return _clip_raw(name, arr) if opts.nonfinite == "clip" else arr
     if dec.alpha:
         colour = _normalize(name, arr[:, :, :-1], opts.normalize, opts.percentiles)
         arr = _composite(
@@ -103,6 +120,9 @@ def _guarded(name: str, func: Callable[[], _T]) -> _T:
         ) from exc
 
 
+_DEFAULTS = _check_options("<defaults>", allow_raw=False, rgb_output=True)
+
+
 def _run(
     func: str,
     source: Any,
@@ -117,7 +137,11 @@ def _run(
         if key not in _OPTION_NAMES:
             raise TypeError(f"{func}() got an unexpected keyword argument {key!r}")
     name = _describe(source)
-    opts = _check_options(name, allow_raw=allow_raw, rgb_output=rgb_output, **options)
+    opts = (
+        _check_options(name, allow_raw=allow_raw, rgb_output=rgb_output, **options)
+        if options
+        else _DEFAULTS  # the defaults are valid for every loader: checked once
+    )
 
     def run() -> _T:
         with _open_source(source, name) as src:
@@ -127,15 +151,20 @@ def _run(
 
 
 def load_array(
-    source: Any, *, keep_channels: bool = True, **options: Unpack[_LoadOptions]
+    source: Any,
+    *,
+    keep_channels: bool = True,
+    copy: bool = True,
+    **options: Unpack[_LoadOptions],
 ) -> np.ndarray:
     """Load ``source`` as an ``H x W x C`` array.
 
     ``C`` is the channel count after ``channels=`` selection when ``keep_channels`` is true
     (1 for grayscale, 3 for colour images with alpha composited), else 3 (RGB mapping, see
     docs/image_loading.md). The result is ``uint8``, or ``float32`` in the source's units
-    for ``normalize="raw"``. ``options`` are those of :func:`load_image`. Raises
-    :class:`BioresImageError` on any failure.
+    for ``normalize="raw"``. ``copy=False`` copies only when needed: the result may then be
+    read-only or share memory with ``source`` (never negative strides). ``options`` are those
+    of :func:`load_image`. Raises :class:`BioresImageError` on any failure.
     """
 
     def step(name: str, src: _Source, opts: _Options) -> np.ndarray:
@@ -143,12 +172,14 @@ def load_array(
         arr = _finish(
             name, dec, opts, rgb=not keep_channels, raw=opts.normalize == "raw"
         )
+        if not copy:
+            return arr if min(arr.strides, default=0) >= 0 else arr.copy()
         if not arr.flags.writeable or (
-            isinstance(source, np.ndarray) and np.may_share_memory(arr, source)
+            src.array is not None and np.may_share_memory(arr, src.array)
         ):
             arr = (
                 arr.copy()
-            )  # never hand back a read-only array or a view of the caller's array
+            )  # never hand back a read-only array or a view of the caller's data
         return np.ascontiguousarray(arr)
 
     return _run(
@@ -161,27 +192,34 @@ def load_array(
     )
 
 
-def load_image(source: Any, **options: Unpack[_LoadOptions]) -> Image.Image:
+def load_image(
+    source: Any, *, copy: bool = True, **options: Unpack[_LoadOptions]
+) -> Image.Image:
     """Load ``source`` as a decoded ``PIL.Image.Image`` in mode ``"RGB"``.
 
     Keyword options and their defaults: ``channels=None``, ``projection="max"``,
     ``normalize="auto"``, ``percentiles=(0.5, 99.5)``, ``max_pixels=DEFAULT_MAX_PIXELS``,
-    ``background=(255, 255, 255)``, ``exif_transpose=True``. See docs/image_loading.md
-    for channel mapping, projection and normalisation rules. Raises
-    :class:`BioresImageError` on any failure.
+    ``background=(255, 255, 255)``, ``exif_transpose=True``, ``nonfinite="error"``. See
+    docs/image_loading.md for channel mapping, projection and normalisation rules.
+    ``copy=False`` returns a PIL ``source`` itself when it is already a checked RGB image
+    (loaded, upright). Raises :class:`BioresImageError` on any failure.
     """
-    return _run(
-        "load_image", source, options, _image_step, allow_raw=False, rgb_output=True
-    )
+
+    def step(name: str, src: _Source, opts: _Options) -> Image.Image:
+        return _image_step(name, src, opts, copy=copy)
+
+    return _run("load_image", source, options, step, allow_raw=False, rgb_output=True)
 
 
-def _image_step(name: str, src: _Source, opts: _Options) -> Image.Image:
+def _image_step(
+    name: str, src: _Source, opts: _Options, *, copy: bool = True
+) -> Image.Image:
     dec = _decode(src, opts)
     if dec.pil is not None and opts.channels is None:
         im = dec.pil
         if im.mode != "RGB":
             return im.convert("RGB")
-        return im.copy() if dec.pil_is_input else im
+        return im.copy() if dec.pil_is_input and copy else im
     arr = _finish(name, dec, opts, rgb=True, raw=False)
     return Image.fromarray(np.ascontiguousarray(arr))
 
@@ -191,24 +229,29 @@ def image_size(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     exif_transpose: bool = True,
+    verify: bool = False,
 ) -> tuple[int, int]:
     """Return ``(width, height)`` of the image that :func:`load_image` would return.
 
-    Reads only the header (Pillow lazy open / tifffile page shapes; no pixel decoding). Has
-    the same guards as loading (missing, empty, not an image, zero-sized, decompression bomb),
-    but cannot detect truncated pixel data.
+    By default reads only the header (Pillow lazy open / tifffile page shapes; no pixel
+    decoding), with the same guards as loading (missing, empty, not an image, zero-sized,
+    decompression bomb, closed PIL image) but blind to truncated pixel data. ``verify=True``
+    decodes the pixels as :func:`load_image` does (its defaults), so that a truncated or
+    corrupt image is an error here too.
     """
     options = {"max_pixels": max_pixels, "exif_transpose": exif_transpose}
-    return _run(
-        "image_size", source, options, _size_step, allow_raw=False, rgb_output=False
-    )
+    step = _verified_size if verify else _size_step
+    return _run("image_size", source, options, step, allow_raw=False, rgb_output=False)
+
+
+def _verified_size(name: str, src: _Source, opts: _Options) -> tuple[int, int]:
+    return _image_step(name, src, opts, copy=False).size
 
 
 def _size_step(name: str, src: _Source, opts: _Options) -> tuple[int, int]:
     if src.kind == "array":
         assert src.array is not None
-        arr = _check_array_dtype(name, src.array, convert=False)
-        h, w = _array_hw(name, arr)
+        h, w = _array_hw(src)
         _check_size(name, w, h, opts.max_pixels)
         if src.array.size == 0:
             raise _fail(name, f"zero-sized image (array shape {src.array.shape})")
@@ -217,7 +260,8 @@ def _size_step(name: str, src: _Source, opts: _Options) -> tuple[int, int]:
         assert src.pil is not None
         w, h = src.pil.size
         _check_size(name, w, h, opts.max_pixels)
-        if opts.exif_transpose and _pil_orientation(src.pil) >= 5:
+        _pil_check_open(name, src.pil)
+        if opts.exif_transpose and _pil_size_orientation(src.pil) >= 5:
             w, h = h, w
         return w, h
     stream = src.stream

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..errors import BioresError
 from ._messages import _exc_text, _fail
+from .tensors import _is_tensor, _tensor_hwc
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -29,6 +30,7 @@ class _Source:
     stream: BinaryIO | None = None
     pil: Image.Image | None = None
     array: np.ndarray | None = None
+    hwc: bool = False  # the array is already H x W x C (a tensor's layout is decided on entry)
 
 
 @contextlib.contextmanager
@@ -66,6 +68,9 @@ def _open_source(source: Any, name: str) -> Iterator[_Source]:
     if isinstance(source, np.ndarray):
         yield _Source(name, "array", array=source)
         return
+    if _is_tensor(source):
+        yield _Source(name, "array", array=_tensor_hwc(name, source), hwc=True)
+        return
     if hasattr(source, "read") and callable(source.read):
         if isinstance(source, io.TextIOBase):
             raise _fail(
@@ -101,7 +106,7 @@ def _open_source(source: Any, name: str) -> Iterator[_Source]:
     raise _fail(
         name,
         f"unsupported source type {type(source).__name__!r} "
-        "(expected a path, bytes, a binary file-like object, a PIL image or a numpy array)",
+        "(expected a path, bytes, a binary file-like object, a PIL image, a numpy array or a tensor)",
     )
 
 
