@@ -15,14 +15,14 @@ from typing import Any, Sequence
 # microsoft/LLaVA-Med, llava/eval/run_eval.py + eval_metrics/{glossary,evaluate_metrics,utils}.py
 
 #: the punctuation marks the VQA-style normalisation removes or turns into spaces
-_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
-_DIGIT_COMMA = re.compile(r"(\d)(,)(\d)")
+_LM_PUNCT = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!")
+_LM_DIGIT_COMMA = re.compile(r"(\d)(,)(\d)")
 #: a period not followed by a digit (LLaVA-Med's look-behind is written as a look-ahead, so a
 #: preceding digit does not protect it; only a following digit does)
-_PERIOD = re.compile(r"\.(?!\d)")
-_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+_LM_PERIOD = re.compile(r"\.(?!\d)")
+_LM_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
                  "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
-_ARTICLES = {"a", "an", "the"}
+_LM_ARTICLES = {"a", "an", "the"}
 
 
 def llava_med_normalize(text: Any) -> str:
@@ -35,15 +35,15 @@ def llava_med_normalize(text: Any) -> str:
     """
     token = str(text or "")
     out = token
-    digit_comma = _DIGIT_COMMA.search(token) is not None
-    for mark in _PUNCT:
+    digit_comma = _LM_DIGIT_COMMA.search(token) is not None
+    for mark in _LM_PUNCT:
         if f"{mark} " in token or f" {mark}" in token or digit_comma:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    out = _PERIOD.sub("", out, count=int(re.UNICODE))
-    words = [_NUMBER_WORDS.get(w, w) for w in out.lower().split()]
-    return " ".join(w for w in words if w not in _ARTICLES).replace(",", "")
+    out = _LM_PERIOD.sub("", out, count=int(re.UNICODE))
+    words = [_LM_NUMBER_WORDS.get(w, w) for w in out.lower().split()]
+    return " ".join(w for w in words if w not in _LM_ARTICLES).replace(",", "")
 
 
 def _word_counts(text: str) -> Counter:

@@ -38,7 +38,7 @@ from typing import Any
 from biores_plugin.eval.archive import image_archive
 from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
 from biores_plugin.eval.protocols import medvint_prompt, nearest_choice
-from biores_plugin.eval.scoring import aggregate_score, choice_record, choose_option, lettered, sweep_fields
+from biores_plugin.eval.scoring import aggregate_score, choice_record, lettered, sweep_fields
 from biores_plugin.eval.sweep import archive_images, chat_messages, prompt_text, skipped_results, sweep_getattr
 
 REPO_ID = "xmcmic/PMC-VQA"
@@ -91,9 +91,9 @@ def _prepare(dataset: Any) -> Any:
         if not label or label not in LETTERS:  # version 2: ``Answer`` holds the letter; else match the text
             answer = str(texts[row] or "").strip()
             label = answer.upper() if len(answer) == 1 and answer.upper() in LETTERS else ""
-            if not label:
-                picked = choose_option(answer, opts)
-                label = LETTERS[opts.index(picked)] if picked is not None else "A"
+            if not label:  # the choice most similar to the answer text, as MedVInT's test does
+                picked = nearest_choice(opts, answer)
+                label = LETTERS[picked] if picked is not None else "A"
         options.append(opts)
         idx.append(LETTERS.index(label))
     for name, values in (("options", options), ("answer_idx", idx), ("answer_letter", [LETTERS[i] for i in idx])):
