@@ -67,8 +67,9 @@ def _to_parquet(columns: dict[str, list], features: Any, path: Path) -> None:
 # ----------------------------------------------------------------------------- VQA-RAD
 
 
-def build_vqa_rad(root: Path) -> Fixture:
-    """Hub layout: ``data/{train,test}-00000-of-00001.parquet`` with image/question/answer."""
+def build_vqa_rad(root: Path, truncate: int | None = None) -> Fixture:
+    """Hub layout: ``data/{train,test}-00000-of-00001.parquet`` with image/question/answer;
+    ``truncate``: the row whose image file is cut short."""
     from datasets import Features, Value
     from datasets import Image as HFImage
 
@@ -80,8 +81,11 @@ def build_vqa_rad(root: Path) -> Fixture:
     ]
     features = Features({"image": HFImage(), "question": Value("string"), "answer": Value("string")})
     modes = ["L", "L", "RGB", "L"]  # radiographs are mostly grayscale
+    files = [image_bytes(r.size, i, modes[i], "PNG" if i % 2 else "JPEG") for i, r in enumerate(rows)]
+    if truncate is not None:
+        files[truncate] = files[truncate][: len(files[truncate]) // 2]
     test = {
-        "image": [_hf_image(image_bytes(r.size, i, modes[i], "PNG" if i % 2 else "JPEG")) for i, r in enumerate(rows)],
+        "image": [_hf_image(data) for data in files],
         "question": [r.question for r in rows],
         "answer": [r.answer for r in rows],
     }

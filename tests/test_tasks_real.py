@@ -324,7 +324,35 @@ def test_pmc_vqa_reads_both_csv_versions():
     assert pmc._prepare(v1_text_only)[0]["answer_letter"] == "D"
 
 
-# ----------------------------------------------------------------------------- image archives
+# ----------------------------------------------------------------------------- bad images, archives
+
+
+def test_bad_image_stops_or_is_skipped_in_a_shipped_task(tmp_path, monkeypatch, real_env):
+    """A truncated file decodes under lmms-eval's LOAD_TRUNCATED_IMAGES; biores' checked loader refuses it."""
+    from PIL import ImageFile
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from biores_plugin.eval.images import BadImageError, placeholder
+    from biores_plugin.eval.plugin import install
+    from fixtures_real import build_vqa_rad
+
+    install()
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+    monkeypatch.setenv("BIORES_VQA_RAD_PATH", str(build_vqa_rad(tmp_path / "vqa_rad", truncate=1).root))
+    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "cache"))
+    task = get_task_dict(["biores_vqa_rad_448"], TaskManager("ERROR", include_defaults=False))["biores_vqa_rad_448"]
+    docs, plain = task.test_docs(), task.test_docs_no_media()
+    assert task.doc_to_visual(docs[0])[0].size == (448, 336)
+    with pytest.raises(BadImageError) as err:
+        task.doc_to_visual(docs[1])
+    assert "\n" not in str(err.value) and "biores_vqa_rad_448, doc 1" in str(err.value) and "column 'image'" in str(err.value)
+    monkeypatch.setenv("BIORES_SKIP_BAD_IMAGES", "biores_vqa_rad_448")
+    assert [im.tobytes() for im in task.doc_to_visual(docs[1])] == [placeholder().tobytes()]
+    assert set(task.process_results(plain[1], ["no"])) == {"biores_skipped_images"}  # no score from a broken image
+    assert task.process_results(plain[0], ["yes"])["accuracy"]["score"] == 1.0
+    agg = task.aggregation()["biores_skipped_images"]
+    assert agg([task.process_results(d, ["x"])["biores_skipped_images"] for d in plain]) == 1.0
+
 
 
 def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_env):

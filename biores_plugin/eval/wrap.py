@@ -280,7 +280,13 @@ def shipped_dir() -> Path | None:
         yaml_path = tasks_root / rel
         if not yaml_path.is_file():
             continue
-        write_task_sweep(Source(task, str(yaml_path)), out, prefix=prefix, extras=extras)
+        try:
+            write_task_sweep(Source(task, str(yaml_path)), out, prefix=prefix, extras=extras)
+        except OSError as exc:  # a read-only cache must not break lmms-eval's task index
+            import logging
+
+            logging.getLogger(__name__).warning("biores: cannot write the shipped %s sweep into %s: %s", prefix, out, exc)
+            continue
         written = True
     return out if written else None
 
@@ -300,6 +306,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from loguru import logger  # lmms-eval's logger: its index of ~340 folders is noisy at DEBUG
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
     folders = sweep(args.tasks, args.out, [r for r in args.resolutions.split(",") if r.strip()], include_path=args.include_path,
                     name=args.name, skip_bad_images=args.skip_bad_images, extras=args.extras, metric=args.metric)
     groups = ",".join(f"{f.name}_sweep" for f in folders)
