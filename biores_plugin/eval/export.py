@@ -265,6 +265,8 @@ def readme(name: str, spec: Export, out: Path) -> str:
 
     source = (tasks_dir() / spec.folder / "README.md").read_text()
     protocol = source[source.index("## Protocol"):].split("\n## ")[0] if "## Protocol" in source else ""
+    protocol = "## Protocol" + protocol[protocol.index("\n"):] if protocol else ""  # no biores sweep names
+    protocol = protocol.replace("biores_plugin/eval/protocols.py", "utils.py").replace("all in `utils.py`", "all in `utils.py`")
     return (
         f"# {name}: {spec.title}\n\n{spec.protocol}. Exported by `biores export-task {name}` for contribution to\n"
         "lmms-eval: a stock lmms-eval loads it through `--include_path` (or as `lmms_eval/tasks/" + name + "`); it imports\n"
