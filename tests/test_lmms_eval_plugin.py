@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_lmms_eval
 
-SHIPPED = ["synth", "vqa_rad", "slake", "pathvqa", "pmc_vqa", "microvqa", "ubench"]
+SHIPPED = ["synth", "vqa_rad", "pathvqa", "pmc_vqa", "microvqa", "ubench"]  # folders; SLAKE is lmms-eval's task wrapped
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,13 @@ def test_report_from_run(synth_run, tmp_path):
     files = write_report(cells, tmp_path / "report")
     text = files["report"].read_text()
     assert "| synth | 224 |" in text and "Train x inference" in text
+    # Res-Bench's robustness metrics, from the same cells
+    payload = json.loads(files["robustness"].read_text())
+    [row] = payload["rows"]
+    acc = sorted(((c.res_value, c.accuracy) for c in cells))
+    assert row["levels"] == ["224", "448", "896", "native"] and row["accuracy"] == [a for _, a in acc]
+    assert row["ace"] == pytest.approx(sum(abs(b[1] - a[1]) for a, b in zip(acc, acc[1:])))
+    assert "## Robustness to inference resolution" in text and "| synth | 224, 448, 896, native |" in text
     for name in ("curve", "heatmap"):
         assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = subprocess.run([str(Path(sys.executable).parent / "biores"), "report", str(out), "--out", str(tmp_path / "cli")],
@@ -107,19 +114,19 @@ def test_lmms_eval_cli_lists_tasks_without_flags():
 
 
 def test_shipped_sweep_folders_match_the_generator(tmp_path):
-    from biores_plugin.eval.plugin import tasks_dir
-    from biores_plugin.eval.taskgen import shipped_datasets, write_sweep
+    from biores_plugin.eval.taskgen import folder_sweeps, shipped_datasets, write_sweep
 
     datasets = shipped_datasets()
-    assert set(SHIPPED) <= set(datasets)
+    assert set(SHIPPED) == set(datasets)
     for dataset, folder in datasets.items():
         copy = tmp_path / dataset
         copy.mkdir()
-        write_sweep(copy, f"biores_{dataset}")
+        for prefix, template in folder_sweeps(folder).items():
+            write_sweep(copy, prefix, template=template)
         for generated in copy.glob("*.yaml"):
             assert (folder / generated.name).read_text() == generated.read_text(), generated.name
+        assert {p.name for p in folder.glob("biores_*.yaml")} == {p.name for p in copy.glob("*.yaml")}
         assert (folder / "README.md").is_file() and (folder / "utils.py").is_file()
-    assert tasks_dir().name == "tasks" or tasks_dir().name == "tasks"
 
 
 def test_custom_sweep_folder_loads_and_resizes(tmp_path, synth_small, monkeypatch):

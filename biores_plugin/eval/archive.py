@@ -17,7 +17,39 @@ from PIL import Image
 
 from ..errors import BioresConfigError
 
-__all__ = ["ImageArchive", "data_root", "image_archive"]
+__all__ = ["ImageArchive", "UnsafePathError", "data_root", "image_archive", "inside_root"]
+
+
+class UnsafePathError(BioresConfigError):
+    """A path read from a data file would leave its data root (``..``, absolute, a symlink out)."""
+
+
+def _allowed_roots(root: Path) -> list[Path]:
+    """``root`` itself, and for a hub snapshot (``.../snapshots/<rev>``) its repository cache,
+    whose ``blobs/`` the snapshot's symlinks point into."""
+    roots = [root.resolve()]
+    if root.parent.name == "snapshots":
+        roots.append(root.parent.parent.resolve())
+    return roots
+
+
+def check_member_name(name: str, root: Path | str) -> str:
+    """``name`` (from a data file) as a relative path, or a one-line :class:`UnsafePathError`."""
+    text = str(name).strip().replace("\\", "/")
+    parts = text.split("/")
+    if not text or text.startswith("/") or (len(text) > 1 and text[1] == ":") or ".." in parts:
+        raise UnsafePathError(f"image path {name!r} from the data file leaves the data root {root} (absolute or '..')")
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+def inside_root(root: Path | str, name: str) -> Path:
+    """``root / name`` for a ``name`` read from a data file; symlinks leaving ``root`` are refused."""
+    root = Path(root)
+    path = root / check_member_name(name, root)
+    resolved = path.resolve()
+    if not any(resolved == r or r in resolved.parents for r in _allowed_roots(root)):
+        raise UnsafePathError(f"image path {name!r} resolves to {resolved}, outside the data root {root} (a symlink leaves it)")
+    return path
 
 
 class ImageArchive:
@@ -27,11 +59,12 @@ class ImageArchive:
     zip member whose trailing path components equal ``name``.
     """
 
-    def __init__(self, root: str | Path, zips: Sequence[str], folders: Sequence[str]):
+    def __init__(self, root: str | Path, zips: Sequence[str], folders: Sequence[str], *, bare_first: bool = False):
         self.root = Path(root)
         self.folders = [self.root / f for f in folders if (self.root / f).is_dir()]
         self.zip_paths = [self.root / z for z in zips if (self.root / z).is_file()]
-        self.prefixes = [f"{f}/" for f in folders] + [""]
+        # bare_first: ``<name>`` before ``<folder>/<name>`` (the order a task's own reader uses)
+        self.prefixes = [""] + [f"{f}/" for f in folders] if bare_first else [f"{f}/" for f in folders] + [""]
         self._zips: list[zipfile.ZipFile] | None = None
         self._pid = os.getpid()
         self._index: dict[str, tuple[int, str]] | None = None
@@ -69,10 +102,12 @@ class ImageArchive:
         return self._index.get(name)
 
     def read(self, name: str) -> bytes:
-        name = str(name).strip().lstrip("/")
-        for path in [*(folder / name for folder in self.folders), self.root / name]:
+        """The bytes of member ``name``; a name leaving the data root is a one-line error."""
+        name = check_member_name(name, self.root)
+        for base in [*self.folders, self.root]:
+            path = base / name
             if path.is_file():
-                return path.read_bytes()
+                return inside_root(self.root, str(path.relative_to(self.root))).read_bytes()
         with self._lock:
             found = self._member(name)
             if found is not None:
@@ -125,9 +160,9 @@ def _missing(env: str, repo_id: str, patterns: Sequence[str], what: str, reason:
 
 
 @lru_cache(maxsize=8)
-def _archive(env_value: str, env: str, repo_id: str, zips: tuple, folders: tuple, what: str, hub_files: tuple) -> ImageArchive:
+def _archive(env_value: str, env: str, repo_id: str, zips: tuple, folders: tuple, what: str, hub_files: tuple, bare_first: bool = False) -> ImageArchive:
     root = data_root(env, repo_id, [*hub_files, *(f"{f}/*" for f in folders)], what)
-    archive = ImageArchive(root, zips, folders)
+    archive = ImageArchive(root, zips, folders, bare_first=bare_first)
     if not archive:
         looked = ", ".join([*zips, *(f + "/" for f in folders)])
         if env_value:
@@ -137,9 +172,16 @@ def _archive(env_value: str, env: str, repo_id: str, zips: tuple, folders: tuple
 
 
 def image_archive(
-    env: str, repo_id: str, zips: Sequence[str], folders: Sequence[str], what: str, hub_files: Sequence[str] | None = None
+    env: str,
+    repo_id: str,
+    zips: Sequence[str],
+    folders: Sequence[str],
+    what: str,
+    hub_files: Sequence[str] | None = None,
+    *,
+    bare_first: bool = False,
 ) -> ImageArchive:
     """The (cached) archive for the current value of ``$env``. Without ``$env`` the hub snapshot
     is used, fetching only ``hub_files`` (default: ``zips``) when online."""
     files = tuple(zips if hub_files is None else hub_files)
-    return _archive(os.environ.get(env, "").strip(), env, repo_id, tuple(zips), tuple(folders), what, files)
+    return _archive(os.environ.get(env, "").strip(), env, repo_id, tuple(zips), tuple(folders), what, files, bare_first)

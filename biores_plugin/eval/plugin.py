@@ -57,20 +57,33 @@ def entry_point_task_dirs() -> list[str]:
 
 
 def _with_plugin_paths(include_path: Any) -> list[str]:
+    from .wrap import shipped_dir
+
     paths: list[str] = []
     if include_path is not None:
         paths.extend([include_path] if isinstance(include_path, (str, os.PathLike)) else list(include_path))
-    for extra in entry_point_task_dirs():
+    wrapped = shipped_dir()  # the shipped wrapped sweeps (SLAKE, MicroVQA), written for this lmms-eval
+    for extra in [*entry_point_task_dirs(), *([str(wrapped)] if wrapped else [])]:
         if not any(os.path.abspath(str(p)) == extra for p in paths):
             paths.append(extra)  # after user paths: --include_path keeps its precedence
     return [str(p) for p in paths]
 
 
+def task_metadata(config: Any) -> dict:
+    """A task's ``metadata`` as one dict (lmms-eval tasks also write it as a list of dicts)."""
+    metadata = getattr(config, "metadata", None) or {}
+    if isinstance(metadata, list):
+        merged: dict = {}
+        for item in metadata:
+            if isinstance(item, dict):
+                merged.update(item)
+        return merged
+    return metadata if isinstance(metadata, dict) else {}
+
+
 def _resolve_local_copy(task: Any, dataset_kwargs: dict | None) -> dict | None:
     """Point a biores task at local data when its settings say so; return the kwargs to use."""
-    metadata = getattr(task.config, "metadata", None) or {}
-    if not isinstance(metadata, dict):
-        return dataset_kwargs
+    metadata = task_metadata(task.config)
     if metadata.get("biores_synth"):
         from ..synth.dataset import is_complete, missing_data_message, write_dataset
 
@@ -116,7 +129,9 @@ def install() -> None:
 
     def download(original):
         def hook(self, dataset_kwargs=None):
-            return original(self, _resolve_local_copy(self, dataset_kwargs))
+            out = original(self, _resolve_local_copy(self, dataset_kwargs))
+            _name_sweep_docs(self)
+            return out
 
         return hook
 
@@ -129,6 +144,20 @@ def install() -> None:
     patching.wrap(TaskManager, "initialize_tasks", initialize_tasks, group=GROUP)
     patching.wrap(ConfigurableTask, "download", download, group=GROUP)
     patching.wrap(TaskManager, "match_tasks", match_tasks, group=GROUP)
+
+
+def _name_sweep_docs(task: Any) -> None:
+    """Give a biores sweep's docs a ``biores_task`` column (the task's name), so a bad image's
+    one-line error and the skipped-image record can name the task."""
+    name = getattr(task.config, "task", None)
+    for attr in ("dataset", "dataset_no_image"):
+        splits = getattr(task, attr, None)
+        if not name or splits is None:
+            continue
+        for split in list(splits):
+            docs = splits[split]
+            if "biores_resolution" in docs.column_names and "biores_task" not in docs.column_names:
+                splits[split] = docs.add_column("biores_task", [name] * len(docs))
 
 
 def is_installed() -> bool:

@@ -1,8 +1,9 @@
 """Resolution sweeps of lmms-eval tasks: the same docs at one inference level per variant.
 
 A variant's ``process_docs`` adds, from image headers only, ``biores_resolution`` (the level,
-0 = native), ``biores_orig_width/height`` (stored image) and ``biores_eff_width/height`` (what
-the model receives), so every logged sample records both sizes; ``sweep_image`` downsamples.
+0 = native), ``biores_doc_id``, ``biores_orig_width/height`` (stored image) and
+``biores_eff_width/height`` (what the model receives), and leaves image columns undecoded:
+:func:`doc_images` decodes them with the checked loader (``images.py``) and downsamples.
 """
 
 from __future__ import annotations
@@ -14,6 +15,26 @@ from PIL import Image
 
 from ..errors import BioresConfigError
 from ..resolution import NATIVE, downsample, effective_size, parse_resolution, resolution_label
+
+
+def image_feature(feature: Any) -> Any:
+    """``feature`` with its images undecoded (``Image`` or a list of them), else ``None``."""
+    from datasets import Image as HFImage
+    from datasets import List
+
+    if isinstance(feature, HFImage):
+        return HFImage(decode=False)
+    if isinstance(feature, List) and isinstance(feature.feature, HFImage):
+        return List(HFImage(decode=False), length=feature.length)
+    return None
+
+
+def undecoded(dataset: Any) -> tuple[Any, list[str]]:
+    """``dataset`` with every image column undecoded (cells stay ``{"bytes", "path"}``), and those columns."""
+    columns = [c for c in dataset.column_names if image_feature(dataset.features[c]) is not None]
+    for column in columns:
+        dataset = dataset.cast_column(column, image_feature(dataset.features[column]))
+    return dataset, columns
 
 
 def sweep_image(image: Image.Image, resolution: int) -> Image.Image:
@@ -43,29 +64,86 @@ def add_resolution_columns(
     *,
     image_column: str | None = "image",
     sizes: Sequence[tuple[int, int]] | None = None,
+    extra: dict[str, list[Any]] | None = None,
 ) -> Any:
-    """Add the ``biores_*`` columns to a ``datasets.Dataset`` (no pixel decoding)."""
-    from datasets import Image as HFImage
-
+    """Add the ``biores_*`` columns to a ``datasets.Dataset`` (no pixel decoding); its image
+    columns come back undecoded, for :func:`doc_images`' checked decoding."""
+    dataset, _ = undecoded(dataset)
     if sizes is None:
         if image_column is None or image_column not in dataset.column_names:
             raise BioresConfigError(f"dataset has no image column {image_column!r}; pass sizes=")
-        feature = dataset.features[image_column]
-        raw = dataset.cast_column(image_column, HFImage(decode=False)) if isinstance(feature, HFImage) else dataset
-        sizes = [cell_size(cell) for cell in raw[image_column]]
+        sizes = [cell_size(cell) for cell in dataset[image_column]]
     eff = [effective_size(w, h, resolution) if w and h else (0, 0) for w, h in sizes]
     columns = {
         "biores_resolution": [resolution] * len(dataset),
+        "biores_doc_id": list(range(len(dataset))),
         "biores_orig_width": [w for w, _ in sizes],
         "biores_orig_height": [h for _, h in sizes],
         "biores_eff_width": [w for w, _ in eff],
         "biores_eff_height": [h for _, h in eff],
+        **(extra or {}),
     }
     for name, values in columns.items():
         if name in dataset.column_names:
             dataset = dataset.remove_columns(name)
         dataset = dataset.add_column(name, values)
     return dataset
+
+
+def _task(doc: dict[str, Any]) -> str:
+    return str(doc.get("biores_task") or "biores task")
+
+
+def doc_images(doc: dict[str, Any], column: str = "image") -> list[Image.Image]:
+    """The doc's images (one cell or a list) through the checked loader, at the doc's level.
+
+    A bad image raises one line naming task, doc and source; with skipping on
+    (``$BIORES_SKIP_BAD_IMAGES``) the doc is recorded, the model gets a placeholder and the
+    doc no score.
+    """
+    from . import images
+
+    cells = doc[column]
+    cells = cells if isinstance(cells, list) else [cells]
+    out = []
+    for k, cell in enumerate(cells):
+        if cell is None:
+            continue
+        source = images.cell_source(column, cell, k if len(cells) > 1 else None)
+        image = images.checked(_task(doc), doc.get("biores_doc_id", -1), source, lambda c=cell: _load_cell(c))
+        out.append(sweep_image(images.placeholder() if image is None else image, int(doc["biores_resolution"])))
+    return out
+
+
+def _load_cell(cell: Any) -> Image.Image:
+    from ..image_io import load_image
+
+    if isinstance(cell, Image.Image):
+        return load_image(cell)
+    data = cell.get("bytes") if isinstance(cell, dict) else None
+    return load_image(data if data else cell["path"])
+
+
+def archive_images(doc: dict[str, Any], archive: Any, member: Any) -> list[Image.Image]:
+    """:func:`doc_images` for an image an archive holds (SLAKE's zip, PMC-VQA's figures)."""
+    from . import images
+
+    source = f"{archive.describe()} member {str(member)!r}"
+    image = images.checked(_task(doc), doc.get("biores_doc_id", -1), source, lambda: archive.open(member))
+    return [sweep_image(images.placeholder() if image is None else image, int(doc["biores_resolution"]))]
+
+
+def skipped_results(doc: dict[str, Any], results: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``process_results`` of a biores task: ``results`` (its metrics) plus the skip record, or
+    only the skip record when the doc's image was skipped as bad (no score from it)."""
+    from . import images
+
+    task, doc_id = _task(doc), doc.get("biores_doc_id", -1)
+    reason = images.skipped(task, doc_id)
+    record = images.skip_record(task, doc_id, reason)
+    if reason is not None or results is None:
+        return {"biores_skipped_images": record}
+    return {**results, "biores_skipped_images": record}
 
 
 def sweep_functions(
@@ -109,9 +187,11 @@ def prompt_text(question: Any, lmms_eval_specific_kwargs: dict | None = None) ->
     return f"{kwargs.get('pre_prompt', '')}{str(question).strip()}{kwargs.get('post_prompt', '')}"
 
 
-def chat_messages(image: Image.Image, text: str) -> list[dict[str, Any]]:
-    """lmms-eval's chat format: one user turn with the image, then the text."""
-    return [{"role": "user", "content": [{"type": "image", "url": image}, {"type": "text", "text": text}]}]
+def chat_messages(images: Image.Image | Sequence[Image.Image], text: str, *, text_first: bool = False) -> list[dict[str, Any]]:
+    """lmms-eval's chat format: one user turn with the image(s), then the text (or text first)."""
+    parts = [{"type": "image", "url": im} for im in ([images] if isinstance(images, Image.Image) else images)]
+    text_part = [{"type": "text", "text": text}]
+    return [{"role": "user", "content": text_part + parts if text_first else parts + text_part}]
 
 
 _PROCESS_DOCS = re.compile(r"^process_docs_(native|\d+)$")

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from ..synth.prompts import question_prompt
 from .scoring import aggregate_score, aggregate_where, choose_option, normalize_answer
-from .sweep import chat_messages, size_record, sweep_getattr, sweep_image
+from .images import aggregate_skipped  # noqa: F401  (re-exported task function)
+from .sweep import chat_messages, doc_images, size_record, skipped_results, sweep_getattr
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
 __getattr__ = sweep_getattr(image_column="image")
 
 
 def doc_to_visual(doc):
-    return [sweep_image(doc["image"], int(doc["biores_resolution"]))]
+    return doc_images(doc, "image")
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
@@ -22,7 +23,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
-    return chat_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+    return chat_messages(doc_to_visual(doc), doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
 def process_results(doc, results):
@@ -35,7 +36,7 @@ def process_results(doc, results):
         "critical_scale_px": float(doc["critical_scale_px"]),
         **size_record(doc),
     }
-    return {"accuracy": record, "fine_accuracy": record, "coarse_accuracy": record}
+    return skipped_results(doc, {"accuracy": record, "fine_accuracy": record, "coarse_accuracy": record})
 
 
 aggregate_accuracy = aggregate_score

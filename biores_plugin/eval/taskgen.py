@@ -1,7 +1,9 @@
 """Write lmms-eval sweep folders: one variant yaml per inference resolution plus a group.
 
-The shipped folders under ``tasks/`` are this module's output (a test checks they match);
-``biores tasks --dataset vqa_rad --resolutions 336,672,native --out DIR`` writes others.
+A folder's ``_default_template_yaml`` makes the sweep named after the folder, each
+``_<kind>_template_yaml`` one named ``<folder>_<kind>`` (``_direct``: the fast direct-answer
+variant). The shipped folders under ``tasks/`` are this module's output (a test checks they
+match); ``biores tasks --dataset vqa_rad --resolutions 336,672,native --out DIR`` writes others.
 """
 
 from __future__ import annotations
@@ -16,20 +18,32 @@ from ..io_utils import atomic_write_text
 from ..resolution import DEFAULT_RESOLUTIONS, parse_levels, resolution_label
 
 
+TEMPLATE = "_default_template_yaml"
+
+
+def folder_sweeps(folder: Path) -> dict[str, str]:
+    """``{sweep prefix: template file}`` of one task folder."""
+    out = {}
+    for template in sorted(folder.glob("_*template_yaml")):
+        kind = template.name[1 : -len("template_yaml")].rstrip("_")
+        out[folder.name if kind == "default" else f"{folder.name}_{kind}"] = template.name
+    return out
+
+
 def shipped_datasets() -> dict[str, Path]:
-    """``{dataset: folder}`` for every task folder biores ships (``tasks/biores_<dataset>``)."""
+    """``{dataset: folder}`` for every task folder biores ships with templates (``tasks/biores_<dataset>``)."""
     from .plugin import tasks_dir
 
     root = tasks_dir()
-    return {p.name[len("biores_"):]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith("biores_") and (p / "_default_template_yaml").is_file()}
+    return {p.name[len("biores_"):]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith("biores_") and folder_sweeps(p)}
 
 
-def variant_yaml(task: str, resolution: int) -> str:
+def variant_yaml(task: str, resolution: int, template: str = TEMPLATE) -> str:
     label = resolution_label(resolution)
     what = "native resolution (no resizing)" if label == "native" else f"longest side {label} px (downsampled only)"
     return (
         f"# {what}\n"
-        "include: _default_template_yaml\n"
+        f"include: {template}\n"
         f"task: {task}_{label}\n"
         f"process_docs: !function utils.process_docs_{label}\n"
     )
@@ -55,6 +69,7 @@ def write_sweep(
     resolutions: Iterable[int | str] = DEFAULT_RESOLUTIONS,
     *,
     prune: bool = True,
+    template: str = TEMPLATE,
 ) -> list[Path]:
     """Write ``<task>_<res>.yaml`` for each resolution and ``<task>_sweep.yaml`` into ``folder``.
 
@@ -66,28 +81,42 @@ def write_sweep(
     wanted = {f"{task}_{resolution_label(r)}.yaml" for r in values} | {f"{task}_sweep.yaml"}
     if prune:
         for old in folder.glob(f"{task}_*.yaml"):
-            if old.name not in wanted and (old.stem[len(task) + 1:].isdigit() or old.stem.endswith("_native")):
+            label = old.stem[len(task) + 1:]
+            if old.name not in wanted and (label.isdigit() or label == "native"):
                 old.unlink()
     for r in values:
-        written.append(atomic_write_text(folder / f"{task}_{resolution_label(r)}.yaml", variant_yaml(task, r)))
+        written.append(atomic_write_text(folder / f"{task}_{resolution_label(r)}.yaml", variant_yaml(task, r, template)))
     written.append(atomic_write_text(folder / f"{task}_sweep.yaml", group_yaml(task, values)))
     return written
 
 
 def write_custom_sweep(dataset: str, resolutions: Iterable[int | str], out: str | Path, name: str | None = None) -> Path:
-    """A self-contained task folder for ``dataset`` at other resolutions (for ``--include_path``)."""
+    """A task folder for ``dataset`` at other resolutions (for ``--include_path``): the shipped
+    folder's templates with utils re-exported, and for a wrapped data set (SLAKE, MicroVQA) the
+    lmms-eval task wrapped again (``biores sweep``)."""
+    from .wrap import SHIPPED, Source, write_task_sweep
+
     datasets = shipped_datasets()
-    if dataset not in datasets:
-        raise BioresConfigError(f"unknown dataset {dataset!r}; biores ships: {', '.join(datasets)}")
+    wrapped = {prefix[len("biores_"):]: spec for prefix, spec in SHIPPED.items()}
+    if dataset not in datasets and dataset not in wrapped:
+        raise BioresConfigError(f"unknown dataset {dataset!r}; biores ships: {', '.join(sorted({*datasets, *wrapped}))}")
     task = name or f"biores_{dataset}_r"
     if not task.replace("_", "").isalnum():
         raise BioresConfigError(f"task name must be letters, digits and underscores, got {task!r}")
     if task == f"biores_{dataset}":
         raise BioresConfigError(f"{task!r} would clash with the shipped tasks; pick another --name")
+    labels = [resolution_label(r) for r in parse_levels(resolutions)]
+    if dataset in wrapped:
+        import lmms_eval
+
+        rel, source_task, extras = wrapped[dataset]
+        yaml_path = Path(lmms_eval.__file__).resolve().parent / "tasks" / rel
+        folder = write_task_sweep(Source(source_task, str(yaml_path)), out, resolutions, prefix=task, extras=extras)
+        if dataset not in datasets:
+            return folder
     source = datasets[dataset]
     folder = Path(out) / task
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "_default_template_yaml", folder / "_default_template_yaml")
     module = f"biores_plugin.tasks.{source.name}.utils"
     atomic_write_text(
         folder / "utils.py",
@@ -95,13 +124,19 @@ def write_custom_sweep(dataset: str, resolutions: Iterable[int | str], out: str 
         f"from {module} import *  # noqa: F401,F403\n"
         f"from {module} import __getattr__  # noqa: F401  (process_docs_<resolution>)\n",
     )
-    labels = [resolution_label(r) for r in parse_levels(resolutions)]
-    write_sweep(folder, task, resolutions)
+    sweeps = []
+    for prefix, template in folder_sweeps(source).items():
+        shutil.copyfile(source / template, folder / template)
+        custom = task + prefix[len(source.name):]  # biores_x_direct -> <task>_direct
+        write_sweep(folder, custom, resolutions, template=template)
+        sweeps.append(custom)
+    if dataset in wrapped:
+        return folder
     atomic_write_text(
         folder / "README.md",
         f"# {task}\n\nGenerated by `biores tasks --dataset {dataset} --resolutions {','.join(labels)}`.\n\n"
         f"```bash\nlmms-eval --include_path {Path(out).resolve()} --model MODEL --model_args ... \\\n"
-        f"    --tasks {task}_sweep --log_samples --output_path results/\n```\n",
+        f"    --tasks {','.join(f'{s}_sweep' for s in sweeps)} --log_samples --output_path results/\n```\n",
     )
     return folder
 
@@ -125,9 +160,13 @@ def run(args: argparse.Namespace) -> int:
         print(tasks_dir())
         return 0
     if args.list or not args.dataset:
+        from .wrap import SHIPPED
+
         for dataset, folder in shipped_datasets().items():
-            variants = sorted(p.stem for p in folder.glob(f"biores_{dataset}_*.yaml"))
-            print(f"{dataset:<10} {folder}  ({', '.join(variants)})")
+            for prefix in folder_sweeps(folder):
+                print(f"{dataset:<10} {prefix}_sweep  {folder}")
+        for prefix, (rel, source_task, _extras) in SHIPPED.items():
+            print(f"{prefix[len('biores_'):]:<10} {prefix}_sweep  lmms-eval's {source_task} wrapped ({rel})")
         return 0
     if not args.out:
         raise BioresConfigError("--out is required with --dataset")

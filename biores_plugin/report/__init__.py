@@ -13,13 +13,16 @@ from typing import Sequence
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
 from .collect import Cell, collect
+from .metrics import report_section, robustness
 from .plots import plot_curves, plot_heatmap
 from .tables import markdown_table, matrix, matrix_text
 
 __all__ = ["Cell", "collect", "markdown_table", "matrix", "matrix_text", "plot_curves", "plot_heatmap", "write_report"]
 
 
-def write_report(cells: Sequence[Cell], out: str | Path, *, title: str = "biores resolution report", notes: str = "") -> dict[str, Path]:
+def write_report(
+    cells: Sequence[Cell], out: str | Path, *, title: str = "biores resolution report", notes: str = "", skipped: dict[str, list[int]] | None = None
+) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"curve": plot_curves(cells, out / "curve.png")}
@@ -37,6 +40,7 @@ def write_report(cells: Sequence[Cell], out: str | Path, *, title: str = "biores
             parts.append(f"## Train x inference resolution: {dataset}\n\n```\n{matrix_text(rows, cols, table)}\n```\n")
         parts.append("![train x inference heatmap](heatmap.png)\n")
     parts.append("![accuracy vs resolution and visual tokens](curve.png)\n")
+    parts.append(report_section(cells, out, files, skipped))  # Res-Bench's metrics, robustness.json
     files["report"] = atomic_write_text(out / "report.md", "\n".join(parts))
     return files
 
@@ -59,9 +63,12 @@ def run(args: argparse.Namespace) -> int:
             raise BioresConfigError(f"--label must be FOLDER=TRAIN_RES, got {item!r}")
         folder, label = item.rsplit("=", 1)
         labels[folder] = label
+    from .metrics import markdown, skipped_image_ids
+
     cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy)
-    files = write_report(cells, args.out)
+    files = write_report(cells, args.out, skipped=skipped_image_ids(args.results))
     print(markdown_table(cells))
+    print("\n" + markdown(robustness(cells)))
     for dataset in sorted({c.dataset for c in cells if c.train is not None}):
         print(f"\n{dataset}\n" + matrix_text(*matrix(cells, dataset)))
     print("\nwrote " + ", ".join(str(p) for p in files.values()))

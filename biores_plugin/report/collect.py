@@ -92,6 +92,8 @@ def _read_samples(path: Path, metric: str) -> tuple[list[float], list[float], li
                 continue
             sample = json.loads(line)
             record = sample.get(metric)
+            if not (isinstance(record, dict) and "score" in record) and isinstance(sample.get("biores"), dict):
+                record = sample["biores"] if sample["biores"].get("score") is not None else None  # a wrapped task
             if isinstance(record, dict) and "score" in record:
                 scores.append(float(record["score"]))
                 if record.get("eff_size"):
@@ -102,6 +104,20 @@ def _read_samples(path: Path, metric: str) -> tuple[list[float], list[float], li
                 if isinstance(counts, dict) and counts.get("visual_tokens") is not None:
                     tokens.append(float(counts["visual_tokens"]))
     return scores, tokens, sizes
+
+
+def _task_metric(data: dict, task: str, values: dict, metric: str) -> str | None:
+    """``metric`` if the task reports it, else a wrapped task's own primary metric (``biores sweep``
+    records it in the task's ``metadata.biores.primary_metric``)."""
+    if f"{metric},none" in values:
+        return metric
+    metadata = ((data.get("configs") or {}).get(task) or {}).get("metadata") or {}
+    items = metadata if isinstance(metadata, list) else [metadata]
+    for item in items:
+        primary = (item.get("biores") or {}).get("primary_metric") if isinstance(item, dict) else None
+        if primary and f"{primary},none" in values:
+            return primary
+    return None
 
 
 def collect(
@@ -130,15 +146,18 @@ def collect(
             run_name = run or Path(_model_path(config) or folder).name
             for task, values in (data.get("results") or {}).items():
                 m = _TASK.match(task)
-                if not m or f"{metric},none" not in values:
+                task_metric = _task_metric(data, task, values, metric) if m else None
+                if task_metric is None:
                     continue
                 dataset = m.group(1)[len("biores_"):]
-                accuracy = float(values[f"{metric},none"])
-                stderr = values.get(f"{metric}_stderr,none")
+                accuracy = float(values[f"{task_metric},none"])
+                stderr = values.get(f"{task_metric}_stderr,none")
                 stderr = float(stderr) if isinstance(stderr, (int, float)) else None
+                if task_metric != metric and accuracy > 1.0:  # a wrapped task reporting percent
+                    accuracy, stderr = accuracy / 100, None if stderr is None else stderr / 100
                 n = int((data.get("n-samples") or {}).get(task, {}).get("effective", 0))
                 tokens, estimated = None, False
-                extra = {k.split(",")[0]: float(v) for k, v in values.items() if k.endswith(",none") and "stderr" not in k and isinstance(v, (int, float)) and not k.startswith(f"{metric},")}
+                extra = {k.split(",")[0]: float(v) for k, v in values.items() if k.endswith(",none") and "stderr" not in k and isinstance(v, (int, float)) and not k.startswith(f"{task_metric},")}
                 samples = _samples_file(results_file, task)
                 if samples is not None:
                     scores, token_list, sizes = _read_samples(samples, metric)

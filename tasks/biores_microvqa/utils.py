@@ -1,4 +1,8 @@
-"""biores_microvqa: MicroVQA (microscopy research VQA, multiple choice) as a resolution sweep.
+"""biores_microvqa_direct: MicroVQA (microscopy research VQA), biores' fast direct-answer sweep.
+
+The protocol sweep ``biores_microvqa`` is lmms-eval's own ``microvqa`` task wrapped
+(``biores_plugin.eval.wrap``: the owners' chain-of-thought prompt, numbered options, sampled
+up to 2,048 tokens); this folder keeps the lettered direct-answer variant beside it.
 
 Data: ``jmhb/microvqa`` on the Hugging Face hub (parquet under ``data/``), or a local copy
 named by ``$BIORES_MICROVQA_PATH`` (see README.md).
@@ -27,16 +31,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
 from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered
-from biores_plugin.eval.sweep import cell_size, prompt_text, sweep_getattr, sweep_image
+from biores_plugin.eval.sweep import cell_size, chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
 
 
 def _largest_sizes(dataset: Any) -> list[tuple[int, int]]:
     """Per row, the header size of its largest image (no pixel decoding)."""
-    from datasets import Image as HFImage
-    from datasets import List
+    from biores_plugin.eval.sweep import undecoded
 
-    raw = dataset.cast_column("images_list", List(HFImage(decode=False)))
+    raw, _ = undecoded(dataset)
     return [max((cell_size(c) for c in cells or []), key=lambda s: s[0] * s[1], default=(0, 0)) for cells in raw["images_list"]]
 
 
@@ -45,8 +49,7 @@ __getattr__ = sweep_getattr(image_column=None, sizes_fn=_largest_sizes)
 
 
 def doc_to_visual(doc):
-    resolution = int(doc["biores_resolution"])
-    return [sweep_image(image, resolution) for image in doc["images_list"] if image is not None]
+    return doc_images(doc, "images_list")
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
@@ -54,9 +57,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
-    content = [{"type": "image", "url": image} for image in doc_to_visual(doc)]
-    content.append({"type": "text", "text": doc_to_text(doc, lmms_eval_specific_kwargs)})
-    return [{"role": "user", "content": content}]
+    return chat_messages(doc_to_visual(doc), doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
 def doc_to_target(doc):
@@ -67,7 +68,7 @@ def process_results(doc, results):
     response = results[0] if results else ""
     record = choice_record(doc, response, doc["choices"], int(doc["correct_index"]),
                            key_question=doc.get("key_question"), task=doc.get("task_str", doc.get("task")))
-    return {"accuracy": record}
+    return skipped_results(doc, {"accuracy": record})
 
 
 aggregate_accuracy = aggregate_score

@@ -21,9 +21,13 @@ file name.
 Split: ``test_clean.csv`` (the 2k manually checked test-clean set PMC-VQA results are usually
 quoted on) as the ``test`` split (``dataset_kwargs.data_files``).
 
-Metric: multiple-choice ``accuracy``. The prompt lists the options as ``A. ...`` to ``D. ...``
-(letter prefixes of the stored choices stripped); a response counts when its leading letter,
-or else the first option text it names, is the correct option.
+Protocol (``_default_template_yaml``): the PMC-VQA authors' MedVInT "choice" test
+(xiaoman-zhang/PMC-VQA, ``src/MedVInT_TD``): the prompt ``Question: <q>Choices:<A><B><C><D>The
+Answer is:`` with the stored choice strings concatenated as they are, the image first; a
+response is right when the choice most similar to it (``difflib`` ratio) is the correct one.
+The correct choice is ``Answer_label``'s (MedVInT matches the answer text to the choices, which
+gives the same choice). ``_direct_template_yaml``: biores' fast variant, options as ``A. ...``
+(prefixes stripped), the leading letter or else the first option text named.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ import re
 from typing import Any
 
 from biores_plugin.eval.archive import image_archive
-from biores_plugin.eval.scoring import aggregate_score, choice_record, choose_option, lettered
-from biores_plugin.eval.sweep import chat_messages, prompt_text, sweep_getattr, sweep_image
+from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
+from biores_plugin.eval.protocols import medvint_prompt, nearest_choice
+from biores_plugin.eval.scoring import aggregate_score, choice_record, lettered, sweep_fields
+from biores_plugin.eval.sweep import archive_images, chat_messages, prompt_text, skipped_results, sweep_getattr
 
 REPO_ID = "xmcmic/PMC-VQA"
 ENV = "BIORES_PMC_VQA_PATH"
@@ -85,9 +91,9 @@ def _prepare(dataset: Any) -> Any:
         if not label or label not in LETTERS:  # version 2: ``Answer`` holds the letter; else match the text
             answer = str(texts[row] or "").strip()
             label = answer.upper() if len(answer) == 1 and answer.upper() in LETTERS else ""
-            if not label:
-                picked = choose_option(answer, opts)
-                label = LETTERS[opts.index(picked)] if picked is not None else "A"
+            if not label:  # the choice most similar to the answer text, as MedVInT's test does
+                picked = nearest_choice(opts, answer)
+                label = LETTERS[picked] if picked is not None else "A"
         options.append(opts)
         idx.append(LETTERS.index(label))
     for name, values in (("options", options), ("answer_idx", idx), ("answer_letter", [LETTERS[i] for i in idx])):
@@ -105,16 +111,20 @@ def _sizes(dataset: Any) -> list[tuple[int, int]]:
 __getattr__ = sweep_getattr(prepare=_prepare, image_column=None, sizes_fn=_sizes)
 
 
+CHOICE_COLUMNS = ("Choice A", "Choice B", "Choice C", "Choice D")
+
+
 def doc_to_visual(doc):
-    return [sweep_image(images().open(doc["Figure_path"]), int(doc["biores_resolution"]))]
+    return archive_images(doc, images(), doc["Figure_path"])
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    return prompt_text(f"{str(doc['Question']).strip()}\n{lettered(doc['options'])}", lmms_eval_specific_kwargs)
+    """MedVInT's choice prompt, the stored choice strings as they are."""
+    return prompt_text(medvint_prompt(doc["Question"], [doc[c] for c in CHOICE_COLUMNS]), lmms_eval_specific_kwargs)
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
-    return chat_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+    return chat_messages(doc_to_visual(doc), doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
 def doc_to_target(doc):
@@ -122,9 +132,35 @@ def doc_to_target(doc):
 
 
 def process_results(doc, results):
+    """Right when the choice nearest to the response (``difflib``) is the correct one."""
+    response = results[0] if results else ""
+    picked = nearest_choice([doc[c] for c in CHOICE_COLUMNS], response)
+    record = {
+        "score": float(picked is not None and picked == int(doc["answer_idx"])),
+        "answer": LETTERS[int(doc["answer_idx"])],
+        "chosen": None if picked is None else LETTERS[picked],
+        "response": str(response),
+        "figure": doc["Figure_path"],
+        **sweep_fields(doc),
+    }
+    return skipped_results(doc, {"accuracy": record})
+
+
+# biores' fast direct-answer variant (_direct_template_yaml)
+
+
+def direct_doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return prompt_text(f"{str(doc['Question']).strip()}\n{lettered(doc['options'])}", lmms_eval_specific_kwargs)
+
+
+def direct_doc_to_messages(doc, lmms_eval_specific_kwargs=None):
+    return chat_messages(doc_to_visual(doc), direct_doc_to_text(doc, lmms_eval_specific_kwargs))
+
+
+def direct_process_results(doc, results):
     response = results[0] if results else ""
     record = choice_record(doc, response, doc["options"], int(doc["answer_idx"]), figure=doc["Figure_path"])
-    return {"accuracy": record}
+    return skipped_results(doc, {"accuracy": record})
 
 
 aggregate_accuracy = aggregate_score

@@ -11,6 +11,7 @@ from biores_plugin.eval.synth import (  # noqa: F401  (yaml !function targets)
     aggregate_accuracy,
     aggregate_coarse,
     aggregate_fine,
+    aggregate_skipped,
     doc_to_messages,
     doc_to_text,
     doc_to_visual,

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
 from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered, mean
-from biores_plugin.eval.sweep import chat_messages, prompt_text, sweep_getattr, sweep_image
+from biores_plugin.eval.sweep import chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
 
 QUESTION = "classification"
 
@@ -79,7 +80,7 @@ __getattr__ = sweep_getattr(prepare=_prepare, image_column="image")
 
 
 def doc_to_visual(doc):
-    return [sweep_image(doc["image"], int(doc["biores_resolution"]))]
+    return doc_images(doc, "image")
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
@@ -87,7 +88,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
-    return chat_messages(doc_to_visual(doc)[0], doc_to_text(doc, lmms_eval_specific_kwargs))
+    return chat_messages(doc_to_visual(doc), doc_to_text(doc, lmms_eval_specific_kwargs))
 
 
 def doc_to_target(doc):
@@ -98,7 +99,7 @@ def process_results(doc, results):
     response = results[0] if results else ""
     record = choice_record(doc, response, doc["options"], int(doc["answer_idx"]),
                            image_id=doc.get("image_id"), dataset=doc.get("source_dataset", "unknown"))
-    return {"accuracy": record, "macro_dataset_accuracy": record}
+    return skipped_results(doc, {"accuracy": record, "macro_dataset_accuracy": record})
 
 
 aggregate_accuracy = aggregate_score
