@@ -31,7 +31,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _one_line_errors(parser)
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF incl. 16-bit / multi-channel)")
     parser.add_argument(
         "--policy",
@@ -47,22 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", "--max_pixels", type=int, default=None, help="native policies only")
     parser.add_argument("--image-size", "--image_size", type=int, default=336, help="fixed / anyres base size")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def _one_line_errors(parser: argparse.ArgumentParser) -> None:
-    """Flag errors of ``biores info`` are one stderr line (no usage block), exit status 2."""
-
-    def error(message: str) -> NoReturn:
-        parser.exit(2, f"{parser.prog}: error: {' '.join(message.split())} (see {parser.prog} --help)\n")
-
-    def parse_known_args(args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
-        known, extras = argparse.ArgumentParser.parse_known_args(parser, args, namespace)
-        if extras:  # reported here, not by the top-level parser with its usage block
-            error(f"unrecognized arguments: {' '.join(extras)}")
-        return known, extras
-
-    parser.error = error  # type: ignore[method-assign]
-    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
 
 
 def info_configs(policies: Sequence[str], **options: Any) -> list[Any]:
@@ -153,12 +136,19 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Flag errors are one stderr line (no usage block) and exit status 2, for every subcommand."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="biores", description="Native- and mixed-resolution biomedical MLLMs.")
+    parser = OneLineParser(prog="biores", description="Native- and mixed-resolution biomedical MLLMs.")
     parser.add_argument("--version", action="version", version=f"biores {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     sub.required = True
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
@@ -173,8 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     first, _ = parser.parse_known_args(argv[:1] if argv and not argv[0].startswith("-") else argv)
     module = importlib.import_module(first._module)
     sub_parser = parser._subparsers._group_actions[0].choices[first.command]  # type: ignore[union-attr]
-    module.add_arguments(sub_parser)
-    args = parser.parse_args(argv)
+    try:
+        module.add_arguments(sub_parser)
+        args = parser.parse_args(argv)
+    except BioresError as exc:  # a type converter or an option check refused a value
+        print(f"biores {first.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     try:
         return int(module.run(args) or 0)
     except BioresError as exc:

@@ -186,7 +186,6 @@ class Case:
     header: tuple[int, int] | None = None
     errors: dict[str, str] = field(default_factory=dict)
     kind: str = "path"
-    sweep_pending: bool = False  # see NEEDS_SWEEP_FIX
 
 
 def path(name: str) -> Callable[[Path], Any]:
@@ -308,18 +307,15 @@ CASES = [
     Case("none_source", fixed(None), error="unsupported source type", kind="bytes"),
     # -- PIL images: lazy, closed, EXIF, odd modes
     Case("pil_lazy_png", lazy("rgb.png"), fixed(RGB), kind="pil"),
-    Case("pil_lazy_truncated_png", lazy("truncated.png"), error="truncated", header=(240, 180), kind="pil",
-         sweep_pending=True),
-    Case("pil_lazy_truncated_jpeg", lazy("truncated.jpg"), error="truncated", header=(240, 180), kind="pil",
-         sweep_pending=True),
+    Case("pil_lazy_truncated_png", lazy("truncated.png"), error="truncated", header=(240, 180), kind="pil"),
+    Case("pil_lazy_truncated_jpeg", lazy("truncated.jpg"), error="truncated", header=(240, 180), kind="pil"),
     Case("pil_lazy_truncated_gray", lazy("truncated_gray.png"), error="truncated", header=(90, 120), kind="pil"),
-    Case("pil_lazy_bit_flipped", lazy("bitflip.png"), error="checksum", header=(240, 180), kind="pil",
-         sweep_pending=True),
-    Case("pil_closed", closed_loaded, error="closed", kind="pil", sweep_pending=True),
-    Case("pil_closed_lazy", closed_lazy, error="closed", kind="pil", sweep_pending=True),
-    Case("pil_closed_file_handle", closed_handle, error="closed", kind="pil", sweep_pending=True),
-    Case("pil_lazy_exif_jpeg", lazy("exif6.jpg"), exif6_rgb, kind="pil", sweep_pending=True),
-    Case("pil_loaded_exif_jpeg", loaded("exif6.jpg"), exif6_rgb, kind="pil", sweep_pending=True),
+    Case("pil_lazy_bit_flipped", lazy("bitflip.png"), error="checksum", header=(240, 180), kind="pil"),
+    Case("pil_closed", closed_loaded, error="closed", kind="pil"),
+    Case("pil_closed_lazy", closed_lazy, error="closed", kind="pil"),
+    Case("pil_closed_file_handle", closed_handle, error="closed", kind="pil"),
+    Case("pil_lazy_exif_jpeg", lazy("exif6.jpg"), exif6_rgb, kind="pil"),
+    Case("pil_loaded_exif_jpeg", loaded("exif6.jpg"), exif6_rgb, kind="pil"),
     Case("pil_palette", lambda root: Image.fromarray(RGB).convert("P"), lambda root: np.asarray(
         Image.fromarray(RGB).convert("P").convert("RGB")), kind="pil"),
     Case("pil_cmyk", lambda root: Image.fromarray(RGB).convert("CMYK"),
@@ -373,7 +369,6 @@ CASES = [
 
 #: The sweep still passes RGB PIL images to the resize without the checked route: these cases
 #: need biores_plugin/eval/sweep.py to call image_io.load_image(image, copy=False) first.
-NEEDS_SWEEP_FIX = "sweep_image hands RGB PIL images to the resize unchecked (biores_plugin/eval/sweep.py)"
 LOADERS = ("load_image", "load_array", "image_size", "verify", "native", "anyres")
 KIND_ENTRIES = {
     "path": LOADERS + ("info",),
@@ -471,12 +466,7 @@ ENTRIES: dict[str, Callable[..., None]] = {
 
 
 def _params() -> list[Any]:
-    params = []
-    for case in CASES:
-        for entry in KIND_ENTRIES[case.kind]:
-            marks = [pytest.mark.xfail(strict=True, reason=NEEDS_SWEEP_FIX)] if entry == "sweep" and case.sweep_pending else []
-            params.append(pytest.param(case, entry, id=f"{case.name}-{entry}", marks=marks))
-    return params
+    return [pytest.param(case, entry, id=f"{case.name}-{entry}") for case in CASES for entry in KIND_ENTRIES[case.kind]]
 
 
 @pytest.mark.parametrize("case, entry", _params())

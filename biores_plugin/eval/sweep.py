@@ -39,11 +39,9 @@ def undecoded(dataset: Any) -> tuple[Any, list[str]]:
 
 def sweep_image(image: Image.Image, resolution: int) -> Image.Image:
     """The image the model sees at ``resolution`` (RGB; downsample only, antialiased)."""
-    if image.mode != "RGB":
-        from ..image_io import load_image
+    from ..image_io import load_image
 
-        image = load_image(image)
-    return downsample(image, resolution)
+    return downsample(load_image(image, copy=False), resolution)
 
 
 def cell_size(cell: Any) -> tuple[int, int]:

@@ -46,13 +46,9 @@ def native_processor_for(base: Any, policy: NativePolicy):
 
 def image_at_policy(native: Any, image: Any, policy: Policy) -> torch.Tensor:
     """One image -> ``[3, H, W]`` at ``policy``: the shared cap (``apply_policy``), then the native grid."""
-    from PIL import Image
+    from biores_plugin.image_io import load_image
 
-    if not isinstance(image, Image.Image):
-        from biores_plugin.image_io import load_image
-
-        image = load_image(image)
-    image = apply_policy(image, policy)
+    image = apply_policy(load_image(image, copy=False), policy)  # checked: truncation, EXIF, 16-bit
     inner = getattr(policy, "then", policy)
     assert isinstance(inner, NativePolicy)
     out = native.preprocess(image, min_pixels=inner.min_pixels, max_pixels=inner.max_pixels)
