@@ -25,6 +25,7 @@ __all__ = [
     "decode_cell",
     "skip_enabled",
     "skipped",
+    "stop_cli_runs_cleanly",
 ]
 
 #: ``1`` / ``true`` / ``all`` skips bad images in every biores task; a comma list names tasks.
@@ -108,6 +109,44 @@ def checked(task: str, doc_id: Any, source: str, load: Callable[[], _T], *, skip
             _log.warning("biores: skipping %s doc %s: %s", task, doc_id, reason)
             return None
         raise BadImageError(f"bad image in task {task}, doc {doc_id}: {reason}") from None
+
+
+def _in_lmms_eval_cli() -> bool:
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return getattr(spec, "name", "") == "lmms_eval.__main__" or os.path.basename(sys.argv[0] or "") == "lmms-eval"
+
+
+def stop_cli_runs_cleanly() -> None:
+    """In the ``lmms-eval`` CLI, a biores error ends the run with one stderr line and exit 2.
+
+    lmms-eval prints a traceback and exits 0 for a failed run (unless ``--verbosity DEBUG``);
+    this wraps ``lmms_eval.evaluator.evaluate`` once, before it runs (tasks are built first).
+    Library calls (``simple_evaluate`` from Python) keep the exception.
+    """
+    import sys
+
+    evaluator = sys.modules.get("lmms_eval.evaluator")
+    if evaluator is None or not hasattr(evaluator, "evaluate") or not _in_lmms_eval_cli():
+        return
+    from ..errors import BioresError
+    from ..patching import wrap
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def evaluate(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(*args, **kwargs)
+            except BioresError as exc:
+                from tqdm import tqdm
+
+                tqdm.write(f"biores: {exc}", file=sys.stderr)  # on a line of its own, past progress bars
+                raise SystemExit(2) from None
+
+        return evaluate
+
+    wrap(evaluator, "evaluate", make, group="lmms_eval.cli")
 
 
 def placeholder() -> Image.Image:

@@ -159,6 +159,9 @@ def sweep_functions(
 
     def make(resolution: int) -> Callable[[Any], Any]:
         def process_docs(dataset: Any) -> Any:
+            from . import images
+
+            images.stop_cli_runs_cleanly()
             if prepare is not None:
                 dataset = prepare(dataset)
             sizes = sizes_fn(dataset) if sizes_fn is not None else None

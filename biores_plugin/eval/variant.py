@@ -145,8 +145,10 @@ class Variant:
     # -- the yaml's functions
 
     def process_docs(self, dataset: Any) -> Any:
+        from . import images
         from .sweep import add_resolution_columns, cell_size, undecoded
 
+        images.stop_cli_runs_cleanly()
         original = self._fn("process_docs")
         if callable(original):
             dataset = original(dataset)
