@@ -1,0 +1,57 @@
+"""Stock HF checkpoints (tiny random fixtures of the real architectures) through biores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fixtures_models import BUILDERS, build_lm, build_tower, saved_keys
+
+STOCK = sorted(BUILDERS)
+
+
+def _image(w: int = 90, h: int = 70, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def _messages(text: str = "What is shown?", images: int = 1) -> list[dict]:
+    return [{"role": "user", "content": [*({"type": "image"} for _ in range(images)), {"type": "text", "text": text}]}]
+
+
+@pytest.mark.parametrize("name", STOCK)
+def test_fixture_is_a_clean_stock_checkpoint(stock_checkpoint, name):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    folder = stock_checkpoint(name)
+    processor = AutoProcessor.from_pretrained(folder)
+    model, info = AutoModelForImageTextToText.from_pretrained(folder, output_loading_info=True)
+    assert not any(info.values()), info
+    text = processor.apply_chat_template(_messages(), add_generation_prompt=True)
+    batch = processor(text=[text], images=[_image()], return_tensors="pt")
+    image_id = model.config.image_token_id
+    assert int((batch["input_ids"] == image_id).sum()) > 1  # the template rendered an image placeholder
+    out = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == batch["input_ids"].shape[1] + 3
+
+
+def test_llava_layouts_differ_on_disk(stock_checkpoint):
+    legacy, current = saved_keys(stock_checkpoint("llava_legacy")), saved_keys(stock_checkpoint("llava_current"))
+    assert any(k.startswith("language_model.model.") for k in legacy)
+    assert any(k.startswith("model.language_model.") for k in current)
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip", "siglip2", "siglip2_naflex"])
+def test_towers_and_lms_load(tmp_path, kind):
+    from transformers import AutoImageProcessor, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    tower = build_tower(tmp_path, kind)
+    assert AutoModel.from_pretrained(tower) is not None and AutoImageProcessor.from_pretrained(tower) is not None
+    arch = "llama" if kind in ("clip", "siglip2") else "qwen2"
+    lm = build_lm(tmp_path, arch)
+    tok = AutoTokenizer.from_pretrained(lm)
+    assert tok.chat_template and AutoModelForCausalLM.from_pretrained(lm).config.vocab_size == len(tok)
+    ids = tok("a <image><image>b")["input_ids"] if arch == "llama" else None
+    if ids is not None:  # byte-level BPE: adjacent image tokens stay two tokens, no space between
+        assert ids.count(tok.convert_tokens_to_ids("<image>")) == 2
