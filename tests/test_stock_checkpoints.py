@@ -55,3 +55,35 @@ def test_towers_and_lms_load(tmp_path, kind):
     ids = tok("a <image><image>b")["input_ids"] if arch == "llama" else None
     if ids is not None:  # byte-level BPE: adjacent image tokens stay two tokens, no space between
         assert ids.count(tok.convert_tokens_to_ids("<image>")) == 2
+
+
+# --------------------------------------------------------------------------- biores_llava == stock
+
+
+def _stock_run(folder, text, images, max_new=5):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    prompt = processor.apply_chat_template(_messages(text, len(images)), add_generation_prompt=True)
+    batch = processor(text=[prompt], images=images or None, return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    new = out[0, batch["input_ids"].shape[1]:]
+    return batch["input_ids"][0].tolist(), processor.tokenizer.decode(new, skip_special_tokens=True).strip(), int((batch["input_ids"] == model.config.image_token_id).sum())
+
+
+@pytest.mark.parametrize("name", STOCK)
+def test_biores_llava_equals_stock_token_for_token(stock_checkpoint, name):
+    from biores_plugin.eval.biores_llava import BioresLlava
+
+    folder = stock_checkpoint(name)
+    image = _image(90, 70)
+    ids, text, n_visual = _stock_run(folder, "What is shown?", [image])
+    lm = BioresLlava(pretrained=str(folder), max_new_tokens=5)
+    prompt = lm.processor.build_prompt("What is shown?", 1)
+    inputs, visual, sizes = lm._encode([prompt], [[image]])
+    assert inputs["input_ids"][0].tolist() == ids
+    assert visual == [n_visual] and len(sizes[0]) == 1
+    result = lm._generate(["What is shown?"], [[image]], {"max_new_tokens": 5})[0]
+    assert result.text == text
+    assert result.token_counts.to_dict()["visual_tokens"] == n_visual

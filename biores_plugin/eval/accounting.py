@@ -62,7 +62,7 @@ def consumed(processor: Any, inputs: Any) -> list[tuple[int, list[tuple[int, int
         image_id = tok.convert_tokens_to_ids(getattr(processor, "image_token", "<image>")) if tok is not None else None
     rows = ids.tolist() if hasattr(ids, "tolist") else list(ids)
     counts = [sum(1 for t in row if t == image_id) for row in rows]
-    sizes = _sizes(processor, inputs)
+    sizes = tower_sizes(processor, inputs)
     per_row: list[list[tuple[int, int]]] = [[] for _ in rows]
     if sizes and len(rows) == 1:
         per_row[0] = sizes
@@ -71,7 +71,8 @@ def consumed(processor: Any, inputs: Any) -> list[tuple[int, list[tuple[int, int
     return list(zip(counts, per_row))
 
 
-def _sizes(processor: Any, inputs: Any) -> list[tuple[int, int]]:
+def tower_sizes(processor: Any, inputs: Any) -> list[tuple[int, int]]:
+    """``[width, height]`` of each image as the vision tower received it (anyres: its canvas)."""
     image_processor = getattr(processor, "image_processor", None)
     grid = inputs.get("image_grid_thw")
     if grid is not None:  # Qwen-VL: patches of patch_size, (t, h, w) per image
