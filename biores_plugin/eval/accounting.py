@@ -21,7 +21,7 @@ GROUP = "lmms_eval.accounting"
 WATCHED = {
     ("simple.qwen2_vl", "Qwen2_VL"), ("simple.qwen2_5_vl", "Qwen2_5_VL"), ("chat.qwen2_5_vl", "Qwen2_5_VL"),
     ("simple.qwen3_vl", "Qwen3_VL"), ("chat.qwen3_vl", "Qwen3_VL"), ("simple.llava_hf", "LlavaHf"),
-    ("chat.llava_hf", "LlavaHf"), ("simple.llava_onevision", "Llava_OneVision"),
+    ("chat.llava_hf", "LlavaHf"),  # llava_hf also runs the -hf LLaVA-NeXT and LLaVA-OneVision checkpoints
 }
 
 
@@ -121,7 +121,7 @@ def _watch_processor(processor: Any) -> None:
 
 def _generate_hook(original):
     def hook(self, requests):
-        processor = getattr(self, "processor", None) or getattr(self, "_processor", None)
+        processor = next((getattr(self, a) for a in ("processor", "_processor", "_image_processor") if getattr(self, a, None) is not None), None)
         if processor is not None:
             _watch_processor(processor)
         results = []

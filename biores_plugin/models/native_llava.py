@@ -260,7 +260,7 @@ class BioresLlavaProcessor:
         if present == n_images:
             body = text
         elif self.image_placement == "after":  # question first, then the image
-            body = text + ("\n" if n_images else "") + self.image_token * n_images
+            body = text + (" " if n_images else "") + self.image_token * n_images
         else:
             body = self.image_token * n_images + ("\n" if n_images else "") + text
         if template:
