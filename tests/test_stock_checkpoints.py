@@ -87,3 +87,55 @@ def test_biores_llava_equals_stock_token_for_token(stock_checkpoint, name):
     result = lm._generate(["What is shown?"], [[image]], {"max_new_tokens": 5})[0]
     assert result.text == text
     assert result.token_counts.to_dict()["visual_tokens"] == n_visual
+
+
+def test_text_only_requests_and_mixed_batches(stock_checkpoint, tiny_checkpoint):
+    from biores_plugin.eval.biores_llava import BioresLlava
+
+    for folder in (tiny_checkpoint, stock_checkpoint("llava_legacy"), stock_checkpoint("qwen2_vl")):
+        lm = BioresLlava(pretrained=str(folder), max_new_tokens=2, batch_size=2)
+        alone, mixed_text, mixed_image = (*lm._generate(["what is shown"], [[]], {}), *lm._generate(["what is shown"] * 2, [[], [_image()]], {}))
+        assert alone.token_counts.visual_tokens == 0 == mixed_text.token_counts.visual_tokens
+        assert mixed_image.token_counts.visual_tokens > 0
+
+
+def test_broken_checkpoint_is_a_one_line_error(tmp_path, stock_checkpoint):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from biores_plugin.errors import BioresConfigError
+    from biores_plugin.eval.biores_llava import BioresLlava
+
+    folder = tmp_path / "broken"
+    shutil.copytree(stock_checkpoint("llava_legacy"), folder)
+    state = load_file(str(folder / "model.safetensors"))
+    state.pop("language_model.model.norm.weight")
+    state["extra.weight"] = state["multi_modal_projector.linear_1.bias"].clone()
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(BioresConfigError) as err:
+        BioresLlava(pretrained=str(folder))
+    message = str(err.value)
+    assert "\n" not in message and "1 missing keys (model.language_model.norm.weight)" in message and "1 unexpected keys" in message
+
+
+def test_policy_override_on_stock_llava_uses_its_processor_config_stats(tmp_path, stock_checkpoint):
+    import json
+    import shutil
+
+    from biores_plugin.eval.biores_llava import BioresLlava
+    from biores_plugin.models.native_llava import BioresLlavaProcessor
+
+    folder = tmp_path / "llava"
+    shutil.copytree(stock_checkpoint("llava_legacy"), folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config["image_processor"].update(image_mean=[0.1, 0.2, 0.3], image_std=[0.4, 0.5, 0.6])
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    assert not (folder / "preprocessor_config.json").exists()  # transformers 5 writes only processor_config.json
+    processor = BioresLlavaProcessor.from_pretrained(folder, image_aspect_ratio="native")
+    assert list(processor.image_processor.image_mean) == [0.1, 0.2, 0.3] and processor.stock_image_processor is None
+    stock = BioresLlavaProcessor.from_pretrained(folder)
+    assert stock.stock_image_processor is not None and list(stock.stock_image_processor.image_mean) == [0.1, 0.2, 0.3]
+    lm = BioresLlava(pretrained=str(folder), image_aspect_ratio="native", max_new_tokens=2)
+    native = lm._generate(["what is shown"], [[_image(98, 70)]], {})[0].token_counts.to_dict()
+    assert native["visual_tokens"] == (70 // 14) * (98 // 14) and native["visual_tokens_sizes"] == [[98, 70]]

@@ -97,6 +97,8 @@ class BioresLlavaModel(LlavaModel):
         image_sizes: Any = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
+        if pixel_values is None or (isinstance(pixel_values, (list, tuple)) and not pixel_values):  # text-only
+            return BaseModelOutputWithPooling(last_hidden_state=None, pooler_output=[])
         if isinstance(pixel_values, torch.Tensor) and self.merge_size == 1:
             return super().get_image_features(
                 pixel_values=pixel_values, vision_feature_layer=vision_feature_layer,
