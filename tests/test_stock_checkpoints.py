@@ -139,3 +139,26 @@ def test_policy_override_on_stock_llava_uses_its_processor_config_stats(tmp_path
     lm = BioresLlava(pretrained=str(folder), image_aspect_ratio="native", max_new_tokens=2)
     native = lm._generate(["what is shown"], [[_image(98, 70)]], {})[0].token_counts.to_dict()
     assert native["visual_tokens"] == (70 // 14) * (98 // 14) and native["visual_tokens_sizes"] == [[98, 70]]
+
+
+def test_data_parallel_two_ranks_one_progress_bar(tmp_path, tiny_checkpoint, synth_small):
+    """``torchrun``/``accelerate launch`` data parallel on CPU: each rank knows itself, results gather."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "dp"
+    env = {**os.environ, "BIORES_SYNTH_PATH": str(synth_small), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "lmms_eval", "--model", "biores_llava",
+           "--model_args", f"pretrained={tiny_checkpoint},device=cpu", "--tasks", "biores_synth_224", "--limit", "6",
+           "--output_path", str(out), "--log_samples", "--verbosity", "DEBUG"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "biores_llava: rank 0 of 2" in log and "biores_llava: rank 1 of 2" in log
+    assert log.count("biores_llava:   0%") <= 1  # one progress bar (rank 0)
+    samples = [json.loads(line) for f in out.glob("**/*_samples_biores_synth_224.jsonl") for line in f.read_text().splitlines() if line.strip()]
+    assert sorted(s["doc_id"] for s in samples) == list(range(6))
+    assert all(s["token_counts"][0]["visual_tokens"] > 0 for s in samples)

@@ -98,20 +98,20 @@ class BioresLlava(lmms):
         self.max_new_tokens = int(max_new_tokens)
 
     def _set_rank(self, device: str) -> None:
-        """Data parallel under ``accelerate launch``: this process' rank, world size and device."""
+        """Data parallel under ``accelerate launch`` / ``torchrun``: this process' rank, world size
+        and device (``cuda`` -> ``cuda:LOCAL_RANK``), from the launcher's environment."""
         import os
 
         self._device = torch.device(device)
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1:
             from accelerate import Accelerator
-
-            self.accelerator = Accelerator()
-            self._rank = self.accelerator.process_index
-            self._world_size = self.accelerator.num_processes
-            if device != "cpu":
-                self._device = self.accelerator.device
             from loguru import logger
 
+            self.accelerator = Accelerator(cpu=self._device.type == "cpu")
+            self._rank, self._world_size = int(os.environ.get("RANK", "0")), world
+            if self._device.type == "cuda":
+                self._device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
             logger.info(f"biores_llava: rank {self._rank} of {self._world_size} on {self._device}")
 
     @classmethod
