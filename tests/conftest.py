@@ -82,3 +82,23 @@ from hypothesis import settings as _hyp_settings  # noqa: E402
 _hyp_settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 if os.environ.get("CI"):
     _hyp_settings.load_profile("ci")
+
+
+# --------------------------------------------------------------------------- stock HF architectures
+
+
+@pytest.fixture(scope="session")
+def stock_checkpoint(tmp_path_factory):
+    """``stock_checkpoint(name)`` -> folder of a tiny random stock checkpoint (built once per
+    session; names in ``fixtures_models.BUILDERS``: llava_legacy, llava_next, qwen2_5_vl, ...)."""
+    import fixtures_models
+
+    root = tmp_path_factory.mktemp("stock")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = fixtures_models.BUILDERS[name](root)
+        return built[name]
+
+    return get

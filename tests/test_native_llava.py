@@ -148,7 +148,7 @@ def test_image_placement_after_text_round_trips(tmp_path):
 
     _, processor = build_tiny_llava(WORDS)
     after = BioresLlavaProcessor(processor.tokenizer, processor.resolution, image_mean=[0.5] * 3, image_std=[0.5] * 3, image_placement="after")
-    assert after.build_prompt("striated ?", 2) == "striated ? <image> <image>"
+    assert after.build_prompt("striated ?", 2) == "striated ? <image><image>"  # contiguous: no separator tokens
     assert processor.build_prompt("striated ?", 1) == "<image>\nstriated ?"
     after.save_pretrained(tmp_path)
     assert BioresLlavaProcessor.from_pretrained(tmp_path).image_placement == "after"

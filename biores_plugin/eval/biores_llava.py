@@ -7,7 +7,6 @@ policy arguments left out come from the checkpoint. Each sample logs its visual 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -17,21 +16,13 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import BioresConfigError
+from .accounting import VisualTokenCounts
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
-@dataclass
-class BioresTokenCounts(TokenCounts):
-    """lmms-eval token counts plus the number of visual tokens the model saw."""
-
-    visual_tokens: Optional[int] = None
-
-    def to_dict(self) -> dict[str, Optional[int]]:
-        out = super().to_dict()
-        if self.visual_tokens is not None:
-            out["visual_tokens"] = self.visual_tokens
-        return out
+#: lmms-eval token counts plus ``visual_tokens`` / ``visual_tokens_sizes`` (what the model saw).
+BioresTokenCounts = VisualTokenCounts
 
 
 def _opt_int(value: Any) -> Optional[int]:
@@ -75,26 +66,53 @@ class BioresLlava(lmms):
             raise BioresConfigError(f"pretrained={pretrained} is not a local checkpoint folder")
         if str(dtype) not in _DTYPES:
             raise BioresConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
-        self._device = torch.device(device)
+        self._set_rank(device)
         load_kwargs: dict[str, Any] = {"dtype": _DTYPES[str(dtype)]}
         if attn_implementation:
             load_kwargs["attn_implementation"] = attn_implementation
-        self.model = BioresLlavaForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).to(self._device).eval()
-        self.model.set_vision_backend(vision_backend)
-        self.processor = BioresLlavaProcessor.from_pretrained(
-            pretrained,
-            image_aspect_ratio=image_aspect_ratio,
-            min_pixels=_opt_int(min_pixels),
-            max_pixels=_opt_int(max_pixels),
-            merge_size=_opt_int(merge_size),
-        )
-        if self.processor.resolution.merge_size != self.model.model.merge_size:
-            raise BioresConfigError(
-                f"merge_size={self.processor.resolution.merge_size} does not match the checkpoint's {self.model.model.merge_size}"
+        from ..models.stock import FAMILIES, StockVLM, model_type
+
+        self.stock: Optional[StockVLM] = None
+        kind = model_type(pretrained)
+        if kind in FAMILIES:  # LLaVA-NeXT / OneVision / Qwen-VL: their own classes and processor policy
+            if image_aspect_ratio is not None or merge_size is not None:
+                raise BioresConfigError(f"{kind} checkpoints run at their own processor's policy; drop image_aspect_ratio/merge_size")
+            self.stock = StockVLM(pretrained, dtype=load_kwargs["dtype"], device=self._device, min_pixels=_opt_int(min_pixels), max_pixels=_opt_int(max_pixels))
+            self.model, self.processor, self.tokenizer = self.stock.model, self.stock, self.stock.tokenizer
+        else:
+            self.model = BioresLlavaForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).to(self._device).eval()
+            self.model.set_vision_backend(vision_backend)
+            self.processor = BioresLlavaProcessor.from_pretrained(
+                pretrained,
+                image_aspect_ratio=image_aspect_ratio,
+                min_pixels=_opt_int(min_pixels),
+                max_pixels=_opt_int(max_pixels),
+                merge_size=_opt_int(merge_size),
             )
+            if self.processor.resolution.merge_size != self.model.model.merge_size:
+                raise BioresConfigError(
+                    f"merge_size={self.processor.resolution.merge_size} does not match the checkpoint's {self.model.model.merge_size}"
+                )
+            self.tokenizer = self.processor.tokenizer
         self.batch_size_per_gpu = max(1, int(batch_size))
         self.max_new_tokens = int(max_new_tokens)
-        self.tokenizer = self.processor.tokenizer
+
+    def _set_rank(self, device: str) -> None:
+        """Data parallel under ``accelerate launch`` / ``torchrun``: this process' rank, world size
+        and device (``cuda`` -> ``cuda:LOCAL_RANK``), from the launcher's environment."""
+        import os
+
+        self._device = torch.device(device)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1:
+            from accelerate import Accelerator
+            from loguru import logger
+
+            self.accelerator = Accelerator(cpu=self._device.type == "cpu")
+            self._rank, self._world_size = int(os.environ.get("RANK", "0")), world
+            if self._device.type == "cuda":
+                self._device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+            logger.info(f"biores_llava: rank {self._rank} of {self._world_size} on {self._device}")
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: Optional[dict] = None) -> "BioresLlava":
@@ -122,33 +140,58 @@ class BioresLlava(lmms):
         visuals = [v for v in (doc_to_visual(doc) or []) if isinstance(v, Image.Image)]
         return ctx, visuals, gen_kwargs
 
+    def _pixels(self, batch: dict) -> Any:
+        pixels = batch["pixel_values"]
+        if torch.is_tensor(pixels):  # a stock processor's batched, same-size images
+            return pixels.to(self._device, self.model.dtype) if pixels.numel() else None
+        return [p.to(self._device, self.model.dtype) for p in pixels] or None
+
+    def _encode(self, prompts: list[str], images: list[list[Image.Image]], padding_side: str = "left") -> tuple[dict, list[int], list[list]]:
+        """Model inputs, visual tokens per sample and the tower's ``[w, h]`` per image."""
+        if self.stock is not None:
+            out = self.stock(prompts, images, padding_side=padding_side)
+            return dict(out["inputs"]), out["visual_tokens_per_sample"], out["sizes_per_sample"]
+        batch = self.processor(prompts, images, padding_side=padding_side)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        pixels = self._pixels(batch)
+        if pixels is not None:
+            inputs["pixel_values"] = pixels
+        shapes = [(int(p.shape[-1]), int(p.shape[-2])) for p in batch["pixel_values"]]
+        sizes, cursor = [], 0
+        for sample in images:
+            sizes.append(shapes[cursor : cursor + len(sample)])
+            cursor += len(sample)
+        return inputs, [int(v) for v in batch["visual_tokens_per_sample"]], sizes
+
     def _generate(self, prompts: list[str], images: list[list[Image.Image]], gen_kwargs: dict) -> list[GenerationResult]:
         texts = [self.processor.build_prompt(p, len(imgs)) for p, imgs in zip(prompts, images)]
-        batch = self.processor(texts, images)
+        inputs, visual, sizes = self._encode(texts, images)
         until = gen_kwargs.get("until") or []
         max_new = int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens)
         temperature = float(gen_kwargs.get("temperature") or 0.0)
+        inputs = {k: v.to(self._device) if torch.is_tensor(v) and k != "pixel_values" else v for k, v in inputs.items()}
+        if self.stock is not None and "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self._device, self.model.dtype)
         with torch.inference_mode():
             out = self.model.generate(
-                input_ids=batch["input_ids"].to(self._device),
-                attention_mask=batch["attention_mask"].to(self._device),
-                pixel_values=[p.to(self._device, self.model.dtype) for p in batch["pixel_values"]] or None,
+                **inputs,
                 max_new_tokens=max_new,
                 do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
-        new_tokens = out[:, batch["input_ids"].shape[1]:]
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
         results = []
-        for row, visual_tokens, ids in zip(new_tokens, batch["visual_tokens_per_sample"], batch["input_ids"]):
+        for row, visual_tokens, size, ids in zip(new_tokens, visual, sizes, inputs["input_ids"]):
             text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
             for stop in until if isinstance(until, list) else [until]:
                 if stop and stop in text:
                     text = text.split(stop)[0]
             n_out = int((row != self.tokenizer.pad_token_id).sum())
             n_in = int((ids != self.tokenizer.pad_token_id).sum())
-            results.append(GenerationResult(text=text, token_counts=BioresTokenCounts(input_tokens=n_in, output_tokens=n_out, visual_tokens=int(visual_tokens))))
+            counts = VisualTokenCounts(input_tokens=n_in, output_tokens=n_out, visual_tokens=int(visual_tokens), visual_tokens_sizes=size)
+            results.append(GenerationResult(text=text, token_counts=counts))
         return results
 
     def generate_until(self, requests: list[Instance]) -> list[GenerationResult]:
@@ -181,15 +224,11 @@ class BioresLlava(lmms):
             doc = self.task_dict[task][split][doc_id]
             visuals = [v for v in (doc_to_visual(doc) or []) if isinstance(v, Image.Image)]
             prompt = self.processor.build_prompt(ctx, len(visuals))
-            full = self.processor([prompt + continuation], [visuals], padding_side="right")
-            ctx_only = self.processor([prompt], [visuals], padding_side="right")
+            full, _, _ = self._encode([prompt + continuation], [visuals], padding_side="right")
+            ctx_only, _, _ = self._encode([prompt], [visuals], padding_side="right")
             n_ctx = int(ctx_only["attention_mask"].sum())
             with torch.inference_mode():
-                logits = self.model(
-                    input_ids=full["input_ids"].to(self._device),
-                    attention_mask=full["attention_mask"].to(self._device),
-                    pixel_values=[p.to(self._device, self.model.dtype) for p in full["pixel_values"]] or None,
-                ).logits[0]
+                logits = self.model(**{k: v.to(self._device) if torch.is_tensor(v) else v for k, v in full.items()}).logits[0]
             targets = full["input_ids"][0, n_ctx:].to(self._device)
             logprobs = torch.log_softmax(logits[n_ctx - 1 : -1].float(), dim=-1)
             picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -3,7 +3,8 @@
 lmms-eval loads the ``lmms_eval.models`` entry points before it builds its ``TaskManager``;
 biores' entry point (:func:`manifests`) registers ``biores_llava`` and installs three
 reversible hooks (group ``"lmms_eval"`` of :mod:`biores_plugin.patching`): task folders from the
-``lmms_eval.tasks`` entry-point group, local data copies, one run per sweep variant. See docs/lmms_eval_plugin.md.
+``lmms_eval.tasks`` entry-point group, local data copies, one run per sweep variant; plus the
+visual-token accounting of lmms-eval's own wrappers (:mod:`.accounting`). See docs/lmms_eval_plugin.md.
 """
 
 from __future__ import annotations
@@ -194,6 +195,10 @@ def manifests() -> list[Any]:
 
     register()
     install()
+    if os.environ.get("BIORES_ACCOUNTING", "1") != "0":
+        from . import accounting
+
+        accounting.install()
     return [
         ModelManifest(
             model_id="biores_llava",

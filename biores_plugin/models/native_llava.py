@@ -27,6 +27,31 @@ from ..resolution import DownsamplePolicy, NativePolicy, ResolutionConfig, apply
 PROCESSOR_CONFIG = "biores_processor.json"
 
 
+def _register_key_renaming() -> None:
+    """Give ``BioresLlavaModel`` the ``LlavaModel`` key-renaming rule (the rule is keyed on the
+    class name), so the legacy ``language_model.model.*`` layout of llava-hf checkpoints loads."""
+    from transformers import conversion_mapping as cm
+
+    for ours, theirs in (("BioresLlavaModel", "LlavaModel"), ("BioresLlavaForConditionalGeneration", "llava")):
+        rule = cm.get_checkpoint_conversion_mapping(theirs)
+        if rule and cm.get_checkpoint_conversion_mapping(ours) is None:
+            cm.register_checkpoint_conversion_mapping(ours, rule)
+
+
+_register_key_renaming()
+
+
+def check_loading_info(info: dict, where: Any) -> None:
+    """One-line error when a load left any weight missing, unexpected or mismatched."""
+    problems = []
+    for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
+        items = sorted(str(k[0] if isinstance(k, tuple) else k) for k in (info.get(key) or []))
+        if items:
+            problems.append(f"{len(items)} {key.replace('_', ' ')} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
+    if problems:
+        raise BioresConfigError(f"{where}: the checkpoint does not match the model: {'; '.join(problems)}")
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -72,9 +97,12 @@ class BioresLlavaModel(LlavaModel):
         image_sizes: Any = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPooling:
+        if pixel_values is None or (isinstance(pixel_values, (list, tuple)) and not pixel_values):  # text-only
+            return BaseModelOutputWithPooling(last_hidden_state=None, pooler_output=[])
         if isinstance(pixel_values, torch.Tensor) and self.merge_size == 1:
             return super().get_image_features(
-                pixel_values, vision_feature_layer, vision_feature_select_strategy, image_sizes, **kwargs
+                pixel_values=pixel_values, vision_feature_layer=vision_feature_layer,
+                vision_feature_select_strategy=vision_feature_select_strategy, image_sizes=image_sizes, **kwargs,
             )
         from ..vision import encode_packed, merge_2x2
 
@@ -117,6 +145,23 @@ class BioresLlavaForConditionalGeneration(LlavaForConditionalGeneration):
             self.model = BioresLlavaModel(config)
             self.post_init()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
+        """``from_pretrained`` of stock LLaVA-1.5 folders (legacy or current key layout) and biores'
+        own; any missing, unexpected or mismatched weight is a one-line :class:`BioresConfigError`."""
+        want_info = bool(kwargs.pop("output_loading_info", False))
+        config = kwargs.get("config")
+        if config is None and Path(str(pretrained_model_name_or_path)).is_dir():
+            raw = json.loads((Path(pretrained_model_name_or_path) / "config.json").read_text())
+            if raw.get("model_type") != "llava":
+                raise BioresConfigError(
+                    f"{pretrained_model_name_or_path} is a {raw.get('model_type')!r} checkpoint, not LLaVA-1.5 style; "
+                    "biores_llava runs it with its own transformers classes"
+                )
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        check_loading_info(info, pretrained_model_name_or_path)
+        return (model, info) if want_info else model
+
     @property
     def resolution(self) -> ResolutionConfig:
         return resolution_of(self.config)
@@ -138,7 +183,14 @@ class BioresLlavaProcessor:
 
     image_token = "<image>"
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, resolution: ResolutionConfig, *, image_mean=None, image_std=None, image_placement: str = "before"):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, resolution: ResolutionConfig, *, image_mean=None, image_std=None,
+        image_placement: str = "before", stock_image_processor: Any = None, extra_image_tokens: int = 0,
+    ):
+        """``stock_image_processor``: a checkpoint's own image processor (its resize/crop), used
+        instead of the policy; each image then gives ``grid + extra_image_tokens`` tokens."""
+        self.stock_image_processor = stock_image_processor
+        self.extra_image_tokens = int(extra_image_tokens)
         if image_placement not in ("before", "after"):
             raise BioresConfigError(f"image_placement must be 'before' or 'after', got {image_placement!r}")
         self.image_placement = image_placement
@@ -176,13 +228,16 @@ class BioresLlavaProcessor:
         return apply_policy(image, self.policy, fill=self.image_processor.image_mean)
 
     def process_images(self, images: Sequence[Any]) -> dict[str, Any]:
-        from ..processing import to_uint8_hwc
+        from ..image_io import load_image
 
-        prepared = []
-        for image in images:
-            if not isinstance(image, Image.Image):
-                image = Image.fromarray(to_uint8_hwc(image).numpy())
-            prepared.append(self.prepare_image(image.convert("RGB") if image.mode != "RGB" else image))
+        loaded = [load_image(image, copy=False) for image in images]  # checked: truncation, modes, 16-bit
+        if loaded and self.stock_image_processor is not None:  # the checkpoint's own policy
+            pixels = self.stock_image_processor(loaded, return_tensors="pt")["pixel_values"]
+            patch = int(self.resolution.patch_size)
+            grid = torch.tensor([[pixels.shape[-2] // patch, pixels.shape[-1] // patch]] * len(loaded), dtype=torch.long)
+            counts = grid.prod(-1) + self.extra_image_tokens
+            return {"pixel_values": pixels, "num_visual_tokens": counts, "image_grid_hw": grid}
+        prepared = [self.prepare_image(image) for image in loaded]
         return self.image_processor(prepared) if prepared else {"pixel_values": [], "num_visual_tokens": torch.zeros(0, dtype=torch.long), "image_grid_hw": torch.zeros(0, 2, dtype=torch.long)}
 
     def visual_tokens(self, image: Image.Image) -> int:
@@ -191,31 +246,47 @@ class BioresLlavaProcessor:
     # -- text
 
     def build_prompt(self, text: str, n_images: int) -> str:
-        """The prompt the model is trained and evaluated with: one ``<image>`` per image (added
-        in front when the text has none), wrapped in the tokenizer's chat template if it has one."""
+        """The prompt the model is trained and evaluated with: one ``<image>`` per image. With a chat
+        template, the images go in as structured ``{"type": "image"}`` parts (as llava-hf's and
+        Qwen's templates expect); a template that renders no image part gets them inline."""
         present = text.count(self.image_token)
+        if present not in (0, n_images):
+            raise BioresConfigError(f"prompt has {present} {self.image_token} placeholders for {n_images} images")
+        template = getattr(self.tokenizer, "chat_template", None)
+        if template and present == 0:
+            parts = [{"type": "image"} for _ in range(n_images)]
+            parts.insert(len(parts) if self.image_placement == "before" else 0, {"type": "text", "text": text})
+            rendered = self._render([{"role": "user", "content": parts}])
+            if rendered.count(self.image_token) == n_images:
+                return rendered
         if present == n_images:
             body = text
-        elif present == 0 and self.image_placement == "after":  # question first, then the image
-            body = text + (" " if n_images else "") + " ".join([self.image_token] * n_images)
-        elif present == 0:
-            body = " ".join([self.image_token] * n_images) + ("\n" if n_images else "") + text
+        elif self.image_placement == "after":  # question first, then the image
+            body = text + (" " if n_images else "") + self.image_token * n_images
         else:
-            raise BioresConfigError(f"prompt has {present} {self.image_token} placeholders for {n_images} images")
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": body}], tokenize=False, add_generation_prompt=True
-            )
+            body = self.image_token * n_images + ("\n" if n_images else "") + text
+        if template:
+            rendered = self._render([{"role": "user", "content": body}])
+            if rendered.count(self.image_token) != n_images:
+                raise BioresConfigError(
+                    f"the chat template renders {rendered.count(self.image_token)} {self.image_token} placeholders for {n_images} images"
+                )
+            return rendered
         return body
 
+    def _render(self, messages: list[dict]) -> str:
+        try:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as exc:  # a template written for the other content style
+            return f"<template error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}>"
+
     def expand_prompt(self, text: str, counts: Sequence[int]) -> str:
+        """Each ``<image>`` -> that image's visual tokens, contiguous (no separators: a byte-level
+        BPE tokenizer would emit a space token between them)."""
         parts = text.split(self.image_token)
         if len(parts) - 1 != len(counts):
             raise BioresConfigError(f"prompt has {len(parts) - 1} {self.image_token} placeholders for {len(counts)} images")
-        out = parts[0]
-        for count, part in zip(counts, parts[1:]):
-            out += " ".join([self.image_token] * count) + " " + part if count else part
-        return out
+        return parts[0] + "".join(self.image_token * count + part for count, part in zip(counts, parts[1:]))
 
     def __call__(
         self,
@@ -246,7 +317,7 @@ class BioresLlavaProcessor:
         return {
             "input_ids": encoded["input_ids"],
             "attention_mask": encoded["attention_mask"],
-            "pixel_values": list(processed["pixel_values"]),
+            "pixel_values": processed["pixel_values"] if torch.is_tensor(processed["pixel_values"]) else list(processed["pixel_values"]),
             "image_grid_hw": processed["image_grid_hw"],
             "num_visual_tokens": processed["num_visual_tokens"],
             "visual_tokens_per_sample": [sum(counts[i] for i in range(a, a + len(s))) for a, s in _offsets(per_sample)],
@@ -271,22 +342,49 @@ class BioresLlavaProcessor:
         (``image_aspect_ratio``, ``min_pixels``, ``max_pixels``, ``merge_size``...)."""
         directory = Path(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory)
-        resolution = ResolutionConfig.from_pretrained(directory) or ResolutionConfig()
+        saved = ResolutionConfig.from_pretrained(directory)
+        model_config = json.loads((directory / "config.json").read_text()) if (directory / "config.json").is_file() else {}
+        resolution = saved or ResolutionConfig()
+        vision = model_config.get("vision_config") or {}
         if resolution.patch_size is None:  # the tower's own patch size (its config's default when unsaved)
             from transformers import AutoConfig
 
             resolution = resolution.resolved(int(AutoConfig.from_pretrained(directory).vision_config.patch_size))
+        given = {k: v for k, v in overrides.items() if v is not None}
         values = resolution.to_dict()
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        mean = std = None
+        values.update(given)
         placement = "before"
         if (directory / PROCESSOR_CONFIG).is_file():
             placement = json.loads((directory / PROCESSOR_CONFIG).read_text()).get("image_placement", "before")
-        proc_cfg = directory / "preprocessor_config.json"
-        if proc_cfg.is_file():
-            saved = json.loads(proc_cfg.read_text())
-            mean, std = saved.get("image_mean"), saved.get("image_std")
-        return cls(tokenizer, ResolutionConfig.from_dict(values), image_mean=mean, image_std=std, image_placement=placement)
+        image_config = _image_processor_config(directory)
+        mean, std = image_config.get("image_mean"), image_config.get("image_std")
+        stock = extra = None
+        if saved is None and not given and image_config:  # a stock checkpoint: its own processor's policy
+            from transformers import AutoImageProcessor
+
+            stock = AutoImageProcessor.from_pretrained(directory)
+            proc = _processor_config(directory)
+            strategy = proc.get("vision_feature_select_strategy") or model_config.get("vision_feature_select_strategy", "default")
+            extra = int(proc.get("num_additional_image_tokens", 1 if vision.get("model_type", "clip_vision_model") == "clip_vision_model" else 0))
+            extra -= 1 if strategy == "default" else 0
+        return cls(
+            tokenizer, ResolutionConfig.from_dict(values), image_mean=mean, image_std=std, image_placement=placement,
+            stock_image_processor=stock, extra_image_tokens=extra or 0,
+        )
+
+
+def _processor_config(directory: Path) -> dict:
+    file = directory / "processor_config.json"
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def _image_processor_config(directory: Path) -> dict:
+    """The image processor's settings from ``preprocessor_config.json`` (transformers 4) or the
+    ``image_processor`` entry of ``processor_config.json`` (transformers 5)."""
+    file = directory / "preprocessor_config.json"
+    if file.is_file():
+        return json.loads(file.read_text())
+    return _processor_config(directory).get("image_processor") or {}
 
 
 def _offsets(per_sample: Sequence[Sequence[Any]]):

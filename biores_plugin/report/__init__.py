@@ -15,13 +15,14 @@ from ..io_utils import atomic_write_text
 from .collect import Cell, collect
 from .metrics import report_section, robustness
 from .plots import plot_curves, plot_heatmap
-from .tables import markdown_table, matrix, matrix_text
+from .tables import markdown_table, matrix, matrix_text, resolution_warnings
 
-__all__ = ["Cell", "collect", "markdown_table", "matrix", "matrix_text", "plot_curves", "plot_heatmap", "write_report"]
+__all__ = ["Cell", "collect", "markdown_table", "matrix", "matrix_text", "plot_curves", "plot_heatmap", "resolution_warnings", "write_report"]
 
 
 def write_report(
-    cells: Sequence[Cell], out: str | Path, *, title: str = "biores resolution report", notes: str = "", skipped: dict[str, list[int]] | None = None
+    cells: Sequence[Cell], out: str | Path, *, title: str = "biores resolution report", notes: str = "",
+    skipped: dict[str, list[int]] | None = None, unreadable: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -30,6 +31,14 @@ def write_report(
     parts = [f"# {title}\n"]
     if notes:
         parts.append(notes.rstrip() + "\n")
+    warnings = resolution_warnings(cells)
+    if warnings:
+        parts.append("## Warning: the model did not see the sweep's resolutions\n")
+        parts.append("\n".join(f"- {w}" for w in warnings) + "\n\nVisual tokens below are the counts the model consumed "
+                     "(docs/accounting.md gives each wrapper's honest settings).\n")
+    if unreadable:
+        parts.append("## Skipped unreadable files\n")
+        parts.append("\n".join(f"- `{path}`: {reason}" for path, reason in unreadable) + "\n")
     parts.append("## Accuracy by inference resolution\n")
     parts.append(markdown_table(cells) + "\n")
     parts.append("Accuracy and standard error in percentage points; `~` marks visual tokens estimated from image sizes.\n")
@@ -65,8 +74,15 @@ def run(args: argparse.Namespace) -> int:
         labels[folder] = label
     from .metrics import markdown, skipped_image_ids
 
-    cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy)
-    files = write_report(cells, args.out, skipped=skipped_image_ids(args.results))
+    import sys
+
+    unreadable: list[tuple[str, str]] = []
+    cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy, unreadable=unreadable)
+    for path, reason in unreadable:
+        print(f"biores report: skipped unreadable {path} ({reason})", file=sys.stderr)
+    for line in resolution_warnings(cells):
+        print(f"biores report: warning: {line}", file=sys.stderr)
+    files = write_report(cells, args.out, skipped=skipped_image_ids(args.results), unreadable=unreadable)
     print(markdown_table(cells))
     print("\n" + markdown(robustness(cells)))
     for dataset in sorted({c.dataset for c in cells if c.train is not None}):

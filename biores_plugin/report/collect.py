@@ -34,6 +34,8 @@ class Cell:
     visual_tokens: float | None
     tokens_estimated: bool = False
     extra: dict[str, float] = field(default_factory=dict)
+    eff_sizes: list[tuple[int, int]] = field(default_factory=list)  # what biores' sweep handed the model
+    consumed_sizes: list[tuple[int, int]] = field(default_factory=list)  # what the model's processor fed its tower
 
     @property
     def res_value(self) -> float:
@@ -84,26 +86,60 @@ def _binomial_stderr(scores: Sequence[float]) -> float | None:
     return math.sqrt(var / n)
 
 
-def _read_samples(path: Path, metric: str) -> tuple[list[float], list[float], list[tuple[int, int]]]:
-    scores, tokens, sizes = [], [], []
-    with path.open() as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            sample = json.loads(line)
-            record = sample.get(metric)
-            if not (isinstance(record, dict) and "score" in record) and isinstance(sample.get("biores"), dict):
-                record = sample["biores"] if sample["biores"].get("score") is not None else None  # a wrapped task
-            if isinstance(record, dict) and "score" in record:
-                scores.append(float(record["score"]))
-                if record.get("eff_size"):
-                    sizes.append(tuple(record["eff_size"]))
-            elif isinstance(record, (int, float)):
-                scores.append(float(record))
-            for counts in sample.get("token_counts") or []:
-                if isinstance(counts, dict) and counts.get("visual_tokens") is not None:
-                    tokens.append(float(counts["visual_tokens"]))
-    return scores, tokens, sizes
+def _load_json(path: Path, unreadable: list | None) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return data
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if unreadable is None:
+            raise BioresConfigError(f"{path}: unreadable results file ({_reason(exc)})") from None
+        unreadable.append((str(path), _reason(exc)))
+        return None
+
+
+def _reason(exc: Exception) -> str:
+    return f"invalid JSON at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0][:120]
+
+
+def _read_lines(path: Path, unreadable: list | None) -> list[dict] | None:
+    rows = []
+    try:
+        with path.open() as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:
+                        raise ValueError(f"invalid JSON at line {number} (truncated?)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if unreadable is None:
+            raise BioresConfigError(f"{path}: unreadable samples file ({exc})") from None
+        unreadable.append((str(path), str(exc).splitlines()[0][:120]))
+        return None
+    return rows
+
+
+def _read_samples(rows: list[dict], metric: str) -> tuple[list[float], list[float], list[tuple[int, int]], list[tuple[int, int]]]:
+    scores, tokens, sizes, consumed = [], [], [], []
+    for sample in rows:
+        if not isinstance(sample, dict):
+            continue
+        record = sample.get(metric)
+        if not (isinstance(record, dict) and "score" in record) and isinstance(sample.get("biores"), dict):
+            record = sample["biores"] if sample["biores"].get("score") is not None else None  # a wrapped task
+        if isinstance(record, dict) and "score" in record:
+            scores.append(float(record["score"]))
+            if record.get("eff_size"):
+                sizes.append(tuple(record["eff_size"]))
+        elif isinstance(record, (int, float)):
+            scores.append(float(record))
+        for counts in sample.get("token_counts") or []:
+            if isinstance(counts, dict) and counts.get("visual_tokens") is not None:
+                tokens.append(float(counts["visual_tokens"]))
+                consumed.extend(tuple(s) for s in counts.get("visual_tokens_sizes") or [])
+    return scores, tokens, sizes, consumed
 
 
 def _task_metric(data: dict, task: str, values: dict, metric: str) -> str | None:
@@ -126,8 +162,12 @@ def collect(
     labels: dict[str, str] | None = None,
     metric: str = "accuracy",
     token_policy: str = "native",
+    unreadable: list | None = None,
 ) -> list[Cell]:
-    """Every biores sweep measurement in the given lmms-eval output folders."""
+    """Every biores sweep measurement in the given lmms-eval output folders.
+
+    With ``unreadable`` (a list), truncated or invalid files are skipped and appended to it as
+    ``(path, reason)``; without it they raise a one-line :class:`BioresConfigError`."""
     from ..resolution import ResolutionConfig
 
     labels = {str(Path(k).resolve()): v for k, v in (labels or {}).items()}
@@ -139,7 +179,9 @@ def collect(
         if not files:
             raise BioresConfigError(f"no lmms-eval *_results.json under {folder}")
         for results_file in files:
-            data = json.loads(results_file.read_text())
+            data = _load_json(results_file, unreadable)
+            if data is None:
+                continue
             config = data.get("config") or {}
             run = labels.get(str(folder.resolve()), None)
             train = run or _train_label(config)
@@ -159,8 +201,10 @@ def collect(
                 tokens, estimated = None, False
                 extra = {k.split(",")[0]: float(v) for k, v in values.items() if k.endswith(",none") and "stderr" not in k and isinstance(v, (int, float)) and not k.startswith(f"{task_metric},")}
                 samples = _samples_file(results_file, task)
-                if samples is not None:
-                    scores, token_list, sizes = _read_samples(samples, metric)
+                rows = _read_lines(samples, unreadable) if samples is not None else None
+                sizes, consumed = [], []
+                if rows is not None:
+                    scores, token_list, sizes, consumed = _read_samples(rows, metric)
                     if scores:
                         n = len(scores)
                         stderr = _binomial_stderr(scores) if stderr is None else stderr
@@ -169,7 +213,7 @@ def collect(
                     elif sizes:
                         tokens = sum(estimator.visual_tokens(w, h) for w, h in sizes if w and h) / len(sizes)
                         estimated = True
-                cells.append(Cell(run_name, train, dataset, m.group(2), accuracy, stderr, n, tokens, estimated, extra))
+                cells.append(Cell(run_name, train, dataset, m.group(2), accuracy, stderr, n, tokens, estimated, extra, list(sizes), list(consumed)))
     if not cells:
         raise BioresConfigError("the results hold no biores_<dataset>_<resolution> tasks")
     return cells

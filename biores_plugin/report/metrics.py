@@ -162,9 +162,12 @@ def skipped_image_ids(folders: Iterable[str | Path]) -> dict[str, list[int]]:
         folder = Path(folder)
         base = folder.parent if folder.is_file() else folder
         for path in sorted(glob.glob(str(base / "**" / "*_samples_*.jsonl"), recursive=True)):
-            with open(path) as handle:
+            with open(path, errors="replace") as handle:
                 for line in handle:
-                    record = json.loads(line).get("biores_skipped_images") if line.strip() else None
+                    try:  # an unreadable line: collect() lists the file as skipped
+                        record = json.loads(line).get("biores_skipped_images") if line.strip() else None
+                    except (ValueError, AttributeError):
+                        continue
                     if isinstance(record, dict) and record.get("skipped"):
                         found.setdefault(str(record.get("task")), []).append(int(record.get("doc_id", -1)))
     return {task: sorted(set(ids)) for task, ids in found.items()}

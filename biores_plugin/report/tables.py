@@ -42,3 +42,57 @@ def matrix_text(rows: Sequence[str], cols: Sequence[str], table: Sequence[Sequen
     return "\n".join(out)
 
 
+
+
+def _change(eff: tuple[int, int], got: tuple[int, int]) -> str | None:
+    """How a processor changed one sweep image: 'upsampled', 'capped', 'cropped' or None."""
+    ew, eh = eff
+    gw, gh = got
+    if not (ew and eh and gw and gh):
+        return None
+    ratio = (gw * gh) / (ew * eh)
+    if ratio > 1.3:
+        return "upsampled"
+    if ratio < 0.75:
+        return "capped"
+    if abs((gw / gh) / (ew / eh) - 1) > 0.15:
+        return "cropped"
+    return None
+
+
+def _size_text(sizes: Sequence[tuple[int, int]]) -> str:
+    common = sorted({tuple(s) for s in sizes})
+    return ", ".join(f"{w}x{h}" for w, h in common[:3]) + (" ..." if len(common) > 3 else "")
+
+
+def resolution_warnings(cells: Sequence[Cell]) -> list[str]:
+    """One line per (model, data set) whose processor upsampled, capped or cropped the sweep
+    images, naming the variants that collapsed onto the same input (same sizes and tokens)."""
+    out: list[str] = []
+    groups: dict[tuple[str, str], list[Cell]] = {}
+    for c in cells:
+        if c.consumed_sizes and c.visual_tokens is not None and not c.tokens_estimated:
+            groups.setdefault((c.run, c.dataset), []).append(c)
+    for (run, dataset), group in sorted(groups.items()):
+        changed: dict[str, list[str]] = {}
+        for c in sorted(group, key=lambda c: c.res_value):
+            pairs = zip(c.eff_sizes, c.consumed_sizes) if len(c.eff_sizes) == len(c.consumed_sizes) else []
+            kinds = {k for k in (_change(tuple(e), tuple(g)) for e, g in pairs) if k}
+            for kind in sorted(kinds):
+                changed.setdefault(kind, []).append(c.resolution)
+        by_input: dict[tuple, list[Cell]] = {}
+        for c in group:
+            by_input.setdefault((round(c.visual_tokens, 1), tuple(sorted(set(map(tuple, c.consumed_sizes))))), []).append(c)
+        collapsed = [  # variants biores sent at different sizes that reached the tower identical
+            sorted(v, key=lambda c: c.res_value) for v in by_input.values()
+            if len({tuple(sorted(set(map(tuple, c.eff_sizes)))) for c in v}) > 1
+        ]
+        if not changed and not collapsed:
+            continue
+        how = "; ".join(f"{kind} at {', '.join(res)}" for kind, res in sorted(changed.items())) or "changed the sweep images"
+        line = f"{run} / {dataset}: the model's processor {how}"
+        for same in sorted(collapsed, key=lambda v: v[0].res_value):
+            line += (f"; variants {', '.join(c.resolution for c in same)} collapse to the same input "
+                     f"({_size_text(same[0].consumed_sizes)}, {same[0].visual_tokens:.0f} visual tokens)")
+        out.append(line)
+    return out
