@@ -7,7 +7,6 @@ command line is parsed, before any data or model loads.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -15,14 +14,17 @@ import transformers
 
 from ..errors import BioresConfigError
 from ..resolution import ResolutionConfig
+from .checks import check_tiny_config, check_training_flags, model_kind
 from .towers import pretrained_tower_config
 
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(default="tiny", metadata={"help": "a biores/HF LLaVA checkpoint folder, or 'tiny' to build one from local configs"})
-    version: str = field(default="plain", metadata={"help": "conversation template (plain: '<image> question' -> answer)"})
-    vision_tower: Optional[str] = field(default=None, metadata={"help": "for --model_name_or_path tiny: siglip or clip (random), or a saved tower folder (biores-pretrain-vision)"})
+    model_name_or_path: str = field(default="tiny", metadata={"help": "a LLaVA or Qwen2-VL family checkpoint folder, a language model folder (with --vision_tower), or 'tiny'"})
+    version: str = field(default="plain", metadata={"help": "conversation template: plain, v1, llama_3, qwen_2 (LLaVA's) or template (the tokenizer's chat template)"})
+    vision_tower: Optional[str] = field(default=None, metadata={"help": "a CLIP/SigLIP tower folder; for 'tiny' also siglip or clip (random)"})
+    mm_vision_select_layer: Optional[int] = field(default=None, metadata={"help": "tower layer the projector reads (LLaVA's; default -2 when composing)"})
+    pretrain_mm_mlp_adapter: Optional[str] = field(default=None, metadata={"help": "stage 2: the mm_projector.bin stage 1 wrote"})
     mm_projector_type: str = field(default="mlp2x_gelu", metadata={"help": "mlp2x_gelu (LLaVA's), with LayerNorm when merge_size > 1"})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the projector (LLaVA pretraining stage)"})
     freeze_vision_tower: bool = field(default=False)
@@ -63,6 +65,12 @@ class TrainingArguments(transformers.TrainingArguments):
     group_by_token_count: bool = field(default=True, metadata={"help": "batch samples of similar total token count"})
     model_max_length: int = field(default=2048)
     remove_unused_columns: bool = field(default=False)
+    lora_enable: bool = field(default=False, metadata={"help": "train LoRA adapters on the language model (peft)"})
+    lora_r: int = field(default=64)
+    lora_alpha: int = field(default=16)
+    lora_dropout: float = field(default=0.05)
+    lora_bias: str = field(default="none")
+    lora_save: str = field(default="merged", metadata={"help": "merged (a plain checkpoint) or adapter (peft adapter files)"})
 
 
 def parse_loss_weights(spec: Optional[str]) -> dict[str, float]:
@@ -98,11 +106,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
         raise BioresConfigError(f"unknown flag(s): {' '.join(unknown)}")
     if not data_args.data_path:
         raise BioresConfigError("--data_path is required (LLaVA JSON or a biores synth folder)")
-    if model_args.tiny_config:
-        try:
-            json.loads(model_args.tiny_config)
-        except json.JSONDecodeError as exc:
-            raise BioresConfigError(f"--tiny_config is not valid JSON: {exc.msg}") from None
+    check_training_flags(training_args)
+    check_tiny_config(model_args.tiny_config)
     if model_args.model_name_or_path == "tiny":
         pretrained_tower_config(model_args.vision_tower)  # a tower kind or a saved tower folder
+    else:
+        model_kind(model_args.model_name_or_path)  # a one-line error before any weight is allocated
     return model_args, data_args, training_args

@@ -1,0 +1,135 @@
+"""Checks ``biores-train`` runs before any weight is allocated: what a model folder is, whether
+the flags make sense, and whether the model fits in memory (an estimate from a meta-device build).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import BioresConfigError
+
+QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+LLAVA_TYPES = ("llava",)
+BYTES_PER_PARAM = 16  # fp32 weight + gradient + two AdamW moments
+
+
+def folder_config(path: str | Path, flag: str) -> dict[str, Any]:
+    """``config.json`` of a local model folder, read as JSON (nothing is built)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BioresConfigError(f"{flag} {folder} is not a local folder")
+    file = folder / "config.json"
+    if not file.is_file():
+        raise BioresConfigError(f"{flag} {folder} has no config.json (not a saved model folder)")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise BioresConfigError(f"{file} is not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise BioresConfigError(f"{file} has no model_type")
+    return data
+
+
+def model_kind(path: str | Path) -> str:
+    """``llava``, ``qwen_vl`` or ``lm`` for a checkpoint folder; a one-line error for anything else."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = str(folder_config(path, "--model_name_or_path")["model_type"])
+    if model_type in LLAVA_TYPES:
+        return "llava"
+    if model_type in QWEN_VL_TYPES:
+        return "qwen_vl"
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "lm"
+    raise BioresConfigError(
+        f"--model_name_or_path {path}: model_type {model_type!r} is neither a LLaVA, a Qwen2-VL / Qwen2.5-VL checkpoint "
+        "nor a causal language model (for a language model pass --vision_tower TOWER_FOLDER too)"
+    )
+
+
+def available_memory() -> int:
+    """Bytes the kernel reports available (``MemAvailable``); 0 when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def parameter_count(model_cls: Any, config: Any) -> int:
+    """Parameters of ``model_cls(config)``, counted on the meta device (no memory used)."""
+    import torch
+
+    with torch.device("meta"):
+        model = model_cls(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_memory(n_params: int, what: str, *, sharded: bool = False, use_cuda: Optional[bool] = None) -> int:
+    """Refuse a model whose training state (``16 bytes x parameters``) exceeds the available memory."""
+    import torch
+
+    need = n_params * BYTES_PER_PARAM
+    cuda = torch.cuda.is_available() if use_cuda is None else use_cuda
+    if cuda:
+        budget = torch.cuda.mem_get_info()[1]
+        where = "GPU memory"
+        if sharded:
+            budget *= max(1, torch.cuda.device_count())
+    else:
+        budget, where = available_memory(), "available memory"
+    if budget and need > budget:
+        raise BioresConfigError(
+            f"{what} has {n_params / 1e6:.1f}M parameters: training needs about {need / 2**30:.1f} GiB "
+            f"(16 bytes per parameter) but the machine has {budget / 2**30:.1f} GiB {where}"
+        )
+    return need
+
+
+def check_tiny_config(text: Optional[str]) -> dict[str, Any]:
+    """``--tiny_config``: a JSON object of known ``tiny_llava_config`` keys with positive ints."""
+    from ..tiny import tiny_llava_config
+
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BioresConfigError(f"--tiny_config is not valid JSON: {exc.msg}") from None
+    if not isinstance(values, dict):
+        raise BioresConfigError(f"--tiny_config must be a JSON object like '{{\"text_hidden\": 64}}', got {type(values).__name__}")
+    known = [n for n, p in inspect.signature(tiny_llava_config).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    fixed = {"tower", "image_token_id", "pad_token_id", "bos_token_id", "eos_token_id", "resolution"}
+    allowed = [k for k in known if k not in fixed]
+    for key, value in values.items():
+        if key not in allowed:
+            raise BioresConfigError(f"--tiny_config: unknown key {key!r} (known: {', '.join(allowed)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise BioresConfigError(f"--tiny_config: {key} must be a positive integer, got {value!r}")
+    if "vision_hidden" in values or "heads" in values:
+        heads = values.get("heads", 4)
+        for key in ("vision_hidden", "text_hidden"):
+            width = values.get(key, 64)
+            if width % heads:
+                raise BioresConfigError(f"--tiny_config: {key} ({width}) must be divisible by heads ({heads})")
+    return values
+
+
+def check_training_flags(training_args: Any) -> None:
+    """Flags transformers would accept and then fail on (or silently ignore) later."""
+    if training_args.per_device_train_batch_size < 1:
+        raise BioresConfigError(f"--per_device_train_batch_size must be at least 1, got {training_args.per_device_train_batch_size}")
+    if training_args.gradient_accumulation_steps < 1:
+        raise BioresConfigError(f"--gradient_accumulation_steps must be at least 1, got {training_args.gradient_accumulation_steps}")
+    resume = training_args.resume_from_checkpoint
+    if resume and str(resume).lower() not in ("last", "latest", "true", "auto"):
+        path = Path(resume)
+        if not path.is_dir():
+            raise BioresConfigError(f"--resume_from_checkpoint {resume} does not exist (use 'last' for the newest checkpoint in --output_dir)")
+        if not (path / "trainer_state.json").is_file():
+            raise BioresConfigError(f"--resume_from_checkpoint {resume} is not a checkpoint folder (no trainer_state.json)")
