@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..errors import BioresConfigError
 
-QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl")
+QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 LLAVA_TYPES = ("llava",)
 BYTES_PER_PARAM = 16  # fp32 weight + gradient + two AdamW moments
 

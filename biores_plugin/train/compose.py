@@ -227,6 +227,7 @@ def save_stock_llava(model: Any, processor: Any, output_dir: str | Path, tune_mm
         chat_template=processor.tokenizer.chat_template,
     )
     stock.save_pretrained(out)
+    image_processor.save_pretrained(out)  # replaces the training processor's preprocessor_config.json
     processor.resolution.save_pretrained(out)
     (out / "biores_processor.json").write_text(json.dumps({"processor_class": "BioresLlavaProcessor", "image_placement": processor.image_placement,
                                                            "image_mean": list(image_processor.image_mean), "image_std": list(image_processor.image_std)}, indent=2) + "\n")
