@@ -7,7 +7,9 @@ command line is parsed, before any data or model loads.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
 import transformers
@@ -90,6 +92,35 @@ def parse_loss_weights(spec: Optional[str]) -> dict[str, float]:
     return weights
 
 
+DS_CONFIGS = Path(__file__).parent / "ds_configs"
+
+
+def resolve_deepspeed(argv: list[str]) -> list[str]:
+    """``--deepspeed zero2|zero3|FILE``: a shipped config by name or a JSON file, and the package
+    present, checked before transformers would fail deep inside ``TrainingArguments``."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--deepspeed" or arg.startswith("--deepspeed="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            path = DS_CONFIGS / f"{value}.json" if (DS_CONFIGS / f"{value}.json").is_file() else Path(value)
+            if not path.is_file():
+                shipped = ", ".join(sorted(p.stem for p in DS_CONFIGS.glob("*.json")))
+                raise BioresConfigError(f"--deepspeed {value!r} is neither a shipped config ({shipped}) nor a JSON file")
+            try:
+                json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise BioresConfigError(f"--deepspeed {path} is not valid JSON: {exc.msg}") from None
+            import importlib.util
+
+            if importlib.util.find_spec("deepspeed") is None:
+                raise BioresConfigError(f"--deepspeed {value} needs the deepspeed package (pip install deepspeed); the config is {path}")
+            if "=" in arg:
+                argv[i] = f"--deepspeed={path}"
+            else:
+                argv[i + 1] = str(path)
+    return argv
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     import os
     import sys
@@ -100,6 +131,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
 
         if not torch.cuda.is_available():  # CPU DDP (accelerate launch / torchrun): gloo, not nccl
             argv += ["--ddp_backend", "gloo"]
+    argv = resolve_deepspeed(argv)
     parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:

@@ -136,10 +136,20 @@ def load_projector(model: Any, path: str) -> None:
         raise BioresConfigError(f"--pretrain_mm_mlp_adapter {path} does not fit this projector: {first}") from None
 
 
-def save_projector(model: Any, output_dir: Path) -> Path:
-    """Stage 1's ``mm_projector.bin``, in LLaVA's key layout (readable by LLaVA and stage 2)."""
-    state = model.model.multi_modal_projector.state_dict()
-    out = {f"model.mm_projector.{'0' if k.startswith('linear_1') else '2'}.{k.split('.', 1)[1]}": v.detach().cpu().contiguous() for k, v in state.items()}
+def save_projector(output_dir: Path) -> Path:
+    """Stage 1's ``mm_projector.bin`` in LLaVA's key layout (readable by LLaVA and stage 2),
+    taken from the saved checkpoint (so it is whole under FSDP / ZeRO-3 as well)."""
+    from safetensors import safe_open
+
+    out = {}
+    for file in sorted(Path(output_dir).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as handle:
+            for key in handle.keys():
+                if ".multi_modal_projector." in f".{key}":
+                    name = key.split("multi_modal_projector.", 1)[1]
+                    out[f"model.mm_projector.{'0' if name.startswith('linear_1') else '2'}.{name.split('.', 1)[1]}"] = handle.get_tensor(key)
+    if not out:
+        raise BioresConfigError(f"{output_dir}: the saved checkpoint holds no projector weights")
     path = Path(output_dir) / "mm_projector.bin"
     torch.save(out, path)
     return path
@@ -232,4 +242,4 @@ def save_stock_llava(model: Any, processor: Any, output_dir: str | Path, tune_mm
     (out / "biores_processor.json").write_text(json.dumps({"processor_class": "BioresLlavaProcessor", "image_placement": processor.image_placement,
                                                            "image_mean": list(image_processor.image_mean), "image_std": list(image_processor.image_std)}, indent=2) + "\n")
     if tune_mm_mlp_adapter:
-        save_projector(model, out)
+        save_projector(out)

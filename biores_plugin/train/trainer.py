@@ -355,6 +355,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         result = trainer.train(resume_from_checkpoint=resume)
         segment = trainer.state.global_step - trainer.prior_loss[1]
         whole = (trainer.prior_loss[0] + float(result.training_loss) * segment) / max(1, trainer.state.global_step)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     if training_args.lora_enable:
         if trainer.is_world_process_zero():
             saved = save_lora(trainer.accelerator.unwrap_model(trainer.model), out, training_args.lora_save)
@@ -384,7 +385,11 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "last_logged_loss": losses[-1] if losses else None,
             "wall_seconds": time.time() - start,
             "resumed_from": str(resume) if resume else None,
-            "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+            "trainable_parameters": trainable,
+            "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
+            "world_size": world,
+            "gradient_checkpointing": bool(getattr(trainer.accelerator.unwrap_model(trainer.model), "is_gradient_checkpointing", False)),
+            "bf16": bool(training_args.bf16),
             "draws": draw_summary(draws),
         }
         atomic_write_text(out / "biores_train_stats.json", json.dumps(stats, indent=2) + "\n")
