@@ -144,4 +144,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
         pretrained_tower_config(model_args.vision_tower)  # a tower kind or a saved tower folder
     else:
         model_kind(model_args.model_name_or_path)  # a one-line error before any weight is allocated
+    if model_args.pretrain_mm_mlp_adapter and not Path(model_args.pretrain_mm_mlp_adapter).is_file():
+        raise BioresConfigError(f"--pretrain_mm_mlp_adapter {model_args.pretrain_mm_mlp_adapter} does not exist")
     return model_args, data_args, training_args

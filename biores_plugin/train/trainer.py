@@ -286,6 +286,11 @@ def visual_tokens_seen(dataset: ResolutionDataset, sampler: TokenCountGroupedSam
     return total
 
 
+def _checkpointing(model: Any) -> bool:
+    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    return bool(getattr(model, name, False))
+
+
 def _resume_prior_loss(resume: Optional[str]) -> tuple[float, int]:
     """(summed step losses, steps) before ``resume``: its loss file, else its logged losses."""
     if not resume:
@@ -388,7 +393,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "trainable_parameters": trainable,
             "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
             "world_size": world,
-            "gradient_checkpointing": bool(getattr(trainer.accelerator.unwrap_model(trainer.model), "is_gradient_checkpointing", False)),
+            "gradient_checkpointing": _checkpointing(trainer.accelerator.unwrap_model(trainer.model)),
             "bf16": bool(training_args.bf16),
             "draws": draw_summary(draws),
         }
