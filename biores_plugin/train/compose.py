@@ -41,8 +41,16 @@ def chat_template(version: str) -> str:
     content = ("{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for p in m['content'] %}"
                "{% if p['type'] == 'image' %}" + IMAGE_TOKEN + "\n{% elif p['type'] == 'text' %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}")
     return ("{{ '" + _esc(system) + "' }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '" + _esc(u0) + "' }}" + content
-            + "{{ '" + _esc(u1) + "' }}{% elif m['role'] == 'assistant' %}{{ '" + _esc(a0) + "' }}" + content + a1
+            + "{{ '" + _esc(u1) + "' }}{% elif m['role'] == 'assistant' %}{{ '" + _esc(a0) + " ' }}" + content + a1
             + "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '" + _esc(a0) + "' }}{% endif %}")
+
+
+_FLATTEN = (  # structured content (lmms-eval's chat wrappers) -> "<image>\ntext", before the LM's own template
+    "{% set ns = namespace(msgs=[]) %}{% for m in messages %}{% if m['content'] is string %}{% set ns.msgs = ns.msgs + [m] %}"
+    "{% else %}{% set t = namespace(s='') %}{% for p in m['content'] %}{% if p['type'] == 'image' %}{% set t.s = t.s + '" + IMAGE_TOKEN + "\\n' %}"
+    "{% elif p['type'] == 'text' %}{% set t.s = t.s + p['text'] %}{% endif %}{% endfor %}"
+    "{% set ns.msgs = ns.msgs + [{'role': m['role'], 'content': t.s}] %}{% endif %}{% endfor %}{% set messages = ns.msgs %}"
+)
 
 
 def _esc(text: str) -> str:
@@ -84,13 +92,16 @@ def _tokenizer(lm_path: str, version: str) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(lm_path)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    if getattr(tokenizer, "image_token", IMAGE_TOKEN) != IMAGE_TOKEN:  # e.g. a Qwen2 LM's <|image_pad|>: LlavaProcessor reads this
+        tokenizer.image_token = IMAGE_TOKEN
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if tokenizer.eos_token is None:
         raise BioresConfigError(f"--model_name_or_path {lm_path}: the tokenizer has no eos_token")
     if version == "template":
-        if not getattr(tokenizer, "chat_template", None):
-            raise BioresConfigError(f"--version template: {lm_path}'s tokenizer has no chat template (use plain, v1, llama_3 or qwen_2)")
+        if not getattr(tokenizer, "chat_template", None) or not isinstance(tokenizer.chat_template, str):
+            raise BioresConfigError(f"--version template: {lm_path}'s tokenizer has no (single) chat template (use plain, v1, llama_3 or qwen_2)")
+        tokenizer.chat_template = _FLATTEN + tokenizer.chat_template
     else:
         tokenizer.chat_template = chat_template(version)
     return tokenizer
