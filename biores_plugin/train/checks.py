@@ -120,12 +120,32 @@ def check_tiny_config(text: Optional[str]) -> dict[str, Any]:
     return values
 
 
+def check_sharding(training_args: Any) -> None:
+    """FSDP / multi-process DeepSpeed without a GPU: accelerate enables FSDP only for accelerator
+    devices (a CPU run would silently train unsharded), and DeepSpeed's CPU ranks each train alone."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if training_args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        raise BioresConfigError("FSDP needs GPUs: accelerate enables it only on accelerator devices, so on CPU the run would train unsharded "
+                                "(use plain multi-process DDP on CPU: accelerate launch --multi_gpu --num_processes N)")
+    if training_args.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise BioresConfigError("DeepSpeed with several CPU processes: each rank would train alone with its own data; run DeepSpeed on GPUs")
+
+
 def check_training_flags(training_args: Any) -> None:
     """Flags transformers would accept and then fail on (or silently ignore) later."""
+    check_sharding(training_args)
     if training_args.per_device_train_batch_size < 1:
         raise BioresConfigError(f"--per_device_train_batch_size must be at least 1, got {training_args.per_device_train_batch_size}")
     if training_args.gradient_accumulation_steps < 1:
         raise BioresConfigError(f"--gradient_accumulation_steps must be at least 1, got {training_args.gradient_accumulation_steps}")
+    from .lora import check_lora_flags
+
+    check_lora_flags(training_args)
     resume = training_args.resume_from_checkpoint
     if resume and str(resume).lower() not in ("last", "latest", "true", "auto"):
         path = Path(resume)

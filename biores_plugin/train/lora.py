@@ -30,16 +30,28 @@ def lora_targets(model: Any) -> list[str]:
     return sorted(names)
 
 
-def apply_lora(model: Any, args: Any) -> Any:
-    """Wrap ``model`` in a peft ``LoraConfig`` model; projector (and Qwen's merger) stay trainable."""
-    from peft import LoraConfig, get_peft_model
+def check_lora_flags(args: Any) -> None:
+    if not args.lora_enable:
+        return
+    import importlib.util
 
+    if importlib.util.find_spec("peft") is None:
+        raise BioresConfigError("--lora_enable needs the peft package (pip install peft)")
     if args.lora_r < 1:
         raise BioresConfigError(f"--lora_r must be at least 1, got {args.lora_r}")
     if not 0 <= args.lora_dropout < 1:
         raise BioresConfigError(f"--lora_dropout must be in [0, 1), got {args.lora_dropout}")
     if args.lora_save not in SAVE_MODES:
         raise BioresConfigError(f"--lora_save must be one of {', '.join(SAVE_MODES)}, got {args.lora_save!r}")
+    if args.lora_bias not in ("none", "all", "lora_only"):
+        raise BioresConfigError(f"--lora_bias must be none, all or lora_only, got {args.lora_bias!r}")
+
+
+def apply_lora(model: Any, args: Any) -> Any:
+    """Wrap ``model`` in a peft ``LoraConfig`` model; projector (and Qwen's merger) stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    check_lora_flags(args)
     keep = {n for n, p in model.named_parameters() if p.requires_grad and _is_projector(n)}
     config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias=args.lora_bias,
                         target_modules=lora_targets(model), exclude_modules=_exclude_regex())

@@ -287,8 +287,7 @@ def visual_tokens_seen(dataset: ResolutionDataset, sampler: TokenCountGroupedSam
 
 
 def _checkpointing(model: Any) -> bool:
-    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
-    return bool(getattr(model, name, False))
+    return any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules())
 
 
 def _resume_prior_loss(resume: Optional[str]) -> tuple[float, int]:
@@ -393,6 +392,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "trainable_parameters": trainable,
             "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
             "world_size": world,
+            "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)),
             "gradient_checkpointing": _checkpointing(trainer.accelerator.unwrap_model(trainer.model)),
             "bf16": bool(training_args.bf16),
             "draws": draw_summary(draws),
