@@ -88,7 +88,7 @@ def test_stage2_starts_from_the_stage1_projector(stages, parts, synth_small, tmp
     assert s2["trainable_parameters"] == sum(v.numel() for v in _state(root / "stage2").values())  # everything trains
 
 
-def test_stage2_is_a_stock_llava_evaluated_by_llava_hf(stages, synth_small):
+def test_stage2_is_a_stock_llava_evaluated_by_llava_hf(stages, parts, synth_small):
     root, _, _ = stages
     model, processor = _strict_stock(root / "stage2")
     # the prompt llava_hf's chat path renders is the one training used
@@ -98,6 +98,20 @@ def test_stage2_is_a_stock_llava_evaluated_by_llava_hf(stages, synth_small):
                                                tokenize=False, add_generation_prompt=True)
     trained = BioresLlavaProcessor.from_pretrained(root / "stage2").build_prompt("how many?", 1)
     assert structured == trained and structured.endswith("USER: <image>\nhow many? ASSISTANT:")
+    # token for token: a training sample's prompt is what LlavaProcessor feeds the model (BOS included)
+    from PIL import Image
+
+    from biores_plugin.train.args import DataArguments, ModelArguments
+    from biores_plugin.train.compose import compose_llava
+    from biores_plugin.train.data import ResolutionDataset, Record
+
+    _, train_proc = compose_llava(ModelArguments(model_name_or_path=str(parts["lm-llama"]), vision_tower=str(parts["clip"]), version="v1"),
+                                  DataArguments(data_path="x", image_aspect_ratio="pad"), 0)
+    image = Image.new("RGB", (56, 56), (200, 10, 10))
+    item = ResolutionDataset([Record(image, [("how many?", "two", "")], (56, 56))], train_proc, [0], {})[0]
+    stock = processor(images=[image], text=structured, return_tensors="pt")["input_ids"][0]
+    answer = train_proc.tokenizer(" two", add_special_tokens=False)["input_ids"] + [train_proc.tokenizer.eos_token_id]
+    assert item["input_ids"].tolist() == stock.tolist() + answer
     out = root / "lmms_hf" / "out"
     out.parent.mkdir()
     results = run_lmms_eval(["--model", "llava_hf", "--model_args", f"pretrained={root / 'stage2'},device=cpu,device_map=cpu",

@@ -61,6 +61,15 @@ class ComposedLlavaProcessor(BioresLlavaProcessor):
     """Training-side processor of a composed LLaVA: image tokens expand with no separator, as
     ``LlavaProcessor`` expands them (a byte-level BPE would add a space token between them)."""
 
+    def build_prompt(self, text: str, n_images: int) -> str:
+        """As ``BioresLlavaProcessor``'s, plus the BOS token a tokenizer adds on its own (as the
+        stock ``LlavaProcessor`` gets it at evaluation), since training tokenizes without specials."""
+        prompt = super().build_prompt(text, n_images)
+        bos = self.tokenizer.bos_token
+        if bos and not prompt.startswith(bos) and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]:
+            prompt = bos + prompt
+        return prompt
+
     def expand_prompt(self, text: str, counts: Sequence[int]) -> str:
         parts = text.split(self.image_token)
         if len(parts) - 1 != len(counts):
