@@ -106,7 +106,7 @@ def test_deepspeed_config_passes_through_or_names_the_package(tmp_path, llava_js
 
 def test_huge_tiny_config_refused_with_estimate(tmp_path, capsys, llava_json):
     err = _run(capsys, _base(str(llava_json), tmp_path / "out", "--tiny_config", '{"text_hidden": 16384, "text_layers": 96, "heads": 64, "vision_hidden": 128}'))
-    assert "training needs about" in err and "GiB" in err and "available memory" in err
+    assert "training needs about" in err and "GiB" in err and "available memory" in err and "M parameters" in err
 
 
 @pytest.mark.parametrize("which, extra, message", [
@@ -165,3 +165,22 @@ def test_train_loss_after_resume_covers_the_whole_run(tmp_path, synth_small):
     late = [h["loss"] for h in log if "loss" in h and h["step"] > 3]
     assert resumed["segment_train_loss"] == pytest.approx(sum(late) / len(late), rel=1e-3)
     assert abs(resumed["train_loss"] - resumed["segment_train_loss"]) > 1e-4  # the two differ: the fix is visible
+
+
+def test_memory_estimate_counts_trained_weights_only():
+    from types import SimpleNamespace
+
+    from biores_plugin.models.native_llava import BioresLlavaForConditionalGeneration
+    from biores_plugin.tiny import tiny_llava_config
+    from biores_plugin.train.checks import check_memory, meta_model
+
+    model = meta_model(BioresLlavaForConditionalGeneration, tiny_llava_config(500))
+    total = sum(p.numel() for p in model.parameters())
+    projector = sum(p.numel() for n, p in model.named_parameters() if "multi_modal_projector" in n)
+    tower = sum(p.numel() for n, p in model.named_parameters() if "vision_tower" in n)
+    full = SimpleNamespace(tune_mm_mlp_adapter=False, freeze_vision_tower=False)
+    args = SimpleNamespace(deepspeed=None, fsdp=None, lora_enable=False)
+    assert check_memory(model, "m", full, args) == 16 * total
+    assert check_memory(model, "m", SimpleNamespace(tune_mm_mlp_adapter=True), args) == 4 * total + 12 * projector
+    assert check_memory(model, "m", SimpleNamespace(tune_mm_mlp_adapter=False, freeze_vision_tower=True), args) == 16 * total - 12 * tower
+    assert check_memory(model, "m", full, SimpleNamespace(deepspeed="zero3.json", fsdp=None, lora_enable=False)) == 0  # sharded: not estimated

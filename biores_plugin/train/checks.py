@@ -13,7 +13,6 @@ from ..errors import BioresConfigError
 
 QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 LLAVA_TYPES = ("llava",)
-BYTES_PER_PARAM = 16  # fp32 weight + gradient + two AdamW moments
 
 
 def folder_config(path: str | Path, flag: str) -> dict[str, Any]:
@@ -61,32 +60,49 @@ def available_memory() -> int:
     return 0
 
 
-def parameter_count(model_cls: Any, config: Any) -> int:
-    """Parameters of ``model_cls(config)``, counted on the meta device (no memory used)."""
+def meta_model(model_cls: Any, config: Any) -> Any:
+    """``model_cls(config)`` on the meta device: shapes only, no memory."""
     import torch
 
     with torch.device("meta"):
-        model = model_cls(config)
-    return sum(p.numel() for p in model.parameters())
+        return model_cls(config)
 
 
-def check_memory(n_params: int, what: str, *, sharded: bool = False, use_cuda: Optional[bool] = None) -> int:
-    """Refuse a model whose training state (``16 bytes x parameters``) exceeds the available memory."""
+def _trainable(name: str, model_args: Any, training_args: Any) -> bool:
+    projector = "multi_modal_projector" in name or ".merger." in f".{name}"
+    if getattr(model_args, "tune_mm_mlp_adapter", False) or getattr(training_args, "lora_enable", False):
+        return projector
+    if getattr(model_args, "freeze_vision_tower", False):
+        return projector or not ("vision_tower" in name or ".visual." in f".{name}")
+    return True
+
+
+def check_memory(model: Any, what: str, model_args: Any = None, training_args: Any = None) -> int:
+    """Refuse a run whose training state does not fit: 4 bytes per fp32 weight plus 12 per trained
+    one (gradient, two AdamW moments), against the available memory (per local process) or the GPU's.
+    Sharded runs (DeepSpeed, FSDP) are not estimated."""
+    import os
+
     import torch
 
-    need = n_params * BYTES_PER_PARAM
-    cuda = torch.cuda.is_available() if use_cuda is None else use_cuda
-    if cuda:
-        budget = torch.cuda.mem_get_info()[1]
-        where = "GPU memory"
-        if sharded:
-            budget *= max(1, torch.cuda.device_count())
+    if training_args is not None and (training_args.deepspeed or training_args.fsdp):
+        return 0
+    total = trained = 0
+    for name, param in model.named_parameters():
+        total += param.numel()
+        trained += param.numel() if _trainable(name, model_args, training_args) else 0
+    if getattr(training_args, "lora_enable", False):
+        trained += total // 50  # adapters: a small fraction of the weights they adapt
+    need = 4 * total + 12 * trained
+    if torch.cuda.is_available():
+        budget, where = torch.cuda.mem_get_info()[1], "GPU memory"
     else:
-        budget, where = available_memory(), "available memory"
+        budget = available_memory() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        where = "available memory" + (" per process" if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1 else "")
     if budget and need > budget:
         raise BioresConfigError(
-            f"{what} has {n_params / 1e6:.1f}M parameters: training needs about {need / 2**30:.1f} GiB "
-            f"(16 bytes per parameter) but the machine has {budget / 2**30:.1f} GiB {where}"
+            f"{what} has {total / 1e6:.1f}M parameters ({trained / 1e6:.1f}M trained): training needs about {need / 2**30:.1f} GiB "
+            f"(4 bytes per weight + 12 per trained one) but the machine has {budget / 2**30:.1f} GiB {where}"
         )
     return need
 

@@ -175,7 +175,7 @@ def save_projector(output_dir: Path) -> Path:
     return path
 
 
-def compose_llava(model_args: Any, data_args: Any, seed: int) -> tuple[Any, Any]:
+def compose_llava(model_args: Any, data_args: Any, seed: int, training_args: Any = None) -> tuple[Any, Any]:
     """The model and training processor for ``--model_name_or_path LM --vision_tower TOWER``."""
     from transformers import AutoImageProcessor, AutoModel, AutoModelForCausalLM
     from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
@@ -194,7 +194,7 @@ def compose_llava(model_args: Any, data_args: Any, seed: int) -> tuple[Any, Any]
     config = compose_config(lm_path, tower_path, tokenizer, layer)
     with torch.device("meta"):
         model = BioresLlavaForConditionalGeneration(config)
-    check_memory(sum(p.numel() for p in model.parameters()), f"the composed LLaVA ({lm_path} + {tower_path})")
+    check_memory(model, f"the composed LLaVA ({lm_path} + {tower_path})", model_args, training_args)
     lm = AutoModelForCausalLM.from_pretrained(lm_path, dtype=torch.float32)
     if lm.get_input_embeddings().weight.shape[0] < len(tokenizer):
         lm.resize_token_embeddings(len(tokenizer), mean_resizing=True)

@@ -98,7 +98,7 @@ class QwenVLCollator(ImageListCollator):
         return batch
 
 
-def build_qwen_vl(model_args: Any, data_args: Any) -> tuple[Any, Any]:
+def build_qwen_vl(model_args: Any, data_args: Any, training_args: Any = None) -> tuple[Any, Any]:
     """Model and training processor of a Qwen2-VL / Qwen2.5-VL checkpoint folder."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
@@ -116,9 +116,9 @@ def build_qwen_vl(model_args: Any, data_args: Any) -> tuple[Any, Any]:
     if data_args.patch_size not in (None, patch):
         raise BioresConfigError(f"--patch_size {data_args.patch_size} does not match the checkpoint's {patch}")
     model_cls = AutoModelForImageTextToText._model_mapping[type(config)]
-    from .checks import parameter_count
+    from .checks import meta_model
 
-    check_memory(parameter_count(model_cls, config), f"{path}")
+    check_memory(meta_model(model_cls, config), str(path), model_args, training_args)
     resolution = ResolutionConfig.from_dict({**ResolutionConfig.from_flags(data_args).to_dict(), "merge_size": merge}).resolved(patch)
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     model = model_cls.from_pretrained(path, dtype=torch.float32, **extra)

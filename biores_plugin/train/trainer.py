@@ -24,7 +24,7 @@ from ..io_utils import atomic_write_text
 from ..resolution import draw_summary
 from .args import parse_args, parse_loss_weights
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
-from .checks import check_memory, model_kind, parameter_count
+from .checks import check_memory, meta_model, model_kind
 from .compose import ComposedLlavaProcessor, compose_llava, save_stock_llava
 from .lora import apply_lora, save_lora
 from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
@@ -150,7 +150,7 @@ def vocabulary_of(records: Sequence[Any]) -> list[str]:
     return sorted(words)
 
 
-def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int):
+def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int, training_args: Any = None):
     """The model and training processor for ``--model_name_or_path``: ``tiny`` (built from local
     configs), a LLaVA or Qwen2-VL family checkpoint, or a language model composed with a tower."""
     from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
@@ -158,11 +158,11 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
 
     kind = "tiny" if model_args.model_name_or_path == "tiny" else model_kind(model_args.model_name_or_path)
     if kind == "qwen_vl":
-        model, processor = build_qwen_vl(model_args, data_args)
+        model, processor = build_qwen_vl(model_args, data_args, training_args)
         freeze_for_qwen(model, model_args)
         return model, processor
     if kind == "lm":
-        model, processor = compose_llava(model_args, data_args, seed)
+        model, processor = compose_llava(model_args, data_args, seed, training_args)
         resolution = processor.resolution
     elif kind == "tiny":
         overrides = json.loads(model_args.tiny_config) if model_args.tiny_config else {}
@@ -186,7 +186,7 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
             config.vision_config = pretrained
             if pretrained.model_type.startswith("clip"):
                 config.vision_feature_select_strategy = "default"
-        check_memory(parameter_count(BioresLlavaForConditionalGeneration, config), "the --tiny_config model")
+        check_memory(meta_model(BioresLlavaForConditionalGeneration, config), "the --tiny_config model", model_args, training_args)
         torch.manual_seed(seed)
         model = BioresLlavaForConditionalGeneration(config)
         if model_args.init == "torch":
@@ -214,7 +214,7 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         path = Path(model_args.model_name_or_path)
         from transformers import AutoConfig
 
-        check_memory(parameter_count(BioresLlavaForConditionalGeneration, AutoConfig.from_pretrained(path)), str(path))
+        check_memory(meta_model(BioresLlavaForConditionalGeneration, AutoConfig.from_pretrained(path)), str(path), model_args, training_args)
         model = BioresLlavaForConditionalGeneration.from_pretrained(path, **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}))
         resolution = data_args.resolution(int(model.config.vision_config.patch_size))
         if resolution.merge_size != model.model.merge_size:
@@ -317,7 +317,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     records = load_records(data_args.data_path, data_args.image_folder, data_args.max_samples)
     if not records:
         raise BioresConfigError(f"--data_path {data_args.data_path} holds no training samples")
-    model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed)
+    model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed, training_args)
     composed = isinstance(processor, ComposedLlavaProcessor)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
