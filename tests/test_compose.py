@@ -166,3 +166,32 @@ def test_llava_templates_render_string_and_structured_content_alike():
         assert plain == parts and "<image>\nQ?" in plain
     vicuna = Template(chat_template("v1")).render(messages=[{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}], eos_token="</s>")
     assert vicuna.endswith("questions. USER: Q ASSISTANT: A</s>")  # LLaVA's conv_vicuna_v1
+
+
+@pytest.mark.parametrize("layout", ["legacy", "current"])
+def test_continue_from_a_stock_llava_checkpoint(tmp_path, synth_small, layout):
+    """llava-hf's legacy key layout and the current one both load whole, and a stock input stays
+    stock (learning rate 0: every saved weight equals the input's)."""
+    from PIL import Image
+
+    from biores_plugin.train.args import DataArguments, ModelArguments
+    from biores_plugin.train.data import Record, ResolutionDataset
+    from biores_plugin.train.trainer import build_model_and_processor, train
+
+    source = fixtures_models.build_llava(tmp_path, layout)
+    out = tmp_path / "run"
+    train(["--model_name_or_path", str(source), "--data_path", f"synth:{synth_small}", "--output_dir", str(out), "--image_aspect_ratio", "native",
+           "--max_pixels", "40000", "--per_device_train_batch_size", "2", "--learning_rate", "0", "--max_steps", "1", "--report_to", "none",
+           "--disable_tqdm", "true", "--use_cpu", "true", "--save_strategy", "no"])
+    before, _ = _strict_stock(source)
+    after, processor = _strict_stock(out)
+    reference = before.state_dict()
+    assert all(torch.equal(value, reference[key]) for key, value in after.state_dict().items())
+    # the training prompt (the checkpoint's own hub template) is the stock processor's, token for token
+    _, train_proc = build_model_and_processor(ModelArguments(model_name_or_path=str(source)), DataArguments(data_path="x", image_aspect_ratio="pad"), [], 0)
+    image = Image.new("RGB", (56, 56), (0, 90, 10))
+    item = ResolutionDataset([Record(image, [("how many?", "two", "")], (56, 56))], train_proc, [0], {})[0]
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how many?"}]}],
+                                         tokenize=False, add_generation_prompt=True)
+    stock = processor(images=[image], text=text, return_tensors="pt")["input_ids"][0].tolist()
+    assert item["input_ids"].tolist()[: len(stock)] == stock

@@ -25,7 +25,7 @@ from ..resolution import draw_summary
 from .args import parse_args, parse_loss_weights
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
 from .checks import check_memory, meta_model, model_kind
-from .compose import ComposedLlavaProcessor, compose_llava, save_stock_llava
+from .compose import ComposedLlavaProcessor, compose_llava, load_stock_llava, save_stock_llava, stock_llava, stock_training_processor
 from .lora import apply_lora, save_lora
 from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
 from .towers import load_pretrained_tower, pretrained_tower_config
@@ -215,12 +215,23 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         from transformers import AutoConfig
 
         check_memory(meta_model(BioresLlavaForConditionalGeneration, AutoConfig.from_pretrained(path)), str(path), model_args, training_args)
-        model = BioresLlavaForConditionalGeneration.from_pretrained(path, **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}))
+        extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+        stock = stock_llava(path)
+        if stock:
+            model = load_stock_llava(path, **extra)
+        else:
+            model, info = BioresLlavaForConditionalGeneration.from_pretrained(path, output_loading_info=True, **extra)
+            if info["missing_keys"]:
+                raise BioresConfigError(f"--model_name_or_path {path}: {len(info['missing_keys'])} weights missing when loading (e.g. {sorted(info['missing_keys'])[0]})")
         resolution = data_args.resolution(int(model.config.vision_config.patch_size))
         if resolution.merge_size != model.model.merge_size:
             raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
         base = BioresLlavaProcessor.from_pretrained(path)
-        processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std, image_placement=base.image_placement)
+        if stock:  # a stock checkpoint stays one: LlavaProcessor prompts, stock save
+            processor = stock_training_processor(path, base, resolution)
+        else:
+            processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std, image_placement=base.image_placement)
+        resolution = processor.resolution
     model.config.biores = resolution.to_dict()
     model.set_vision_backend(model_args.vision_backend)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
