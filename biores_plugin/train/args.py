@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence
 
 import transformers
 
 from ..errors import BioresConfigError
 from ..resolution import ResolutionConfig
+from .checks import check_tiny_config, check_training_flags, model_kind
 from .towers import pretrained_tower_config
 
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(default="tiny", metadata={"help": "a biores/HF LLaVA checkpoint folder, or 'tiny' to build one from local configs"})
-    version: str = field(default="plain", metadata={"help": "conversation template (plain: '<image> question' -> answer)"})
-    vision_tower: Optional[str] = field(default=None, metadata={"help": "for --model_name_or_path tiny: siglip or clip (random), or a saved tower folder (biores-pretrain-vision)"})
+    model_name_or_path: str = field(default="tiny", metadata={"help": "a LLaVA or Qwen2-VL family checkpoint folder, a language model folder (with --vision_tower), or 'tiny'"})
+    version: str = field(default="plain", metadata={"help": "conversation template: plain, v1, llama_3, qwen_2 (LLaVA's) or template (the tokenizer's chat template)"})
+    vision_tower: Optional[str] = field(default=None, metadata={"help": "a CLIP/SigLIP tower folder; for 'tiny' also siglip or clip (random)"})
+    mm_vision_select_layer: Optional[int] = field(default=None, metadata={"help": "tower layer the projector reads (LLaVA's; default -2 when composing)"})
+    pretrain_mm_mlp_adapter: Optional[str] = field(default=None, metadata={"help": "stage 2: the mm_projector.bin stage 1 wrote"})
     mm_projector_type: str = field(default="mlp2x_gelu", metadata={"help": "mlp2x_gelu (LLaVA's), with LayerNorm when merge_size > 1"})
     tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the projector (LLaVA pretraining stage)"})
     freeze_vision_tower: bool = field(default=False)
@@ -63,6 +67,12 @@ class TrainingArguments(transformers.TrainingArguments):
     group_by_token_count: bool = field(default=True, metadata={"help": "batch samples of similar total token count"})
     model_max_length: int = field(default=2048)
     remove_unused_columns: bool = field(default=False)
+    lora_enable: bool = field(default=False, metadata={"help": "train LoRA adapters on the language model (peft)"})
+    lora_r: int = field(default=64)
+    lora_alpha: int = field(default=16)
+    lora_dropout: float = field(default=0.05)
+    lora_bias: str = field(default="none")
+    lora_save: str = field(default="merged", metadata={"help": "merged (a plain checkpoint) or adapter (peft adapter files)"})
 
 
 def parse_loss_weights(spec: Optional[str]) -> dict[str, float]:
@@ -82,6 +92,35 @@ def parse_loss_weights(spec: Optional[str]) -> dict[str, float]:
     return weights
 
 
+DS_CONFIGS = Path(__file__).parent / "ds_configs"
+
+
+def resolve_deepspeed(argv: list[str]) -> list[str]:
+    """``--deepspeed zero2|zero3|FILE``: a shipped config by name or a JSON file, and the package
+    present, checked before transformers would fail deep inside ``TrainingArguments``."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--deepspeed" or arg.startswith("--deepspeed="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            path = DS_CONFIGS / f"{value}.json" if (DS_CONFIGS / f"{value}.json").is_file() else Path(value)
+            if not path.is_file():
+                shipped = ", ".join(sorted(p.stem for p in DS_CONFIGS.glob("*.json")))
+                raise BioresConfigError(f"--deepspeed {value!r} is neither a shipped config ({shipped}) nor a JSON file")
+            try:
+                json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise BioresConfigError(f"--deepspeed {path} is not valid JSON: {exc.msg}") from None
+            import importlib.util
+
+            if importlib.util.find_spec("deepspeed") is None:
+                raise BioresConfigError(f"--deepspeed {value} needs the deepspeed package (pip install deepspeed); the config is {path}")
+            if "=" in arg:
+                argv[i] = f"--deepspeed={path}"
+            else:
+                argv[i + 1] = str(path)
+    return argv
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
     import os
     import sys
@@ -92,17 +131,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
 
         if not torch.cuda.is_available():  # CPU DDP (accelerate launch / torchrun): gloo, not nccl
             argv += ["--ddp_backend", "gloo"]
+    argv = resolve_deepspeed(argv)
     parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise BioresConfigError(f"unknown flag(s): {' '.join(unknown)}")
     if not data_args.data_path:
         raise BioresConfigError("--data_path is required (LLaVA JSON or a biores synth folder)")
-    if model_args.tiny_config:
-        try:
-            json.loads(model_args.tiny_config)
-        except json.JSONDecodeError as exc:
-            raise BioresConfigError(f"--tiny_config is not valid JSON: {exc.msg}") from None
+    check_training_flags(training_args)
+    check_tiny_config(model_args.tiny_config)
     if model_args.model_name_or_path == "tiny":
         pretrained_tower_config(model_args.vision_tower)  # a tower kind or a saved tower folder
+    else:
+        model_kind(model_args.model_name_or_path)  # a one-line error before any weight is allocated
+    if model_args.pretrain_mm_mlp_adapter and not Path(model_args.pretrain_mm_mlp_adapter).is_file():
+        raise BioresConfigError(f"--pretrain_mm_mlp_adapter {model_args.pretrain_mm_mlp_adapter} does not exist")
     return model_args, data_args, training_args

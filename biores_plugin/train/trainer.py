@@ -19,13 +19,18 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.trainer_utils import TrainOutput
 
-from ..errors import BioresConfigError, BioresError
+from ..errors import BioresConfigError, BioresError, BioresImageError
 from ..io_utils import atomic_write_text
 from ..resolution import draw_summary
 from .args import parse_args, parse_loss_weights
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
+from .checks import check_memory, meta_model, model_kind
+from .compose import ComposedLlavaProcessor, compose_llava, load_stock_llava, save_stock_llava, stock_llava, stock_training_processor
+from .lora import apply_lora, save_lora
+from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
 from .towers import load_pretrained_tower, pretrained_tower_config
 
+LOSS_FILE = "biores_loss.json"
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -37,6 +42,14 @@ class BioresTrainer(Trainer):
         self._token_sampler = token_sampler
         self._vision_lr = vision_lr
         self._batch_log = batch_log
+        self.prior_loss = (0.0, 0)  # (summed step losses, steps) of the segments before a resume
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.is_world_process_zero():  # the whole run's loss so far, for train_loss after a resume
+            total = self.prior_loss[0] + self._total_loss_scalar + float(self._tr_loss.item())
+            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+            atomic_write_text(folder / LOSS_FILE, json.dumps({"loss_sum": total, "steps": self.state.global_step}) + "\n")
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         return self._token_sampler if self._token_sampler is not None else super()._get_train_sampler(train_dataset)
@@ -85,14 +98,40 @@ class _IndexedDataset(torch.utils.data.Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.base[index]
+        try:
+            item = self.base[index]
+        except BioresError as exc:  # raised in a DataLoader worker: keep it one line, naming the sample
+            raise type(exc)(f"training sample {index} ({_source(self.base.records[index])}): {_last_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - anything else decoding a sample
+            raise BioresImageError(f"training sample {index} ({_source(self.base.records[index])}): {type(exc).__name__}: {_last_line(exc)}") from None
         item["index"] = index
         return item
 
 
-class _IndexedCollator(ImageListCollator):
+def _source(record: Any) -> str:
+    image = record.image
+    return f"{len(image)} image bytes" if isinstance(image, (bytes, bytearray)) else str(image)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The message of ``exc``; for one re-raised from a DataLoader worker, its original last line."""
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    last = lines[-1].strip()
+    if len(lines) > 1 and ": " in last and last.split(": ", 1)[0].replace(".", "").isidentifier():
+        last = last.split(": ", 1)[1]
+    return last
+
+
+class _IndexedCollator:
+    """Wraps a collator; adds each batch's sample indices (for the batch log)."""
+
+    def __init__(self, base: Any):
+        self.base = base
+
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        batch = super().__call__(features)
+        batch = self.base(features)
         batch["indices"] = torch.tensor([f["index"] for f in features], dtype=torch.long)
         return batch
 
@@ -111,12 +150,21 @@ def vocabulary_of(records: Sequence[Any]) -> list[str]:
     return sorted(words)
 
 
-def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int):
-    """A tiny model from local configs (``tiny``) or a saved biores/HF LLaVA checkpoint."""
+def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int, training_args: Any = None):
+    """The model and training processor for ``--model_name_or_path``: ``tiny`` (built from local
+    configs), a LLaVA or Qwen2-VL family checkpoint, or a language model composed with a tower."""
     from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
     from ..tiny import build_word_tokenizer, tiny_llava_config
 
-    if model_args.model_name_or_path == "tiny":
+    kind = "tiny" if model_args.model_name_or_path == "tiny" else model_kind(model_args.model_name_or_path)
+    if kind == "qwen_vl":
+        model, processor = build_qwen_vl(model_args, data_args, training_args)
+        freeze_for_qwen(model, model_args)
+        return model, processor
+    if kind == "lm":
+        model, processor = compose_llava(model_args, data_args, seed, training_args)
+        resolution = processor.resolution
+    elif kind == "tiny":
         overrides = json.loads(model_args.tiny_config) if model_args.tiny_config else {}
         pretrained = pretrained_tower_config(model_args.vision_tower)
         if pretrained is not None:  # the tower's shape comes from its checkpoint
@@ -138,6 +186,7 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
             config.vision_config = pretrained
             if pretrained.model_type.startswith("clip"):
                 config.vision_feature_select_strategy = "default"
+        check_memory(meta_model(BioresLlavaForConditionalGeneration, config), "the --tiny_config model", model_args, training_args)
         torch.manual_seed(seed)
         model = BioresLlavaForConditionalGeneration(config)
         if model_args.init == "torch":
@@ -163,14 +212,26 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         processor = BioresLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement)
     else:
         path = Path(model_args.model_name_or_path)
-        if not path.is_dir():
-            raise BioresConfigError(f"--model_name_or_path {path} is not a local checkpoint folder (or use 'tiny')")
-        model = BioresLlavaForConditionalGeneration.from_pretrained(path, **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}))
+        from transformers import AutoConfig
+
+        check_memory(meta_model(BioresLlavaForConditionalGeneration, AutoConfig.from_pretrained(path)), str(path), model_args, training_args)
+        extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+        stock = stock_llava(path)
+        if stock:
+            model = load_stock_llava(path, **extra)
+        else:
+            model, info = BioresLlavaForConditionalGeneration.from_pretrained(path, output_loading_info=True, **extra)
+            if info["missing_keys"]:
+                raise BioresConfigError(f"--model_name_or_path {path}: {len(info['missing_keys'])} weights missing when loading (e.g. {sorted(info['missing_keys'])[0]})")
         resolution = data_args.resolution(int(model.config.vision_config.patch_size))
         if resolution.merge_size != model.model.merge_size:
             raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
         base = BioresLlavaProcessor.from_pretrained(path)
-        processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std, image_placement=base.image_placement)
+        if stock:  # a stock checkpoint stays one: LlavaProcessor prompts, stock save
+            processor = stock_training_processor(path, base, resolution)
+        else:
+            processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std, image_placement=base.image_placement)
+        resolution = processor.resolution
     model.config.biores = resolution.to_dict()
     model.set_vision_backend(model_args.vision_backend)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
@@ -236,6 +297,27 @@ def visual_tokens_seen(dataset: ResolutionDataset, sampler: TokenCountGroupedSam
     return total
 
 
+def _checkpointing(model: Any) -> bool:
+    return any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules())
+
+
+def _resume_prior_loss(resume: Optional[str]) -> tuple[float, int]:
+    """(summed step losses, steps) before ``resume``: its loss file, else its logged losses."""
+    if not resume:
+        return 0.0, 0
+    folder = Path(resume)
+    if (folder / LOSS_FILE).is_file():
+        data = json.loads((folder / LOSS_FILE).read_text())
+        return float(data["loss_sum"]), int(data["steps"])
+    state = json.loads((folder / "trainer_state.json").read_text())
+    logged = [h for h in state.get("log_history", []) if "loss" in h]
+    total, last = 0.0, 0
+    for entry in logged:  # each logged loss averages the steps since the previous log
+        total += float(entry["loss"]) * (int(entry["step"]) - last)
+        last = int(entry["step"])
+    return total, last
+
+
 def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     """Parse flags, train, save; returns the run statistics written to ``biores_train_stats.json``."""
     model_args, data_args, training_args = parse_args(argv)
@@ -244,7 +326,14 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
 
     set_seed(training_args.seed)
     records = load_records(data_args.data_path, data_args.image_folder, data_args.max_samples)
-    model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed)
+    if not records:
+        raise BioresConfigError(f"--data_path {data_args.data_path} holds no training samples")
+    model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed, training_args)
+    composed = isinstance(processor, ComposedLlavaProcessor)
+    if training_args.gradient_checkpointing:
+        model.config.use_cache = False
+    if training_args.lora_enable:
+        model = apply_lora(model, training_args)
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     draws = processor.resolution.mixed(training_args.seed).draws(len(records))
@@ -256,11 +345,13 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         training_args.per_device_train_batch_size * world,
         seed=training_args.seed,
     )
+    pad = processor.tokenizer.pad_token_id
+    collator = QwenVLCollator(pad, model.config.image_token_id) if isinstance(processor, QwenVLTrainProcessor) else ImageListCollator(pad)
     trainer = BioresTrainer(
         model=model,
         args=training_args,
         train_dataset=_IndexedDataset(dataset),
-        data_collator=_IndexedCollator(processor.tokenizer.pad_token_id),
+        data_collator=_IndexedCollator(collator),
         processing_class=processor,
         token_sampler=sampler,
         vision_lr=model_args.mm_vision_tower_lr,
@@ -268,17 +359,33 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     )
     start = time.time()
     resume = _resume_target(training_args.resume_from_checkpoint, training_args.output_dir)
+    trainer.prior_loss = _resume_prior_loss(resume)
     if resume and _finished(resume, training_args.max_steps):
         # transformers would run one extra step when resuming from the final checkpoint
         trainer._load_from_checkpoint(resume)
         trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
         result = TrainOutput(trainer.state.global_step, _mean_loss(trainer.state), {})
+        whole = trainer.prior_loss[0] / max(1, trainer.prior_loss[1])
     else:
         result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(str(out))
+        segment = trainer.state.global_step - trainer.prior_loss[1]
+        whole = (trainer.prior_loss[0] + float(result.training_loss) * segment) / max(1, trainer.state.global_step)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    if training_args.lora_enable:
+        if trainer.is_world_process_zero():
+            saved = save_lora(trainer.accelerator.unwrap_model(trainer.model), out, training_args.lora_save)
+            if training_args.lora_save == "merged" and composed:
+                save_stock_llava(saved, processor, out, model_args.tune_mm_mlp_adapter)
+            else:
+                processor.save_pretrained(out)
+    else:
+        trainer.save_model(str(out))
+        if trainer.is_world_process_zero():
+            processor.save_pretrained(out)
+            if composed:
+                save_stock_llava(trainer.model, processor, out, model_args.tune_mm_mlp_adapter)
     stats: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        processor.save_pretrained(out)
         seen = trainer.state.global_step * training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         stats = {
@@ -287,11 +394,18 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "global_step": trainer.state.global_step,
             "samples_seen": seen,
             "visual_tokens_seen": visual_tokens_seen(dataset, sampler, seen),
-            "train_loss": float(result.training_loss),
+            "train_loss": float(whole),
+            "segment_train_loss": float(result.training_loss),
             "first_logged_loss": losses[0] if losses else None,
             "last_logged_loss": losses[-1] if losses else None,
             "wall_seconds": time.time() - start,
             "resumed_from": str(resume) if resume else None,
+            "trainable_parameters": trainable,
+            "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
+            "world_size": world,
+            "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)),
+            "gradient_checkpointing": _checkpointing(trainer.accelerator.unwrap_model(trainer.model)),
+            "bf16": bool(training_args.bf16),
             "draws": draw_summary(draws),
         }
         atomic_write_text(out / "biores_train_stats.json", json.dumps(stats, indent=2) + "\n")
@@ -305,7 +419,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         register()
         train(argv)
     except BioresError as exc:
-        print(f"biores-train: error: {exc}", file=sys.stderr)
+        print(f"biores-train: error: {_last_line(exc)}", file=sys.stderr)
         return 2
     return 0
 

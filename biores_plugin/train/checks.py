@@ -1,0 +1,171 @@
+"""Checks ``biores-train`` runs before any weight is allocated: what a model folder is, whether
+the flags make sense, and whether the model fits in memory (an estimate from a meta-device build).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import BioresConfigError
+
+QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+LLAVA_TYPES = ("llava",)
+
+
+def folder_config(path: str | Path, flag: str) -> dict[str, Any]:
+    """``config.json`` of a local model folder, read as JSON (nothing is built)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BioresConfigError(f"{flag} {folder} is not a local folder")
+    file = folder / "config.json"
+    if not file.is_file():
+        raise BioresConfigError(f"{flag} {folder} has no config.json (not a saved model folder)")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise BioresConfigError(f"{file} is not valid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or "model_type" not in data:
+        raise BioresConfigError(f"{file} has no model_type")
+    return data
+
+
+def model_kind(path: str | Path) -> str:
+    """``llava``, ``qwen_vl`` or ``lm`` for a checkpoint folder; a one-line error for anything else."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = str(folder_config(path, "--model_name_or_path")["model_type"])
+    if model_type in LLAVA_TYPES:
+        return "llava"
+    if model_type in QWEN_VL_TYPES:
+        return "qwen_vl"
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "lm"
+    raise BioresConfigError(
+        f"--model_name_or_path {path}: model_type {model_type!r} is neither a LLaVA, a Qwen2-VL / Qwen2.5-VL checkpoint "
+        "nor a causal language model (for a language model pass --vision_tower TOWER_FOLDER too)"
+    )
+
+
+def available_memory() -> int:
+    """Bytes the kernel reports available (``MemAvailable``); 0 when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def meta_model(model_cls: Any, config: Any) -> Any:
+    """``model_cls(config)`` on the meta device: shapes only, no memory."""
+    import torch
+
+    with torch.device("meta"):
+        return model_cls(config)
+
+
+def _trainable(name: str, model_args: Any, training_args: Any) -> bool:
+    projector = "multi_modal_projector" in name or ".merger." in f".{name}"
+    if getattr(model_args, "tune_mm_mlp_adapter", False) or getattr(training_args, "lora_enable", False):
+        return projector
+    if getattr(model_args, "freeze_vision_tower", False):
+        return projector or not ("vision_tower" in name or ".visual." in f".{name}")
+    return True
+
+
+def check_memory(model: Any, what: str, model_args: Any = None, training_args: Any = None) -> int:
+    """Refuse a run whose training state does not fit: 4 bytes per fp32 weight plus 12 per trained
+    one (gradient, two AdamW moments), against the available memory (per local process) or the GPU's.
+    Sharded runs (DeepSpeed, FSDP) are not estimated."""
+    import os
+
+    import torch
+
+    if training_args is not None and (training_args.deepspeed or training_args.fsdp):
+        return 0
+    total = trained = 0
+    for name, param in model.named_parameters():
+        total += param.numel()
+        trained += param.numel() if _trainable(name, model_args, training_args) else 0
+    if getattr(training_args, "lora_enable", False):
+        trained += total // 50  # adapters: a small fraction of the weights they adapt
+    need = 4 * total + 12 * trained
+    if torch.cuda.is_available():
+        budget, where = torch.cuda.mem_get_info()[1], "GPU memory"
+    else:
+        budget = available_memory() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        where = "available memory" + (" per process" if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1 else "")
+    if budget and need > budget:
+        raise BioresConfigError(
+            f"{what} has {total / 1e6:.1f}M parameters ({trained / 1e6:.1f}M trained): training needs about {need / 2**30:.1f} GiB "
+            f"(4 bytes per weight + 12 per trained one) but the machine has {budget / 2**30:.1f} GiB {where}"
+        )
+    return need
+
+
+def check_tiny_config(text: Optional[str]) -> dict[str, Any]:
+    """``--tiny_config``: a JSON object of known ``tiny_llava_config`` keys with positive ints."""
+    from ..tiny import tiny_llava_config
+
+    if not text:
+        return {}
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BioresConfigError(f"--tiny_config is not valid JSON: {exc.msg}") from None
+    if not isinstance(values, dict):
+        raise BioresConfigError(f"--tiny_config must be a JSON object like '{{\"text_hidden\": 64}}', got {type(values).__name__}")
+    known = [n for n, p in inspect.signature(tiny_llava_config).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    fixed = {"tower", "image_token_id", "pad_token_id", "bos_token_id", "eos_token_id", "resolution"}
+    allowed = [k for k in known if k not in fixed]
+    for key, value in values.items():
+        if key not in allowed:
+            raise BioresConfigError(f"--tiny_config: unknown key {key!r} (known: {', '.join(allowed)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise BioresConfigError(f"--tiny_config: {key} must be a positive integer, got {value!r}")
+    if "vision_hidden" in values or "heads" in values:
+        heads = values.get("heads", 4)
+        for key in ("vision_hidden", "text_hidden"):
+            width = values.get(key, 64)
+            if width % heads:
+                raise BioresConfigError(f"--tiny_config: {key} ({width}) must be divisible by heads ({heads})")
+    return values
+
+
+def check_sharding(training_args: Any) -> None:
+    """FSDP / multi-process DeepSpeed without a GPU: accelerate enables FSDP only for accelerator
+    devices (a CPU run would silently train unsharded), and DeepSpeed's CPU ranks each train alone."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if training_args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        raise BioresConfigError("FSDP needs GPUs: accelerate enables it only on accelerator devices, so on CPU the run would train unsharded "
+                                "(use plain multi-process DDP on CPU: accelerate launch --multi_gpu --num_processes N)")
+    if training_args.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise BioresConfigError("DeepSpeed with several CPU processes: each rank would train alone with its own data; run DeepSpeed on GPUs")
+
+
+def check_training_flags(training_args: Any) -> None:
+    """Flags transformers would accept and then fail on (or silently ignore) later."""
+    check_sharding(training_args)
+    if training_args.per_device_train_batch_size < 1:
+        raise BioresConfigError(f"--per_device_train_batch_size must be at least 1, got {training_args.per_device_train_batch_size}")
+    if training_args.gradient_accumulation_steps < 1:
+        raise BioresConfigError(f"--gradient_accumulation_steps must be at least 1, got {training_args.gradient_accumulation_steps}")
+    from .lora import check_lora_flags
+
+    check_lora_flags(training_args)
+    resume = training_args.resume_from_checkpoint
+    if resume and str(resume).lower() not in ("last", "latest", "true", "auto"):
+        path = Path(resume)
+        if not path.is_dir():
+            raise BioresConfigError(f"--resume_from_checkpoint {resume} does not exist (use 'last' for the newest checkpoint in --output_dir)")
+        if not (path / "trainer_state.json").is_file():
+            raise BioresConfigError(f"--resume_from_checkpoint {resume} is not a checkpoint folder (no trainer_state.json)")
