@@ -63,6 +63,7 @@ class TrainingArguments(transformers.TrainingArguments):
     group_by_token_count: bool = field(default=True, metadata={"help": "batch samples of similar total token count"})
     model_max_length: int = field(default=2048)
     remove_unused_columns: bool = field(default=False)
+    pack_sequences: bool = field(default=True, metadata={"help": "padding-free LM batches: a batch's samples in one row with per-sample position ids / cu_seqlens (same loss as padding)"})
 
 
 def parse_loss_weights(spec: Optional[str]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from ..io_utils import atomic_write_text
 from ..resolution import draw_summary
 from .args import parse_args, parse_loss_weights
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
+from .packing import PackingCollator, enable_lm_packing
 from .towers import load_pretrained_tower, pretrained_tower_config
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -256,11 +257,15 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         training_args.per_device_train_batch_size * world,
         seed=training_args.seed,
     )
+    collator: Any = _IndexedCollator(processor.tokenizer.pad_token_id)
+    if training_args.pack_sequences:  # one padding-free row per batch
+        enable_lm_packing(model)
+        collator = PackingCollator(collator)
     trainer = BioresTrainer(
         model=model,
         args=training_args,
         train_dataset=_IndexedDataset(dataset),
-        data_collator=_IndexedCollator(processor.tokenizer.pad_token_id),
+        data_collator=collator,
         processing_class=processor,
         token_sampler=sampler,
         vision_lr=model_args.mm_vision_tower_lr,

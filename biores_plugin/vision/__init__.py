@@ -11,6 +11,7 @@ The runtime patch that lets ``CLIPVisionModel`` / ``SiglipVisionModel`` take a l
 
 from biores_plugin.vision.attention import (
     ATTN_IMPLEMENTATION,
+    LM_ATTN_IMPLEMENTATION,
     enable_packed_attention,
     packed_attention_context,
     register,
@@ -38,6 +39,7 @@ from biores_plugin.vision.packing import (
 __all__ = [
     "ATTN_IMPLEMENTATION",
     "BACKENDS",
+    "LM_ATTN_IMPLEMENTATION",
     "PackedSeqInfo",
     "PackedVisionOutput",
     "available_backends",
