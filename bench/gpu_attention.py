@@ -167,6 +167,53 @@ def print_kernel_table(rows, lengths, heads, head_dim, dtype) -> None:
     print("(TFLOP/s count useful block-diagonal FLOPs only; errors vs an fp32 per-segment reference)")
 
 
+# ------------------------------------------------------------------------------ part 1b: path fractions
+def _raw_kernel(name, q, k, v, cu, lengths, scale, causal):
+    """The kernel called directly, without biores in between (its own throughput)."""
+    from biores_plugin.vision import kernels as K
+
+    cu32, mx = cu.to(torch.int32), max(lengths)
+    if name == "flash_attn":
+        return lambda: K._flash_attn_varlen_func()(q, k, v, cu32, cu32, mx, mx, softmax_scale=scale, causal=causal)
+    if name == "torch_varlen":
+        extra = {"is_causal": True} if causal and "is_causal" in K._torch_varlen_params() else ({"window_size": (-1, 0)} if causal else {})
+        return lambda: K._torch_varlen_attn()(q, k, v, cu32, cu32, mx, mx, scale=scale, **extra)
+    views = [(q[a:b].transpose(0, 1)[None], k[a:b].transpose(0, 1)[None], v[a:b].transpose(0, 1)[None])
+             for a, b in zip(cu.tolist(), cu.tolist()[1:])]
+    return lambda: [F.scaled_dot_product_attention(x, y, z, scale=scale, is_causal=causal) for x, y, z in views]
+
+
+def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> list[dict]:
+    """Each backend through biores (``varlen_attention``; the transformers ``biores_varlen`` function in
+    its [1, heads, total, dim] layout) as a fraction of the raw kernel, bidirectional and causal."""
+    from biores_plugin.vision.attention import biores_varlen_attention_forward
+    from biores_plugin.vision.kernels import PackedSeqInfo
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(sum(lengths), heads, head_dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
+    cu = cu_seqlens_from_lengths(lengths, device=device)
+    scale = head_dim**-0.5
+    module = torch.nn.Module()
+    rows = []
+    for name in ("flash_attn", "torch_varlen", "sdpa_segments"):
+        if backend_unavailable_reason(name, device, dtype) is not None:
+            continue
+        for causal in (False, True):
+            info = PackedSeqInfo(cu, backend=name)
+            module.is_causal = causal
+            qt, kt, vt = (t.transpose(0, 1)[None] for t in (q, k, v))
+            with torch.no_grad():
+                raw = _time(_raw_kernel(name, q, k, v, cu, lengths, scale, causal), device, iters, warmup)
+                direct = _time(lambda: varlen_attention(q, k, v, cu, max(lengths), scale, backend=name, causal=causal, lengths=lengths), device, iters, warmup)
+                hf = _time(lambda: biores_varlen_attention_forward(module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info), device, iters, warmup)
+            rows.append({"name": name, "causal": causal, "raw": raw, "varlen": raw / direct, "transformers": raw / hf})
+    print(f"\n== Part 1b: biores kernel paths as a fraction of the raw kernel's throughput (target >= 70 %) ==")
+    print(f"{'backend':<15} {'mask':<7} {'raw ms':>8} {'varlen_attention':>17} {'biores_varlen (HF)':>19}")
+    for r in rows:
+        print(f"{r['name']:<15} {'causal' if r['causal'] else 'full':<7} {r['raw'] * 1e3:>8.2f} {r['varlen']:>16.0%} {r['transformers']:>18.0%}")
+    return rows
+
+
 # --------------------------------------------------------------------------------------------- part 2
 def tower_section(name, layers, hidden, heads, patch, image_size, sizes, device, dtype, backends, backward, reps):
     model = pv.build_tower(layers, hidden, heads, patch, image_size, device, dtype)
@@ -206,7 +253,10 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="kernels + ViT-B inference only")
     ap.add_argument("--skip-towers", action="store_true")
+    ap.add_argument("--cpu-smoke", action="store_true", help="force the reduced CPU mode with tiny shapes (a crash test)")
     args = ap.parse_args(argv)
+    if args.cpu_smoke:
+        args.device, args.skip_towers, args.iters = "cpu", True, 1
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -229,10 +279,17 @@ def main(argv=None) -> int:
     lengths = [(h // args.patch) * (w // args.patch) + 1 for h, w in sizes]
     heads = args.heads if cuda else 4
     iters = args.iters or (20 if cuda else 3)
+    if args.cpu_smoke:
+        lengths = [17, 50, 5]
     rows = kernel_table(lengths, heads, args.head_dim, device, dtype, iters, warmup=3 if cuda else 1)
     print_kernel_table(rows, lengths, heads, args.head_dim, dtype)
+    fractions = path_fractions(lengths, heads, args.head_dim, device, dtype, iters, warmup=3 if cuda else 1)
+    worst = min(fractions, key=lambda r: min(r["varlen"], r["transformers"]))
+    summary = (f"SUMMARY gpu-attention kernel paths >= {min(worst['varlen'], worst['transformers']):.0%} of raw "
+               f"(worst {worst['name']}{' causal' if worst['causal'] else ''}), device {device.type}")
 
     if args.skip_towers:
+        print(summary)
         return 0
     print(f"\n== Part 2: packed vs padded towers; images (HxW): {', '.join(f'{h}x{w}' for h, w in sizes)} ==")
     backends = available_backends(device, dtype)
@@ -249,6 +306,7 @@ def main(argv=None) -> int:
         tsizes = [(h // patch * patch, w // patch * patch) for h, w in sizes]
         for backward in ((False,) if args.quick or not cuda else (False, True)):
             tower_section(name, layers, hidden, th, patch, isz, tsizes, device, dtype, backends, backward, reps)
+    print(summary)
     return 0
 
 

@@ -261,6 +261,9 @@ def main(argv=None) -> int:
     for r in rows[1:]:
         print(f"speed-up of packed over {r.name}: {r.seconds / rows[0].seconds:.2f}x")
     print(f"total bench time {time.perf_counter() - t0:.1f} s")
+    ups = ", ".join(f"{r.seconds / rows[0].seconds:.2f}x {r.name}" for r in rows[1:])
+    mode = "forward+backward" if args.backward else "inference"
+    print(f"SUMMARY packed-vision {ups} ({mode}, {device.type} {str(dtype).replace('torch.', '')}, {len(images)} images)")
     return 0
 
 
