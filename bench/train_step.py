@@ -1,6 +1,6 @@
 """Training steps with padded against padding-free (packed) language-model batches, in one run.
 
-The synthetic set is rendered at several native sizes (tens to ~1500 visual tokens per image with
+The synthetic set is rendered at several native sizes (64 to 1536 visual tokens per image with
 16 px patches, no merge), drawn at native and at mixed resolution, and batched in one shuffled
 order; each batch then trains (forward, backward, AdamW) once padded and once packed on the same
 random LLaVA (small SigLIP tower, Llama LM of --text_hidden x --text_layers). Vision encoding is
@@ -24,7 +24,7 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 
 import torch  # noqa: E402
 
-SIZES = ("96", "160x128", "256", "384x256", "512x384", "640x512")
+SIZES = ("128", "192x128", "256", "384x256", "512x384", "768x512")
 MIXED = "native:0.5,256:0.25,128:0.25"
 
 
@@ -89,7 +89,7 @@ def run_steps(model, trainer, batches, collate):
             torch.cuda.synchronize(device)
         if i > 0:  # the first step warms allocators and kernels
             elapsed += time.perf_counter() - start
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses, elapsed
 
 
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default=",".join(SIZES), help="native sizes of the synthetic set (W or WxH)")
     ap.add_argument("--per_size", type=int, default=1, help="images per generator and size (4 generators)")
-    ap.add_argument("--batch_size", type=int, default=8)
+    ap.add_argument("--batch_size", type=int, default=4)
     ap.add_argument("--text_hidden", type=int, default=256)
     ap.add_argument("--text_layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-smoke", action="store_true", help="two small sizes, a tiny LM: a quick crash test")
     args = ap.parse_args(argv)
     if args.cpu_smoke:
-        args.device, args.sizes, args.text_hidden, args.text_layers, args.batch_size = "cpu", "96,256", 64, 1, 4
+        args.device, args.sizes, args.text_hidden, args.text_layers, args.batch_size = "cpu", "128,256", 64, 1, 4
     if args.threads:
         torch.set_num_threads(args.threads)
     from biores_plugin.train.args import TrainingArguments
