@@ -53,7 +53,7 @@ def floor_native(patch: int, merge: int, temporal: int, min_pixels: int, max_pix
     offset = torch.tensor([-m / s for m, s in zip(mean, std)])
 
     def one(image):
-        hwc = torch.from_numpy(np.asarray(image))
+        hwc = torch.from_numpy(np.array(image))  # writable, as torch wants
         h, w = smart_resize(hwc.shape[0], hwc.shape[1], factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
         resized = tvF.resize(hwc.permute(2, 0, 1), [h, w], interpolation=tvF.InterpolationMode.BICUBIC, antialias=True)
         pixels = torch.addcmul(offset, resized.permute(1, 2, 0).float(), scale)  # [h, w, 3]
