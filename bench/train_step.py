@@ -70,55 +70,62 @@ def to_device(value, device):
     return value
 
 
-def run_steps(model, trainer, batches, collate):
-    device = next(model.parameters()).device
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    losses, elapsed = [], 0.0
-    for i, features in enumerate(batches):
+class Runner:
+    """One model copy, its optimizer and its collator; ``step`` trains on one batch and times it."""
+
+    def __init__(self, model, trainer, collate):
+        self.model, self.trainer, self.collate = model, trainer, collate
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        self.device = next(model.parameters()).device
+        self.losses, self.seconds = [], 0.0
+
+    def step(self, features, timed: bool) -> None:
         start = time.perf_counter()
-        batch = collate(features)
-        if device.type != "cpu":
-            batch = to_device(batch, device)
-            batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = batch["biores_packing"].cu_seqlens if "biores_packing" in batch else None
-            batch = {k: v for k, v in batch.items() if v is not None}
-        loss = trainer.compute_loss(model, batch)
+        batch = self.collate(features)
+        if self.device.type != "cpu":
+            batch = to_device(batch, self.device)
+            if "biores_packing" in batch:
+                batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = batch["biores_packing"].cu_seqlens
+        loss = self.trainer.compute_loss(self.model, batch)
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i > 0:  # the first step warms allocators and kernels
-            elapsed += time.perf_counter() - start
-        losses.append(float(loss.detach()))
-    return losses, elapsed
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if timed:
+            self.seconds += time.perf_counter() - start
+        self.losses.append(float(loss.detach()))
 
 
 def compare(model, processor, trainer, features, batch_size, label):
+    import copy
+
     from biores_plugin.train.data import ImageListCollator
     from biores_plugin.train.packing import PackingCollator, enable_lm_packing, padding_fraction
 
     batches = [features[i : i + batch_size] for i in range(0, len(features) - batch_size + 1, batch_size)]
+    if len(batches) < 2:
+        raise SystemExit(f"train_step needs at least 2 batches (the first warms up): {len(features)} samples, batch {batch_size}")
     padded_collate = ImageListCollator(processor.tokenizer.pad_token_id)
     pad = sum(padding_fraction(padded_collate(b)) * max(len(f["input_ids"]) for f in b) * len(b) for b in batches)
     slots = sum(max(len(f["input_ids"]) for f in b) * len(b) for b in batches)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    config = model.config.text_config
-    config._attn_implementation = "sdpa"
-    padded_losses, padded_s = run_steps(model, trainer, batches, padded_collate)
-    model.load_state_dict(state)
-    backend = enable_lm_packing(model)
+    model.config.text_config._attn_implementation = "sdpa"
+    twin = copy.deepcopy(model)  # same weights; the packed run trains this copy
+    backend = enable_lm_packing(twin)
     packed_collate = PackingCollator(padded_collate)
-    packed_losses, packed_s = run_steps(model, trainer, batches, packed_collate)
-    config._attn_implementation = "sdpa"
-    model.load_state_dict(state)
+    padded, packed = Runner(model, trainer, padded_collate), Runner(twin, trainer, packed_collate)
+    for i, features_i in enumerate(batches):  # interleaved, alternating order: machine noise hits both
+        for runner in ((padded, packed) if i % 2 else (packed, padded)):
+            runner.step(features_i, timed=i > 0)  # the first step warms allocators and kernels
+    del twin
     packed_pad = max(padding_fraction(packed_collate(b)) for b in batches)
     samples = batch_size * (len(batches) - 1)
-    gap = max(abs(a - b) for a, b in zip(padded_losses, packed_losses))
+    gap = max(abs(a - b) for a, b in zip(padded.losses, packed.losses))
     tokens = [len(f["input_ids"]) for f in features]
-    print(f"{label:7s} tokens/sample {min(tokens)}..{max(tokens)}  padded {samples / padded_s:6.2f} samples/s "
-          f"(pad {100 * pad / slots:4.1f}%)  packed[{backend}] {samples / packed_s:6.2f} samples/s (pad {100 * packed_pad:.1f}%)  "
-          f"{padded_s / packed_s:.2f}x  max loss gap {gap:.1e}")
-    return padded_s / packed_s, 100 * pad / slots, 100 * packed_pad, gap
+    print(f"{label:7s} tokens/sample {min(tokens)}..{max(tokens)}  padded {samples / padded.seconds:6.2f} samples/s "
+          f"(pad {100 * pad / slots:4.1f}%)  packed[{backend}] {samples / packed.seconds:6.2f} samples/s (pad {100 * packed_pad:.1f}%)  "
+          f"{padded.seconds / packed.seconds:.2f}x  max loss gap {gap:.1e}")
+    return padded.seconds / packed.seconds, 100 * pad / slots, 100 * packed_pad, gap
 
 
 def main(argv=None) -> int:
@@ -138,7 +145,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-smoke", action="store_true", help="two small sizes, a tiny LM: a quick crash test")
     args = ap.parse_args(argv)
     if args.cpu_smoke:
-        args.device, args.sizes, args.text_hidden, args.text_layers, args.batch_size = "cpu", "128,256", 64, 1, 4
+        args.device, args.sizes, args.text_hidden, args.text_layers, args.batch_size = "cpu", "128,256", 64, 1, 2
     if args.threads:
         torch.set_num_threads(args.threads)
     from biores_plugin.train.args import TrainingArguments
