@@ -183,6 +183,19 @@ def _raw_kernel(name, q, k, v, cu, lengths, scale, causal):
     return lambda: [F.scaled_dot_product_attention(x, y, z, scale=scale, is_causal=causal) for x, y, z in views]
 
 
+def _interleaved(fns, device, iters: int, warmup: int) -> list[float]:
+    """Median time of each call, measured round-robin (order alternating) so stalls hit all alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for r in range(iters):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            samples[i].append(_time(fns[i], device, 1, 0))
+    return [statistics.median(s) for s in samples]
+
+
 def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> list[dict]:
     """Each backend through biores (``varlen_attention``; the transformers ``biores_varlen`` function in
     its [1, heads, total, dim] layout) as a fraction of the raw kernel, bidirectional and causal."""
@@ -194,6 +207,7 @@ def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> li
     cu = cu_seqlens_from_lengths(lengths, device=device)
     scale = head_dim**-0.5
     module = torch.nn.Module()
+    iters = max(iters, 20)  # sub-millisecond calls: medians of many, or one stall decides the ratio
     rows = []
     for name in ("flash_attn", "torch_varlen", "sdpa_segments"):
         if backend_unavailable_reason(name, device, dtype) is not None:
@@ -202,10 +216,19 @@ def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> li
             info = PackedSeqInfo(cu, backend=name)
             module.is_causal = causal
             qt, kt, vt = (t.transpose(0, 1)[None] for t in (q, k, v))
-            with torch.no_grad():
-                raw = _time(_raw_kernel(name, q, k, v, cu, lengths, scale, causal), device, iters, warmup)
-                direct = _time(lambda: varlen_attention(q, k, v, cu, max(lengths), scale, backend=name, causal=causal, lengths=lengths), device, iters, warmup)
-                hf = _time(lambda: biores_varlen_attention_forward(module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info), device, iters, warmup)
+            calls = [
+                _raw_kernel(name, q, k, v, cu, lengths, scale, causal),
+                lambda: varlen_attention(q, k, v, cu, max(lengths), scale, backend=name, causal=causal, lengths=lengths),
+                lambda: biores_varlen_attention_forward(module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info),
+            ]
+            threads = torch.get_num_threads()
+            if device.type == "cpu":  # one thread: on a shared CPU the pool's wake-ups swamp sub-ms calls
+                torch.set_num_threads(1)
+            try:
+                with torch.no_grad():
+                    raw, direct, hf = _interleaved(calls, device, iters, warmup)
+            finally:
+                torch.set_num_threads(threads)
             rows.append({"name": name, "causal": causal, "raw": raw, "varlen": raw / direct, "transformers": raw / hf})
     print(f"\n== Part 1b: biores kernel paths as a fraction of the raw kernel's throughput (target >= 70 %) ==")
     print(f"{'backend':<15} {'mask':<7} {'raw ms':>8} {'varlen_attention':>17} {'biores_varlen (HF)':>19}")

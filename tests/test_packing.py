@@ -131,3 +131,30 @@ def test_biores_train_packs_by_default(synth_small, tmp_path):
     assert stats["global_step"] == 2 and np.isfinite(stats["train_loss"])
     saved = json.loads((out / "config.json").read_text())
     assert "biores_varlen_lm" not in json.dumps(saved)  # the packing attention is not baked into the checkpoint
+
+
+@pytest.mark.parametrize("backend", ["biores_varlen_lm", "sdpa"])
+def test_pack_embeds_matches_hf_causal_lm_loss(backend):
+    """The original-LLaVA shape (padded embeddings into a HF causal LM with its own loss) packs exactly."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from biores_plugin.train.packing import pack_embeds
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")).train()
+    lengths = [3, 40, 11]
+    embeds = torch.randn(3, max(lengths), 32)
+    mask = (torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]).long()
+    labels = torch.randint(0, 50, (3, max(lengths))).masked_fill(mask == 0, -100)
+    labels[1, :5] = -100  # a prompt
+    ref = lm(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss
+    params = [p for n, p in lm.named_parameters() if "embed_tokens" not in n]  # inputs_embeds bypass the table
+    ref_grads = torch.autograd.grad(ref, params)
+    assert enable_lm_packing(lm, backend) == backend
+    packed = pack_embeds(embeds, mask, labels)
+    assert packed["inputs_embeds"].shape == (1, sum(lengths), 32)
+    loss = lm(**packed).loss
+    grads = torch.autograd.grad(loss, params)
+    assert abs(float(loss) - float(ref)) < 1e-5
+    assert max(float((a - b).abs().max()) for a, b in zip(grads, ref_grads)) < 1e-5

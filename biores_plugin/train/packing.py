@@ -15,7 +15,7 @@ import torch
 
 from ..errors import BioresConfigError
 
-__all__ = ["PackingCollator", "enable_lm_packing", "pack_batch", "padding_fraction"]
+__all__ = ["PackingCollator", "enable_lm_packing", "pack_batch", "pack_embeds", "padding_fraction"]
 
 # per-token fields that travel with input_ids; everything else (images, counts, indices) is kept as is
 TOKEN_FIELDS = ("input_ids", "labels", "loss_weights")
@@ -51,6 +51,27 @@ def pack_batch(batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def pack_embeds(inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+    """A right-padded ``[B, L, D]`` embedding batch (the original LLaVA's
+    ``prepare_inputs_labels_for_multimodal`` output) as one row: ``inputs_embeds``, ``position_ids``,
+    ``labels`` (each sample's first label ignored) and the cu_seqlens kwargs, no attention mask."""
+    from ..vision.kernels import PackedSeqInfo
+
+    keep = attention_mask.bool()
+    lengths = keep.sum(1).tolist()
+    if not bool((keep == (torch.arange(keep.shape[1], device=keep.device)[None, :] < keep.sum(1, keepdim=True))).all()):
+        raise BioresConfigError("sequence packing needs a right-padded batch (padding only at the end of each row)")
+    out: dict[str, Any] = {"inputs_embeds": inputs_embeds[keep][None], "use_cache": False}
+    out["position_ids"] = torch.cat([torch.arange(n, device=inputs_embeds.device) for n in lengths])[None]
+    if labels is not None:
+        labels = labels.clone()
+        labels[:, 0] = -100  # never a target in the padded batch either; here it sits after another sample
+        out["labels"] = labels[keep][None]
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=inputs_embeds.device)
+    out.update(PackedSeqInfo(cu, lengths=lengths).as_kwargs())
+    return out
+
+
 class PackingCollator:
     """Wraps a right-padding collator (``ImageListCollator``): same batch, one padding-free row."""
 
@@ -68,11 +89,9 @@ def padding_fraction(batch: dict[str, Any]) -> float:
 
 
 def _language_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A LLaVA's ``model.language_model``; a plain causal LM's ``model`` (or the module itself)."""
     inner = getattr(model, "model", model)
-    lm = getattr(inner, "language_model", None)
-    if lm is None:
-        raise BioresConfigError(f"{type(model).__name__} has no language_model to pack")
-    return lm
+    return getattr(inner, "language_model", inner)
 
 
 def enable_lm_packing(model: torch.nn.Module, backend: str = "auto") -> str:
