@@ -227,7 +227,8 @@ class BioresNativeImageProcessor(_BioresImageProcessorBase):
             starts = np.cumsum([0] + [gh * gw for gh, gw in grids]).tolist()
 
             def write(k: int) -> None:
-                (gh, gw), image = grids[k], resized[k].permute(1, 2, 0)  # [h, w, 3] view
+                (gh, gw), image = grids[k], resized[k].permute(1, 2, 0)  # [h, w, 3], channels-last storage
+                image = image if image.is_contiguous() else image.contiguous()
                 # [gh/m, m, p, gw/m, m, p, C] -> [gh/m, gw/m, m, m, C, t, p, p]
                 src = image.view(gh // m, m, p, gw // m, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)
                 src = src.unsqueeze(5).expand(-1, -1, -1, -1, -1, t, -1, -1)
