@@ -1,20 +1,11 @@
-"""Varlen attention kernels + packed vs padded vision towers on CUDA (bf16), in one run. Ready for an H200.
+"""Varlen attention kernels, their biores paths, packed vs padded towers, on CUDA (bf16), in one run.
 
-Part 1 - kernel throughput. The packed token sequences of a mixed-size image batch (default: the 8 images of
-``bench/packed_vision.py`` at patch 14, + class token) go through every attention backend available on the device:
-``flash_attn``, ``torch_varlen``, ``sdpa_blockdiag``, ``sdpa_segments``, plus the padded baselines
-``padded+mask`` / ``padded`` (one SDPA over [N, heads, Lmax, head_dim], with / without key-padding mask). For each:
-forward and forward+backward time (median over ``--iters``, CUDA events), useful TFLOP/s (forward
-4 * sum(L_i^2) * heads * head_dim; forward+backward 3.5x that, flash-attn's convention; padded and block-diagonal
-variants do more work than that, which is the point), peak extra memory (``torch.cuda.max_memory_allocated``
-delta) and the max |error| of the output and of dq against an fp32 per-segment reference.
-
-Part 2 - towers. ViT-B/16 (hidden 768, 12 layers) and LLaVA's ViT-L/14 (hidden 1024, 24 layers, 16 heads) random
-CLIP towers: ``encode_packed`` with each available backend vs the padded batch (see ``bench/packed_vision.py``),
-inference and forward+backward, time ratio / padding fraction / peak memory.
-
-On a machine without CUDA it runs a reduced fp32 CPU version (smaller images and towers, SDPA backends only) and
-says that the CUDA backends were skipped. Usage: ``python bench/gpu_attention.py [--quick]``.
+Part 1: every available backend (flash_attn, torch_varlen, sdpa_*) and the padded baselines on the packed
+tokens of a mixed-size image batch: time, useful TFLOP/s, peak memory, error vs an fp32 reference.
+Part 1b: biores' paths (``varlen_attention``, the ``biores_varlen`` transformers function) as a fraction
+of each raw kernel. Part 2: ViT-B/16 and ViT-L/14-336 towers, packed vs padded. Without CUDA it runs a
+reduced fp32 CPU version and says so. ``python bench/gpu_attention.py [--quick] [--cpu-smoke]``;
+details in docs/benchmarks.md.
 """
 
 from __future__ import annotations

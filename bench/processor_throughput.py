@@ -1,17 +1,9 @@
-"""Throughput of the biores image processors against transformers' own, in one run.
+"""Throughput of the biores image processors against transformers' own and the floor, in one run.
 
-* native:  ``BioresNativeImageProcessor`` (Qwen2-VL patch layout) vs ``Qwen2VLImageProcessor``
-  (torchvision backend) and ``Qwen2VLImageProcessorPil``, same min/max pixels;
-* anyres:  ``BioresAnyResImageProcessor`` vs ``LlavaNextImageProcessor`` and
-  ``LlavaNextImageProcessorPil``, same config.
-
-The same 1-4 megapixel images go through every processor; rounds are interleaved and the
-median is kept, so machine noise hits every contender alike. Outputs are checked against the
-reference before timing. Prints images/s, the ratio against the faster HF backend and, for
-native, against the floor: the plainest chain that gives the same output (PIL array to tensor,
-one antialiased resize, normalise, patchify; no input checks), run on the same thread budget.
-
-    python bench/processor_throughput.py [--images 16] [--rounds 5] [--threads N]
+native: ``BioresNativeImageProcessor`` (Qwen2-VL layout) vs ``Qwen2VLImageProcessor`` (torchvision and PIL
+backends) and the floor (PIL array, one resize, normalise, patchify); anyres: ``BioresAnyResImageProcessor``
+vs ``LlavaNextImageProcessor`` (both backends). The same 1-4 MP images, outputs checked first, rounds
+interleaved, medians kept. ``python bench/processor_throughput.py [--images 16] [--rounds 5] [--threads N]``
 """
 
 from __future__ import annotations
