@@ -33,8 +33,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# every bench compares against its reference in the same run and ends with a SUMMARY line
 bench: $(STAMP)
 	$(PY) bench/processor_throughput.py
+	$(PY) bench/packed_vision.py
+	$(PY) bench/train_step.py
+	$(PY) bench/eval_throughput.py
+	$(PY) bench/gpu_attention.py --quick
+	bash bench/gpu_check.sh || true  # reports "did not run" without a GPU
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache build *.egg-info

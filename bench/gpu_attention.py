@@ -1,20 +1,11 @@
-"""Varlen attention kernels + packed vs padded vision towers on CUDA (bf16), in one run. Ready for an H200.
+"""Varlen attention kernels, their biores paths, packed vs padded towers, on CUDA (bf16), in one run.
 
-Part 1 - kernel throughput. The packed token sequences of a mixed-size image batch (default: the 8 images of
-``bench/packed_vision.py`` at patch 14, + class token) go through every attention backend available on the device:
-``flash_attn``, ``torch_varlen``, ``sdpa_blockdiag``, ``sdpa_segments``, plus the padded baselines
-``padded+mask`` / ``padded`` (one SDPA over [N, heads, Lmax, head_dim], with / without key-padding mask). For each:
-forward and forward+backward time (median over ``--iters``, CUDA events), useful TFLOP/s (forward
-4 * sum(L_i^2) * heads * head_dim; forward+backward 3.5x that, flash-attn's convention; padded and block-diagonal
-variants do more work than that, which is the point), peak extra memory (``torch.cuda.max_memory_allocated``
-delta) and the max |error| of the output and of dq against an fp32 per-segment reference.
-
-Part 2 - towers. ViT-B/16 (hidden 768, 12 layers) and LLaVA's ViT-L/14 (hidden 1024, 24 layers, 16 heads) random
-CLIP towers: ``encode_packed`` with each available backend vs the padded batch (see ``bench/packed_vision.py``),
-inference and forward+backward, time ratio / padding fraction / peak memory.
-
-On a machine without CUDA it runs a reduced fp32 CPU version (smaller images and towers, SDPA backends only) and
-says that the CUDA backends were skipped. Usage: ``python bench/gpu_attention.py [--quick]``.
+Part 1: every available backend (flash_attn, torch_varlen, sdpa_*) and the padded baselines on the packed
+tokens of a mixed-size image batch: time, useful TFLOP/s, peak memory, error vs an fp32 reference.
+Part 1b: biores' paths (``varlen_attention``, the ``biores_varlen`` transformers function) as a fraction
+of each raw kernel. Part 2: ViT-B/16 and ViT-L/14-336 towers, packed vs padded. Without CUDA it runs a
+reduced fp32 CPU version and says so. ``python bench/gpu_attention.py [--quick] [--cpu-smoke]``;
+details in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -167,6 +158,76 @@ def print_kernel_table(rows, lengths, heads, head_dim, dtype) -> None:
     print("(TFLOP/s count useful block-diagonal FLOPs only; errors vs an fp32 per-segment reference)")
 
 
+# ------------------------------------------------------------------------------ part 1b: path fractions
+def _raw_kernel(name, q, k, v, cu, lengths, scale, causal):
+    """The kernel called directly, without biores in between (its own throughput)."""
+    from biores_plugin.vision import kernels as K
+
+    cu32, mx = cu.to(torch.int32), max(lengths)
+    if name == "flash_attn":
+        return lambda: K._flash_attn_varlen_func()(q, k, v, cu32, cu32, mx, mx, softmax_scale=scale, causal=causal)
+    if name == "torch_varlen":
+        extra = {"is_causal": True} if causal and "is_causal" in K._torch_varlen_params() else ({"window_size": (-1, 0)} if causal else {})
+        return lambda: K._torch_varlen_attn()(q, k, v, cu32, cu32, mx, mx, scale=scale, **extra)
+    views = [(q[a:b].transpose(0, 1)[None], k[a:b].transpose(0, 1)[None], v[a:b].transpose(0, 1)[None])
+             for a, b in zip(cu.tolist(), cu.tolist()[1:])]
+    return lambda: [F.scaled_dot_product_attention(x, y, z, scale=scale, is_causal=causal) for x, y, z in views]
+
+
+def _interleaved(fns, device, iters: int, warmup: int) -> list[float]:
+    """Median time of each call, measured round-robin (order alternating) so stalls hit all alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for r in range(iters):
+        order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
+        for i in order:
+            samples[i].append(_time(fns[i], device, 1, 0))
+    return [statistics.median(s) for s in samples]
+
+
+def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> list[dict]:
+    """Each backend through biores (``varlen_attention``; the transformers ``biores_varlen`` function in
+    its [1, heads, total, dim] layout) as a fraction of the raw kernel, bidirectional and causal."""
+    from biores_plugin.vision.attention import biores_varlen_attention_forward
+    from biores_plugin.vision.kernels import PackedSeqInfo
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(sum(lengths), heads, head_dim, generator=g).to(device=device, dtype=dtype) for _ in range(3))
+    cu = cu_seqlens_from_lengths(lengths, device=device)
+    scale = head_dim**-0.5
+    module = torch.nn.Module()
+    iters = max(iters, 20)  # sub-millisecond calls: medians of many, or one stall decides the ratio
+    rows = []
+    for name in ("flash_attn", "torch_varlen", "sdpa_segments"):
+        if backend_unavailable_reason(name, device, dtype) is not None:
+            continue
+        for causal in (False, True):
+            info = PackedSeqInfo(cu, backend=name)
+            module.is_causal = causal
+            qt, kt, vt = (t.transpose(0, 1)[None] for t in (q, k, v))
+            calls = [
+                _raw_kernel(name, q, k, v, cu, lengths, scale, causal),
+                lambda: varlen_attention(q, k, v, cu, max(lengths), scale, backend=name, causal=causal, lengths=lengths),
+                lambda: biores_varlen_attention_forward(module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info),
+            ]
+            threads = torch.get_num_threads()
+            if device.type == "cpu":  # one thread: on a shared CPU the pool's wake-ups swamp sub-ms calls
+                torch.set_num_threads(1)
+            try:
+                with torch.no_grad():
+                    raw, direct, hf = _interleaved(calls, device, iters, warmup)
+            finally:
+                torch.set_num_threads(threads)
+            rows.append({"name": name, "causal": causal, "raw": raw, "varlen": raw / direct, "transformers": raw / hf})
+    print(f"\n== Part 1b: biores kernel paths as a fraction of the raw kernel's throughput (target >= 70 %) ==")
+    print(f"{'backend':<15} {'mask':<7} {'raw ms':>8} {'varlen_attention':>17} {'biores_varlen (HF)':>19}")
+    for r in rows:
+        print(f"{r['name']:<15} {'causal' if r['causal'] else 'full':<7} {r['raw'] * 1e3:>8.2f} {r['varlen']:>16.0%} {r['transformers']:>18.0%}")
+    return rows
+
+
 # --------------------------------------------------------------------------------------------- part 2
 def tower_section(name, layers, hidden, heads, patch, image_size, sizes, device, dtype, backends, backward, reps):
     model = pv.build_tower(layers, hidden, heads, patch, image_size, device, dtype)
@@ -206,7 +267,10 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="kernels + ViT-B inference only")
     ap.add_argument("--skip-towers", action="store_true")
+    ap.add_argument("--cpu-smoke", action="store_true", help="force the reduced CPU mode with tiny shapes (a crash test)")
     args = ap.parse_args(argv)
+    if args.cpu_smoke:
+        args.device, args.skip_towers, args.iters = "cpu", True, 1
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -229,10 +293,17 @@ def main(argv=None) -> int:
     lengths = [(h // args.patch) * (w // args.patch) + 1 for h, w in sizes]
     heads = args.heads if cuda else 4
     iters = args.iters or (20 if cuda else 3)
+    if args.cpu_smoke:
+        lengths = [17, 50, 5]
     rows = kernel_table(lengths, heads, args.head_dim, device, dtype, iters, warmup=3 if cuda else 1)
     print_kernel_table(rows, lengths, heads, args.head_dim, dtype)
+    fractions = path_fractions(lengths, heads, args.head_dim, device, dtype, iters, warmup=3 if cuda else 1)
+    worst = min(fractions, key=lambda r: min(r["varlen"], r["transformers"]))
+    summary = (f"SUMMARY gpu-attention kernel paths >= {min(worst['varlen'], worst['transformers']):.0%} of raw "
+               f"(worst {worst['name']}{' causal' if worst['causal'] else ''}), device {device.type}")
 
     if args.skip_towers:
+        print(summary)
         return 0
     print(f"\n== Part 2: packed vs padded towers; images (HxW): {', '.join(f'{h}x{w}' for h, w in sizes)} ==")
     backends = available_backends(device, dtype)
@@ -249,6 +320,7 @@ def main(argv=None) -> int:
         tsizes = [(h // patch * patch, w // patch * patch) for h, w in sizes]
         for backward in ((False,) if args.quick or not cuda else (False, True)):
             tower_section(name, layers, hidden, th, patch, isz, tsizes, device, dtype, backends, backward, reps)
+    print(summary)
     return 0
 
 

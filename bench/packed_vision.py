@@ -1,22 +1,10 @@
 """Packed varlen vision encoding vs the padded batch, in one run.
 
-A mixed-size batch (default 8 images, 224x224 ... 768x1024 (HxW), i.e. "1024x768" landscape) goes through a
-random ViT-B/16-sized CLIP vision tower (hidden 768, 12 heads, intermediate 3072; ``--layers`` sets the depth):
-
-* ``packed``           biores ``encode_packed``: every image at its own size, one [1, total, D] sequence, no
-                       padding tokens, block-diagonal varlen attention (``--backend``, default auto).
-* ``padded+mask``      status quo: every image zero-padded (bottom/right) to the batch's largest H and W, the
-                       tower run on [N, 3, Hmax, Wmax] with ``interpolate_pos_encoding=True`` and a key-padding
-                       attention mask (padding keys masked out; padded query rows are still computed).
-* ``padded``           the same without the mask (padding tokens attend and are attended to).
-
-Neither padded variant reproduces native per-image features (positions are interpolated to the padded grid,
-and without the mask padding leaks into attention); they are cost baselines. Peak memory: on CUDA
-``torch.cuda.max_memory_allocated`` minus the allocation before the run; on CPU the peak of the process RSS
-(sampled from /proc/self/statm every 2 ms by a thread) minus the RSS right before the run, after
-``gc.collect()`` + ``malloc_trim``; tracemalloc is not used because it does not see torch's allocations.
-
-Usage: ``python bench/packed_vision.py [--layers 12] [--device cuda] [--backward]``
+A mixed-size batch (default 8 images, 224x224 ... 768x1024 HxW) goes through a random ViT-B/16-sized CLIP
+tower: ``packed`` (biores ``encode_packed``, one [1, total, D] sequence, block-diagonal attention) against
+``padded+mask`` (zero-padded to the largest H and W, key-padding mask) and ``padded`` (no mask). The padded
+variants are cost baselines, not the same features. Peak memory: CUDA allocator, or sampled process RSS on
+CPU. ``python bench/packed_vision.py [--layers 12] [--device cuda] [--backward]``; docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -261,6 +249,9 @@ def main(argv=None) -> int:
     for r in rows[1:]:
         print(f"speed-up of packed over {r.name}: {r.seconds / rows[0].seconds:.2f}x")
     print(f"total bench time {time.perf_counter() - t0:.1f} s")
+    ups = ", ".join(f"{r.seconds / rows[0].seconds:.2f}x {r.name}" for r in rows[1:])
+    mode = "forward+backward" if args.backward else "inference"
+    print(f"SUMMARY packed-vision {ups} ({mode}, {device.type} {str(dtype).replace('torch.', '')}, {len(images)} images)")
     return 0
 
 

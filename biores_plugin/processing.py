@@ -107,14 +107,13 @@ class _AffineNormalizer:
         self.scale = (rescale / std_t).float()
         self.offset = (-mean_t / std_t).float()
 
-    def __call__(self, image_u8: torch.Tensor) -> torch.Tensor:
-        """``[..., C, H, W]`` uint8 -> float32, channel on dim -3."""
-        shape = (-1, 1, 1)
-        return torch.addcmul(self.offset.view(shape), image_u8.float(), self.scale.view(shape))
-
-    def hwc(self, image_u8: torch.Tensor) -> torch.Tensor:
-        """``[H, W, C]`` uint8 (contiguous) -> float32 ``[H, W, C]``: one pass, no transposes."""
-        return torch.addcmul(self.offset, image_u8.float(), self.scale)
+    def __call__(self, image_u8: torch.Tensor, out: torch.Tensor | None = None, channel_dim: int = -3) -> torch.Tensor:
+        """``[..., C, H, W]`` uint8 -> float32 (channel on ``channel_dim``), into ``out`` if given."""
+        shape = (-1,) + (1,) * (-channel_dim - 1)
+        offset, scale = self.offset.view(shape), self.scale.view(shape)
+        if out is None:
+            return torch.addcmul(offset, image_u8.float(), scale)
+        return torch.addcmul(offset, image_u8, scale, out=out)
 
 
 #: Resampling and normalisation defaults shared by both processors (CLIP's statistics).
@@ -200,24 +199,18 @@ class BioresNativeImageProcessor(_BioresImageProcessorBase):
         norm = _AffineNormalizer(opts["do_rescale"], opts["rescale_factor"], opts["do_normalize"], opts["image_mean"], opts["image_std"])
         p, m, t = opts["patch_size"], opts["merge_size"], opts["temporal_patch_size"]
 
-        def one(image: Any) -> tuple[torch.Tensor, int, int]:
+        def one(image: Any) -> torch.Tensor:
             hwc = to_uint8_hwc(image)
             new_w, new_h = policy.resize_target(int(hwc.shape[1]), int(hwc.shape[0]))
             # The uint8 antialiased kernel is fastest on channels-last input and returns
-            # channels-last memory, so the whole pipeline stays HWC until the final cut.
-            resized = _resize_u8(hwc.permute(2, 0, 1), new_h, new_w, opts["resample"]).permute(1, 2, 0)
-            if fmt == "images":
-                return norm(resized.permute(2, 0, 1).contiguous()), new_h, new_w
-            gh, gw = new_h // p, new_w // p
-            pixels = norm.hwc(resized.contiguous())
-            # [gh/m, m, p, gw/m, m, p, C] -> [gh/m, gw/m, m, m, C, t, p, p]: Qwen2-VL's patch order.
-            view = pixels.view(gh // m, m, p, gw // m, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)
-            view = view.unsqueeze(5).expand(-1, -1, -1, -1, -1, t, -1, -1)
-            return view.reshape(gh * gw, 3 * t * p * p), new_h, new_w
+            # channels-last memory: [3, h, w] whose storage is [h, w, 3].
+            resized = _resize_u8(hwc.permute(2, 0, 1), new_h, new_w, opts["resample"])
+            if fmt == "images":  # normalised straight into a contiguous [3, h, w]
+                return norm(resized, out=torch.empty(resized.shape, dtype=torch.float32))
+            return resized
 
-        results = _map_images(one, _as_list(images))
-        outputs = [r[0] for r in results]
-        sizes = [(h, w) for _, h, w in results]
+        resized = _map_images(one, _as_list(images))
+        sizes = [tuple(int(x) for x in r.shape[-2:]) for r in resized]
         grids = [(h // p, w // p) for h, w in sizes]
         tokens = [gh * gw // (m * m) for gh, gw in grids]
 
@@ -227,9 +220,22 @@ class BioresNativeImageProcessor(_BioresImageProcessorBase):
             "num_visual_tokens": torch.tensor(tokens, dtype=torch.long),
         }
         if fmt == "images":
-            data["pixel_values"] = outputs
+            data["pixel_values"] = resized
         else:
-            data["pixel_values"] = torch.cat(outputs, dim=0) if outputs else torch.empty(0, 3 * t * p * p)
+            # Qwen2-VL's packed layout, normalised in one pass straight into the output rows
+            out = torch.empty(sum(gh * gw for gh, gw in grids), 3 * t * p * p)
+            starts = np.cumsum([0] + [gh * gw for gh, gw in grids]).tolist()
+
+            def write(k: int) -> None:
+                (gh, gw), image = grids[k], resized[k].permute(1, 2, 0)  # [h, w, 3], channels-last storage
+                image = image if image.is_contiguous() else image.contiguous()
+                # [gh/m, m, p, gw/m, m, p, C] -> [gh/m, gw/m, m, m, C, t, p, p]
+                src = image.view(gh // m, m, p, gw // m, m, p, 3).permute(0, 3, 1, 4, 6, 2, 5)
+                src = src.unsqueeze(5).expand(-1, -1, -1, -1, -1, t, -1, -1)
+                norm(src, out=out[starts[k] : starts[k + 1]].view(src.shape), channel_dim=-4)
+
+            _map_images(write, list(range(len(grids))))
+            data["pixel_values"] = out
             data["image_grid_thw"] = torch.tensor([(1, gh, gw) for gh, gw in grids], dtype=torch.long).reshape(-1, 3)
         return BatchFeature(data=data)
 

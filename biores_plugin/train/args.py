@@ -73,6 +73,7 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_dropout: float = field(default=0.05)
     lora_bias: str = field(default="none")
     lora_save: str = field(default="merged", metadata={"help": "merged (a plain checkpoint) or adapter (peft adapter files)"})
+    pack_sequences: bool = field(default=True, metadata={"help": "padding-free LM batches: a batch's samples in one row with per-sample position ids / cu_seqlens (same loss as padding)"})
 
 
 def parse_loss_weights(spec: Optional[str]) -> dict[str, float]:

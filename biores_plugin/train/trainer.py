@@ -28,6 +28,7 @@ from .checks import check_memory, meta_model, model_kind
 from .compose import ComposedLlavaProcessor, compose_llava, load_stock_llava, save_stock_llava, stock_llava, stock_training_processor
 from .lora import apply_lora, save_lora
 from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
+from .packing import PackingCollator, enable_lm_packing
 from .towers import load_pretrained_tower, pretrained_tower_config
 
 LOSS_FILE = "biores_loss.json"
@@ -346,7 +347,11 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         seed=training_args.seed,
     )
     pad = processor.tokenizer.pad_token_id
-    collator = QwenVLCollator(pad, model.config.image_token_id) if isinstance(processor, QwenVLTrainProcessor) else ImageListCollator(pad)
+    qwen = isinstance(processor, QwenVLTrainProcessor)
+    collator: Any = QwenVLCollator(pad, model.config.image_token_id) if qwen else ImageListCollator(pad)
+    if training_args.pack_sequences and not qwen:  # one padding-free row per batch (Qwen-VL's 3-D rope positions stay padded)
+        enable_lm_packing(model)
+        collator = PackingCollator(collator)
     trainer = BioresTrainer(
         model=model,
         args=training_args,

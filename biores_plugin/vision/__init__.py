@@ -2,15 +2,15 @@
 
 - :mod:`.packing`        cu_seqlens / pack / unpack / block-diagonal masks
 - :mod:`.kernels`        ``varlen_attention`` and its backends (pure torch), ``PackedSeqInfo``
-- :mod:`.attention`      the ``"biores_varlen"`` transformers attention function; :func:`register` adds it
+- :mod:`.attention`      the ``"biores_varlen"`` / ``"biores_varlen_lm"`` transformers attention; :func:`register`
 - :mod:`.packed_encoder` ``encode_packed`` (list of [C, H_i, W_i] images -> packed features), ``merge_2x2``
 
-The runtime patch that lets ``CLIPVisionModel`` / ``SiglipVisionModel`` take a list of images lives in
-``biores_plugin.patches.varlen_vision``. Importing this package registers nothing with transformers.
+The towers' list-of-images patch: ``biores_plugin.patches.varlen_vision``. Importing registers nothing.
 """
 
 from biores_plugin.vision.attention import (
     ATTN_IMPLEMENTATION,
+    LM_ATTN_IMPLEMENTATION,
     enable_packed_attention,
     packed_attention_context,
     register,
@@ -38,6 +38,7 @@ from biores_plugin.vision.packing import (
 __all__ = [
     "ATTN_IMPLEMENTATION",
     "BACKENDS",
+    "LM_ATTN_IMPLEMENTATION",
     "PackedSeqInfo",
     "PackedVisionOutput",
     "available_backends",

@@ -2,8 +2,9 @@
 
 :func:`register` (= :func:`register_with_transformers`) adds it to transformers; nothing is registered at import,
 :func:`enable_packed_attention` and ``patches.varlen_vision.apply()`` register on use. Packing reaches it through
-the transformers kwargs (``cu_seq_lens_q`` ...), ``biores_packing`` or :func:`packed_attention_context`; without
-any it behaves like ``"sdpa"``. Kernels: :mod:`biores_plugin.vision.kernels`; notes: ``docs/vision_attention.md``.
+the transformers kwargs (``cu_seq_lens_q`` ...), ``biores_packing``, :func:`packed_attention_context` or restarting
+``position_ids``; without any it behaves like ``"sdpa"``. ``"biores_varlen_lm"`` serves a packed language model.
+Kernels: :mod:`biores_plugin.vision.kernels`; notes: ``docs/vision_attention.md``.
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from biores_plugin.vision.kernels import PackedSeqInfo
 
 __all__ = [
     "ATTN_IMPLEMENTATION",
+    "LM_ATTN_IMPLEMENTATION",
     "biores_varlen_attention_forward",
     "disable_packed_attention",
     "enable_packed_attention",
     "packed_attention_context",
     "packing_from_kwargs",
+    "packing_from_position_ids",
     "register",
     "register_with_transformers",
 ]
 
 ATTN_IMPLEMENTATION = "biores_varlen"
+# the same kernels for a padding-free language model: its mask function builds no dense packed mask
+LM_ATTN_IMPLEMENTATION = "biores_varlen_lm"
 
 
 # ------------------------------------------------------------------------------------ active packing
@@ -60,6 +65,18 @@ def packing_from_kwargs(kwargs: dict[str, Any]) -> PackedSeqInfo | None:
     return PackedSeqInfo(cu_q, kwargs.get("max_length_q"), backend=kwargs.get("biores_backend", "auto"))
 
 
+def packing_from_position_ids(position_ids: torch.Tensor | None) -> PackedSeqInfo | None:
+    """The packing that restarting ``position_ids`` (``[1, total]``, transformers' packed format) describe."""
+    if position_ids is None or position_ids.dim() != 2 or position_ids.shape[0] != 1 or position_ids.shape[1] < 2:
+        return None
+    row = position_ids[0]
+    starts = torch.nonzero(row[1:] - row[:-1] != 1).flatten() + 1
+    if starts.numel() == 0:
+        return None
+    bounds = [0, *starts.tolist(), row.numel()]
+    return PackedSeqInfo(torch.tensor(bounds, dtype=torch.int32, device=row.device), lengths=[b - a for a, b in zip(bounds, bounds[1:])])
+
+
 # ----------------------------------------------------------------------------- transformers integration
 def _sdpa_forward() -> Callable:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -83,7 +100,7 @@ def biores_varlen_attention_forward(
     ``query``/``key``/``value`` are ``[batch, heads, seq, head_dim]``; returns ``([batch, seq, heads, head_dim],
     None)`` like the stock functions. Packed mode needs batch 1 and no attention mask.
     """
-    info = packing_from_kwargs(kwargs) or _ACTIVE.get()
+    info = packing_from_kwargs(kwargs) or _ACTIVE.get() or packing_from_position_ids(kwargs.get("position_ids"))
     if info is None:  # nothing packed: behave exactly like "sdpa"
         return _sdpa_forward()(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
@@ -114,8 +131,20 @@ def register_with_transformers() -> None:
         from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
         AttentionMaskInterface.register(ATTN_IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+        AttentionInterface.register(LM_ATTN_IMPLEMENTATION, biores_varlen_attention_forward)
+        AttentionMaskInterface.register(LM_ATTN_IMPLEMENTATION, _padding_only_mask)
     except (ImportError, KeyError):  # pragma: no cover - older layouts; the attention function still works
         pass
+
+
+def _padding_only_mask(*args: Any, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor | None:
+    """Mask function of ``"biores_varlen_lm"``: ``None`` without a padding mask (causality and sample
+    boundaries come from cu_seqlens / position ids in the kernel), else sdpa's mask."""
+    if attention_mask is None:
+        return None
+    from transformers.masking_utils import sdpa_mask
+
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
 
 
 def register() -> None:

@@ -1,0 +1,168 @@
+"""Training steps with padded against padding-free (packed) language-model batches, in one run.
+
+The synthetic set is rendered at several native sizes (64 to 1536 visual tokens per image with
+16 px patches, no merge), drawn at native and at mixed resolution, and batched in one shuffled
+order; each batch then trains (forward, backward, AdamW) once padded and once packed on the same
+random LLaVA (small SigLIP tower, Llama LM of --text_hidden x --text_layers). Vision encoding is
+packed in both. Reports samples/s, padding share, the loss gap, and a SUMMARY line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+
+import torch  # noqa: E402
+
+SIZES = ("128", "192x128", "256", "384x256", "512x384", "768x512")
+MIXED = "native:0.5,256:0.25,128:0.25"
+
+
+def build(args):
+    from biores_plugin.synth.dataset import write_dataset
+    from biores_plugin.synth.generators import vocabulary
+    from biores_plugin.tiny import build_tiny_llava
+    from biores_plugin.train.data import load_records
+
+    cache = Path(args.cache or Path(tempfile.gettempdir()) / "biores_bench_synth")
+    records = []
+    for size in args.sizes.split(","):
+        root = write_dataset(cache / f"s{size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False)
+        records += load_records(str(root))
+    resolution = {"image_aspect_ratio": "native", "patch_size": 16, "merge_size": 1, "min_pixels": 32 * 32, "max_pixels": 1024 * 1024}
+    model, processor = build_tiny_llava(vocabulary() + ["options", "answer", "with", "word", "one"], resolution=resolution,
+                                        text_hidden=args.text_hidden, text_layers=args.text_layers, heads=args.heads,
+                                        vision_hidden=64, vision_layers=2, seed=0)
+    return model, processor, records
+
+
+def features_for(processor, records, spec, seed):
+    from biores_plugin.resolution import MixedResolution
+    from biores_plugin.train.data import ResolutionDataset
+
+    draws = MixedResolution(spec, seed).draws(len(records))
+    dataset = ResolutionDataset(records, processor, draws, {}, 8192)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [dataset[i] for i in order]
+
+
+def to_device(value, device):
+    from biores_plugin.vision.kernels import PackedSeqInfo
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, PackedSeqInfo):
+        return PackedSeqInfo(value.cu_seqlens.to(device), value.max_seqlen, value.lengths, value.backend)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    return value
+
+
+class Runner:
+    """One model copy, its optimizer and its collator; ``step`` trains on one batch and times it."""
+
+    def __init__(self, model, trainer, collate):
+        self.model, self.trainer, self.collate = model, trainer, collate
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        self.device = next(model.parameters()).device
+        self.losses, self.seconds = [], 0.0
+
+    def step(self, features, timed: bool) -> None:
+        start = time.perf_counter()
+        batch = self.collate(features)
+        if self.device.type != "cpu":
+            batch = to_device(batch, self.device)
+            if "biores_packing" in batch:
+                batch["cu_seq_lens_q"] = batch["cu_seq_lens_k"] = batch["biores_packing"].cu_seqlens
+        loss = self.trainer.compute_loss(self.model, batch)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        if timed:
+            self.seconds += time.perf_counter() - start
+        self.losses.append(float(loss.detach()))
+
+
+def compare(model, processor, trainer, features, batch_size, label):
+    import copy
+
+    from biores_plugin.train.data import ImageListCollator
+    from biores_plugin.train.packing import PackingCollator, enable_lm_packing, padding_fraction
+
+    batches = [features[i : i + batch_size] for i in range(0, len(features) - batch_size + 1, batch_size)]
+    if len(batches) < 2:
+        raise SystemExit(f"train_step needs at least 2 batches (the first warms up): {len(features)} samples, batch {batch_size}")
+    padded_collate = ImageListCollator(processor.tokenizer.pad_token_id)
+    pad = sum(padding_fraction(padded_collate(b)) * max(len(f["input_ids"]) for f in b) * len(b) for b in batches)
+    slots = sum(max(len(f["input_ids"]) for f in b) * len(b) for b in batches)
+    model.config.text_config._attn_implementation = "sdpa"
+    twin = copy.deepcopy(model)  # same weights; the packed run trains this copy
+    backend = enable_lm_packing(twin)
+    packed_collate = PackingCollator(padded_collate)
+    padded, packed = Runner(model, trainer, padded_collate), Runner(twin, trainer, packed_collate)
+    for i, features_i in enumerate(batches):  # interleaved, alternating order: machine noise hits both
+        for runner in ((padded, packed) if i % 2 else (packed, padded)):
+            runner.step(features_i, timed=i > 0)  # the first step warms allocators and kernels
+    del twin
+    packed_pad = max(padding_fraction(packed_collate(b)) for b in batches)
+    samples = batch_size * (len(batches) - 1)
+    gap = max(abs(a - b) for a, b in zip(padded.losses, packed.losses))
+    tokens = [len(f["input_ids"]) for f in features]
+    print(f"{label:7s} tokens/sample {min(tokens)}..{max(tokens)}  padded {samples / padded.seconds:6.2f} samples/s "
+          f"(pad {100 * pad / slots:4.1f}%)  packed[{backend}] {samples / packed.seconds:6.2f} samples/s (pad {100 * packed_pad:.1f}%)  "
+          f"{padded.seconds / packed.seconds:.2f}x  max loss gap {gap:.1e}")
+    return padded.seconds / packed.seconds, 100 * pad / slots, 100 * packed_pad, gap
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default=",".join(SIZES), help="native sizes of the synthetic set (W or WxH)")
+    ap.add_argument("--per_size", type=int, default=1, help="images per generator and size (4 generators)")
+    ap.add_argument("--batch_size", type=int, default=4)
+    ap.add_argument("--text_hidden", type=int, default=256)
+    ap.add_argument("--text_layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--mixed_resolution", default=MIXED)
+    ap.add_argument("--cache", default=None, help="folder for the rendered synthetic sets")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="default: bfloat16 on CUDA, else float32")
+    ap.add_argument("--cpu-smoke", action="store_true", help="two small sizes, a tiny LM: a quick crash test")
+    args = ap.parse_args(argv)
+    if args.cpu_smoke:
+        args.device, args.sizes, args.text_hidden, args.text_layers, args.batch_size = "cpu", "128,256", 64, 1, 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from biores_plugin.train.args import TrainingArguments
+    from biores_plugin.train.trainer import BioresTrainer
+
+    model, processor, records = build(args)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    model.to(args.device, dtype).train()
+    trainer = BioresTrainer(model=model, args=TrainingArguments(output_dir=tempfile.mkdtemp(), report_to=[], use_cpu=args.device == "cpu"))
+    print(f"train_step: {len(records)} samples, batch {args.batch_size}, LM {args.text_hidden}x{args.text_layers}, "
+          f"{args.device} {dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    native = compare(model, processor, trainer, features_for(processor, records, None, args.seed), args.batch_size, "native")
+    mixed = compare(model, processor, trainer, features_for(processor, records, args.mixed_resolution, args.seed), args.batch_size, "mixed")
+    print(f"mixed: {mixed[0]:.2f}x samples/s, padded batches {mixed[1]:.0f}% padding")
+    print(f"SUMMARY packed-lm {native[0]:.2f}x samples/s, pad {native[2]:.0f}% (padded batches {native[1]:.0f}%; mixed {mixed[0]:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
