@@ -23,6 +23,7 @@ from ..errors import BioresConfigError, BioresError
 from ..io_utils import atomic_write_text
 from ..resolution import draw_summary
 from .args import parse_args, parse_loss_weights
+from .mixing import build_schedule, normalized_loss
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
 from .towers import load_pretrained_tower, pretrained_tower_config
 
@@ -32,11 +33,11 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 class BioresTrainer(Trainer):
     """``Trainer`` with the token-count sampler, answer-weighted loss and a vision learning rate."""
 
-    def __init__(self, *args: Any, token_sampler: Optional[TokenCountGroupedSampler] = None, vision_lr: Optional[float] = None, batch_log: Optional[Path] = None, **kwargs: Any):
+    def __init__(self, *args: Any, token_sampler: Optional[TokenCountGroupedSampler] = None, vision_lr: Optional[float] = None, batch_log: Optional[Path] = None, loss_normalization: str = "token", **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._token_sampler = token_sampler
         self._vision_lr = vision_lr
-        self._batch_log = batch_log
+        self._batch_log, self._loss_normalization = batch_log, loss_normalization
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         return self._token_sampler if self._token_sampler is not None else super()._get_train_sampler(train_dataset)
@@ -62,13 +63,13 @@ class BioresTrainer(Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         labels = inputs.pop("labels")
         weights = inputs.pop("loss_weights")
-        inputs.pop("visual_tokens", None)
+        groups = inputs.pop("visual_tokens", None)
         indices = inputs.pop("indices", None)
         outputs = model(**inputs)
         logits = outputs.logits[:, :-1].float()
         target, weight = labels[:, 1:], weights[:, 1:]
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none")
-        loss = (ce.view_as(target) * weight).sum() / weight.sum().clamp_min(1e-8)
+        loss = normalized_loss(ce.view_as(target), weight, groups, self._loss_normalization)
         if self._batch_log is not None and model.training and indices is not None and self.is_world_process_zero():
             with self._batch_log.open("a") as handle:
                 handle.write(json.dumps({"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach())}) + "\n")
@@ -226,12 +227,12 @@ def _mean_loss(state: Any) -> float:
     return float(sum(losses) / len(losses)) if losses else float("nan")
 
 
-def visual_tokens_seen(dataset: ResolutionDataset, sampler: TokenCountGroupedSampler, samples: int) -> int:
+def visual_tokens_seen(dataset: ResolutionDataset, sampler: Any, samples: int) -> int:
     total, epoch = 0, 0
     while samples > 0:
-        for index in sampler.order(epoch)[:samples]:
-            total += dataset.visual_tokens(index)
-        samples -= len(dataset)
+        order = sampler.order(epoch)
+        total += sum(dataset.visual_tokens(index) for index in order[:samples])
+        samples -= len(order)
         epoch += 1
     return total
 
@@ -247,15 +248,9 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed)
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    draws = processor.resolution.mixed(training_args.seed).draws(len(records))
-    atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "seed": training_args.seed, **draw_summary(draws), "draws": draws}) + "\n")
-    dataset = ResolutionDataset(records, processor, draws, weights, training_args.model_max_length)
     world = max(1, training_args.world_size)
-    sampler = TokenCountGroupedSampler(
-        [dataset.token_count(i) for i in range(len(dataset))] if training_args.group_by_token_count else [0] * len(dataset),
-        training_args.per_device_train_batch_size * world,
-        seed=training_args.seed,
-    )
+    dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, training_args.per_device_train_batch_size * world)
+    atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "schedule": data_args.mixed_schedule, "seed": training_args.seed, **draw_summary(dataset.draws), "draws": dataset.draws}) + "\n")
     trainer = BioresTrainer(
         model=model,
         args=training_args,
@@ -265,6 +260,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         token_sampler=sampler,
         vision_lr=model_args.mm_vision_tower_lr,
         batch_log=out / "batches.jsonl",
+        loss_normalization=data_args.mixed_loss_normalization,
     )
     start = time.time()
     resume = _resume_target(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -292,7 +288,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "last_logged_loss": losses[-1] if losses else None,
             "wall_seconds": time.time() - start,
             "resumed_from": str(resume) if resume else None,
-            "draws": draw_summary(draws),
+            "draws": draw_summary(dataset.draws),
         }
         atomic_write_text(out / "biores_train_stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
