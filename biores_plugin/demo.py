@@ -32,7 +32,7 @@ class DemoConfig:
     low: int = 64
     n_train: int = 5000
     n_test: int = 500
-    steps: int = 1200
+    steps: int = 800
     batch_size: int = 32
     learning_rate: float = 1.5e-3
     vision_lr: float = 1.5e-3
@@ -45,8 +45,9 @@ class DemoConfig:
     encoder_n: int = 1500
     encoder_steps: int = 400
     encoder_lr: float = 2e-3
-    mixed: str = "native:0.5,64:0.5"
+    mixed: str = "64:0.6,native:0.4"
     mixed_schedule: str = "balanced"
+    mixed_steps: int = 1200  # as many 64 px images as the 64 px model sees, fewer visual tokens than native
     mixed_loss_normalization: str = "token"
     models: tuple[str, ...] = ("low", "native", "mixed")
     eval_resolutions: tuple[str, ...] = ("64", "128", "native")
@@ -56,8 +57,9 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> "DemoConfig":
-        """A test-sized run (about 70 s on 2 cores): low vs native only, 1,000 training images, 120 steps."""
-        return cls(seed=seed, native=192, n_train=1000, n_test=100, steps=120, models=("low", "native"), eval_resolutions=("64", "native"))
+        """A test-sized run: low vs native only, 800 training images, 100 steps, a 300-step tower."""
+        return cls(seed=seed, native=192, n_train=800, n_test=100, steps=100, encoder_n=600, encoder_steps=300,
+                   models=("low", "native"), eval_resolutions=("64", "native"))
 
     def train_spec(self, model: str) -> str:
         return {"low": f"{self.low}:1", "native": "native:1", "mixed": self.mixed}[model]
@@ -210,13 +212,14 @@ def stage_train(cfg: DemoConfig, out: Path, data: Path, model: str, log: Any, en
     from .train.trainer import train
 
     spec = cfg.train_spec(model)
-    mixed_only = ("mixed", "mixed_schedule", "mixed_loss_normalization") if model != "mixed" else ()
+    mixed_only = ("mixed", "mixed_schedule", "mixed_loss_normalization", "mixed_steps") if model != "mixed" else ()
     params = {k: v for k, v in asdict(cfg).items() if k not in ("models", "eval_resolutions", "eval_batch_size", *mixed_only)}
     encoder_key = json.loads((encoder.parent / DONE).read_text())["key"] if encoder is not None else None
     stage = Stage(out / "runs" / model, {**params, "model": model, "spec": spec, "data": str(data), "encoder": encoder_key})
     if stage.cached(log, f"[3/5] train {model}"):
         return stage.folder
-    log(f"[3/5] train {model}: {spec}, {cfg.steps} steps x {cfg.batch_size}")
+    steps = cfg.mixed_steps if model == "mixed" and cfg.mixed_steps else cfg.steps
+    log(f"[3/5] train {model}: {spec}, {steps} steps x {cfg.batch_size}")
     argv = [
         "--model_name_or_path", "tiny", "--vision_tower", str(encoder) if encoder is not None else "siglip", "--image_placement", cfg.placement, "--init", cfg.init,
         "--tiny_config", json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
@@ -224,7 +227,7 @@ def stage_train(cfg: DemoConfig, out: Path, data: Path, model: str, log: Any, en
         "--mixed_resolution", spec, "--train_resolution_label", cfg.label(model),
         "--mixed_schedule", cfg.mixed_schedule if model == "mixed" else "draw", "--mixed_loss_normalization", cfg.mixed_loss_normalization if model == "mixed" else "token",
         "--answer_loss_weights", f"fine={cfg.fine_weight}",
-        "--output_dir", str(stage.folder), "--max_steps", str(cfg.steps),
+        "--output_dir", str(stage.folder), "--max_steps", str(steps),
         "--per_device_train_batch_size", str(cfg.batch_size), "--learning_rate", str(cfg.learning_rate),
         "--mm_vision_tower_lr", str(cfg.vision_lr), "--lr_scheduler_type", cfg.scheduler, "--warmup_steps", str(cfg.warmup),
         "--max_grad_norm", "1.0", "--weight_decay", "0.0", "--seed", str(cfg.seed), "--data_seed", str(cfg.seed),
