@@ -21,7 +21,7 @@ from .io_utils import atomic_write_text
 
 DONE = ".biores-stage.json"
 #: Bump when the recipe changes so cached stages are not reused across recipes.
-RECIPE = 6
+RECIPE = 7
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class DemoConfig:
     low: int = 64
     n_train: int = 5000
     n_test: int = 500
-    steps: int = 1200
+    steps: int = 800
     batch_size: int = 32
     learning_rate: float = 1.5e-3
     vision_lr: float = 1.5e-3
@@ -45,7 +45,10 @@ class DemoConfig:
     encoder_n: int = 1500
     encoder_steps: int = 400
     encoder_lr: float = 2e-3
-    mixed: str = "native:0.5,64:0.5"
+    mixed: str = "64:0.6,native:0.4"
+    mixed_schedule: str = "balanced"
+    mixed_steps: int = 1200  # as many 64 px images as the 64 px model sees, fewer visual tokens than native
+    mixed_loss_normalization: str = "token"
     models: tuple[str, ...] = ("low", "native", "mixed")
     eval_resolutions: tuple[str, ...] = ("64", "128", "native")
     eval_batch_size: int = 64
@@ -54,8 +57,9 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, seed: int = 0) -> "DemoConfig":
-        """A test-sized run (about 70 s on 2 cores): low vs native only, 1,000 training images, 120 steps."""
-        return cls(seed=seed, native=192, n_train=1000, n_test=100, steps=120, models=("low", "native"), eval_resolutions=("64", "native"))
+        """A test-sized run: low vs native only, 800 training images, 100 steps, a 300-step tower."""
+        return cls(seed=seed, native=192, n_train=800, n_test=100, steps=100, encoder_n=600, encoder_steps=300,
+                   models=("low", "native"), eval_resolutions=("64", "native"))
 
     def train_spec(self, model: str) -> str:
         return {"low": f"{self.low}:1", "native": "native:1", "mixed": self.mixed}[model]
@@ -104,6 +108,65 @@ class Stage:
         return json.loads((self.folder / DONE).read_text())
 
 
+LOCK = ".biores-demo.lock"
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class OutputLock:
+    """``--out``'s lock file, holding the pid of the demo that uses the folder.
+
+    A second demo on the same folder stops with one line naming the holder; a lock left by a
+    process that no longer runs is taken over.
+    """
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / LOCK
+
+    def __enter__(self) -> "OutputLock":
+        import os
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    holder = int(self.path.read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    holder = None  # being written, or garbage: judge it by its age
+                    if time.time() - self.path.stat().st_mtime < 5:
+                        time.sleep(0.2)
+                        continue
+                if holder is not None and holder != os.getpid() and _alive(holder):
+                    raise BioresConfigError(f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait for it or pass another --out")
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+            return self
+        raise BioresConfigError(f"could not take the lock {self.path}; remove it if no biores demo runs")
+
+    def __exit__(self, *exc: Any) -> None:
+        import os
+
+        try:
+            if int(self.path.read_text().split()[0]) == os.getpid():
+                self.path.unlink()
+        except (OSError, ValueError, IndexError):
+            pass
+
+
 def stage_data(cfg: DemoConfig, out: Path, log: Any) -> Path:
     from .synth.dataset import write_dataset
 
@@ -149,19 +212,22 @@ def stage_train(cfg: DemoConfig, out: Path, data: Path, model: str, log: Any, en
     from .train.trainer import train
 
     spec = cfg.train_spec(model)
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("models", "eval_resolutions", "eval_batch_size")}
+    mixed_only = ("mixed", "mixed_schedule", "mixed_loss_normalization", "mixed_steps") if model != "mixed" else ()
+    params = {k: v for k, v in asdict(cfg).items() if k not in ("models", "eval_resolutions", "eval_batch_size", *mixed_only)}
     encoder_key = json.loads((encoder.parent / DONE).read_text())["key"] if encoder is not None else None
     stage = Stage(out / "runs" / model, {**params, "model": model, "spec": spec, "data": str(data), "encoder": encoder_key})
     if stage.cached(log, f"[3/5] train {model}"):
         return stage.folder
-    log(f"[3/5] train {model}: {spec}, {cfg.steps} steps x {cfg.batch_size}")
+    steps = cfg.mixed_steps if model == "mixed" and cfg.mixed_steps else cfg.steps
+    log(f"[3/5] train {model}: {spec}, {steps} steps x {cfg.batch_size}")
     argv = [
         "--model_name_or_path", "tiny", "--vision_tower", str(encoder) if encoder is not None else "siglip", "--image_placement", cfg.placement, "--init", cfg.init,
         "--tiny_config", json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
         "--data_path", f"synth:{data}", "--image_aspect_ratio", "native", "--merge_size", "2",
         "--mixed_resolution", spec, "--train_resolution_label", cfg.label(model),
+        "--mixed_schedule", cfg.mixed_schedule if model == "mixed" else "draw", "--mixed_loss_normalization", cfg.mixed_loss_normalization if model == "mixed" else "token",
         "--answer_loss_weights", f"fine={cfg.fine_weight}",
-        "--output_dir", str(stage.folder), "--max_steps", str(cfg.steps),
+        "--output_dir", str(stage.folder), "--max_steps", str(steps),
         "--per_device_train_batch_size", str(cfg.batch_size), "--learning_rate", str(cfg.learning_rate),
         "--mm_vision_tower_lr", str(cfg.vision_lr), "--lr_scheduler_type", cfg.scheduler, "--warmup_steps", str(cfg.warmup),
         "--max_grad_norm", "1.0", "--weight_decay", "0.0", "--seed", str(cfg.seed), "--data_seed", str(cfg.seed),
@@ -292,18 +358,33 @@ def answer_prior(cells: Sequence[Any], runs: dict[str, Path]) -> float | None:
 
 
 def run_demo(cfg: DemoConfig, out: Path, log: Any = print) -> dict[str, Any]:
+    """The five stages in ``out`` (locked while they run); each stage's wall time is printed."""
+    with OutputLock(out):
+        return _run_demo(cfg, out, log)
+
+
+def _run_demo(cfg: DemoConfig, out: Path, log: Any) -> dict[str, Any]:
     import torch
 
     from .report import collect, matrix, matrix_text, write_report
 
     torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    data = stage_data(cfg, out, log)
-    encoder = stage_encoder(cfg, out, log)
-    runs = {model: stage_train(cfg, out, data, model, log, encoder) for model in cfg.models}
-    evals = stage_eval(cfg, out, data, runs, log)
+    times: dict[str, float] = {}
+
+    def timed(name: str, fn: Any, *args: Any) -> Any:
+        begin = time.time()
+        value = fn(*args)
+        times[name] = time.time() - begin
+        log(f"      {name}: {times[name]:.1f} s")
+        return value
+
+    data = timed("data", stage_data, cfg, out, log)
+    encoder = timed("vision encoder", stage_encoder, cfg, out, log)
+    runs = {model: timed(f"train {model}", stage_train, cfg, out, data, model, log, encoder) for model in cfg.models}
+    evals = timed("eval", stage_eval, cfg, out, data, runs, log)
     log("[5/5] report")
+    begin = time.time()
     labels = {str(evals[m]): cfg.label(m) for m in evals}
     cells = collect(list(evals.values()), labels=labels)
     text, verdicts = findings(cells, cfg, runs)
@@ -313,15 +394,79 @@ def run_demo(cfg: DemoConfig, out: Path, log: Any = print) -> dict[str, Any]:
         f"{cfg.steps} steps of {cfg.batch_size}, "
         + (f"all starting from one vision tower pretrained for {cfg.encoder_steps} steps on {cfg.encoder_n} {cfg.encoder_generator} images "
            f"(another assay, native {cfg.native} px).\n\n" if cfg.encoder_steps > 0 else "each from a random vision tower.\n\n")
+        + (f"The mixed model ({cfg.mixed}) uses the `{cfg.mixed_schedule}` schedule (`biores-train --mixed_schedule`).\n\n" if "mixed" in runs else "")
         + f"## Findings\n\n{text}\n"
     )
     files = write_report(cells, out, title="biores demo: resolution in biomedical MLLMs", notes=notes)
     rows, cols, table = matrix(cells, "synth_demo") if any(c.dataset == "synth_demo" for c in cells) else matrix(cells)
+    times["report"] = time.time() - begin
     log("\n" + matrix_text(rows, cols, table) + "\n\n" + text)
-    summary = {"seconds": time.time() - start, "verdicts": verdicts, "files": {k: str(v) for k, v in files.items()}, "config": asdict(cfg)}
+    grid = {row: {col: (None if v is None else 100 * v) for col, v in zip(cols, values)} for row, values in zip(rows, table)}
+    summary = {"seconds": time.time() - start, "stage_seconds": times, "verdicts": verdicts, "cells": grid,
+               "files": {k: str(v) for k, v in files.items()}, "config": asdict(cfg)}
     atomic_write_text(out / "demo_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    log(f"\nwrote {out / 'report.md'}, {out / 'heatmap.png'}, {out / 'curve.png'} in {summary['seconds']:.0f} s")
+    log("\nstage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+    log(f"wrote {out / 'report.md'}, {out / 'heatmap.png'}, {out / 'curve.png'} in {summary['seconds']:.0f} s")
     return summary
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` (distinct non-negative integers)."""
+    try:
+        seeds = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise BioresConfigError(f"--seeds takes comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise BioresConfigError(f"--seeds takes distinct non-negative integers such as 0,1,2, got {text!r}")
+    return seeds
+
+
+def seed_table(summaries: dict[int, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """Mean +- sd (over seeds) of every train x inference cell, and each seed's verdicts."""
+    import statistics
+
+    first = next(iter(summaries.values()))["cells"]  # every seed measures the same grid
+    rows, cols = list(first), list(next(iter(first.values())))
+    stats: dict[str, dict[str, list[float]]] = {}
+    lines = ["train \\ infer " + "".join(f"{c:>15}" for c in cols)]
+    for row in rows:
+        cells = []
+        for col in cols:
+            values = [s["cells"][row][col] for s in summaries.values() if s["cells"].get(row, {}).get(col) is not None]
+            mean = statistics.fmean(values) if values else float("nan")
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            stats.setdefault(row, {})[col] = [mean, sd]
+            cells.append(f"{mean:6.1f} +- {sd:4.1f}")
+        lines.append(f"{row:<14}" + "".join(f"{c:>15}" for c in cells))
+    lines.append("")
+    names = [k for k in ("finding1", "finding2", "finding3") if any(k in s["verdicts"] for s in summaries.values())]
+    verdicts = {}
+    for seed, s in summaries.items():
+        v = s["verdicts"]
+        verdicts[seed] = {k: bool(v.get(k)) for k in names}
+        margins = {"finding1": ("finding1_gap", "{:+.1f}"), "finding2": ("finding2_drop", "-{:.1f}"), "finding3": ("finding3_worst_gap", "gap {:.1f}")}
+        parts = [f"finding {k[-1]} {'HOLDS' if v.get(k) else 'does not hold'} ({margins[k][1].format(v[margins[k][0]])})" for k in names if margins[k][0] in v]
+        lines.append(f"seed {seed}: " + "; ".join(parts))
+    held = all(all(v.values()) for v in verdicts.values())
+    lines.append(f"all findings hold on every seed: {'yes' if held else 'no'}")
+    return "\n".join(lines), {"cells": stats, "verdicts": verdicts, "all_hold": held}
+
+
+def run_seeds(cfg: DemoConfig, seeds: Sequence[int], out: Path, log: Any = print) -> dict[str, Any]:
+    """One demo per seed in ``out/seed<N>``, then the mean +- sd table and the verdicts per seed."""
+    with OutputLock(out):
+        start = time.time()
+        summaries = {}
+        for seed in seeds:
+            log(f"=== seed {seed} ===")
+            summaries[seed] = run_demo(replace(cfg, seed=seed), out / f"seed{seed}", log)
+        text, table = seed_table(summaries)
+        result = {"seeds": list(seeds), **table, "seconds": time.time() - start,
+                  "stage_seconds": {seed: s["stage_seconds"] for seed, s in summaries.items()}}
+        atomic_write_text(out / "seeds_summary.json", json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write_text(out / "seeds.md", f"# biores demo over seeds {', '.join(map(str, seeds))}\n\n```\n{text}\n```\n")
+        log(f"\n=== seeds {', '.join(map(str, seeds))}: mean +- sd ===\n{text}\nwrote {out / 'seeds.md'} in {result['seconds']:.0f} s")
+        return result
 
 
 # --------------------------------------------------------------------------- CLI
@@ -331,6 +476,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="biores_demo", help="output folder (stages are cached here)")
     parser.add_argument("--quick", action="store_true", help="test-sized run (< 90 s): low vs native only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (e.g. 0,1,2): one demo each in OUT/seed<N>, then mean +- sd per cell")
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--encoder-steps", type=int, default=None,
@@ -347,5 +493,8 @@ def run(args: argparse.Namespace) -> int:
         if args.encoder_steps < 0:
             raise BioresConfigError(f"--encoder-steps must be >= 0, got {args.encoder_steps}")
         cfg = replace(cfg, encoder_steps=args.encoder_steps)
-    run_demo(cfg, Path(args.out))
+    if args.seeds is not None:
+        run_seeds(cfg, parse_seeds(args.seeds), Path(args.out))
+    else:
+        run_demo(cfg, Path(args.out))
     return 0

@@ -113,3 +113,52 @@ def test_demo_rejects_negative_encoder_steps_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "biores demo: error: --encoder-steps must be >= 0, got -1"
     assert not (tmp_path / "out").exists()  # nothing generated
+
+
+def test_second_demo_on_a_locked_folder_stops_in_one_line_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    from biores_plugin.cli import main
+    from biores_plugin.demo import LOCK, OutputLock
+
+    out = tmp_path / "out"
+    (out / "runs" / "low").mkdir(parents=True)
+    (out / "runs" / "low" / "model.safetensors").write_bytes(b"kept")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK).write_text(f"{holder.pid}\n")
+        assert main(["demo", "--quick", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("biores demo: error: ") and f"pid {holder.pid}" in err and "\n" not in err
+        assert (out / "runs" / "low" / "model.safetensors").read_bytes() == b"kept"  # nothing deleted
+        assert main(["demo", "--seeds", "0,1", "--out", str(out)]) == 2  # the seed runner takes the same lock
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the next demo takes it over (and releases it)
+    with OutputLock(out) as lock:
+        assert lock.path.read_text().split()[0] == str(os.getpid())
+    assert not (out / LOCK).exists()
+
+
+@pytest.mark.parametrize("text", ["0,x", "1,1", "-1", ""])
+def test_bad_seeds_are_one_line_errors(tmp_path, capsys, text):
+    from biores_plugin.cli import main
+
+    assert main(["demo", "--seeds", text, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("biores demo: error: --seeds takes") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_seed_table_reports_mean_sd_per_cell_and_verdicts_per_seed():
+    from biores_plugin.demo import seed_table
+
+    def summary(a, holds3):
+        return {"cells": {"64": {"64": a, "native": 20.0}, "native": {"64": 40.0, "native": 98.0}},
+                "verdicts": {"finding1": True, "finding1_gap": 98.0 - a, "finding2": True, "finding2_drop": a - 20.0,
+                             "finding3": holds3, "finding3_worst_gap": 2.0 if holds3 else 4.5}}
+
+    text, table = seed_table({0: summary(70.0, True), 1: summary(74.0, False), 2: summary(72.0, True)})
+    assert table["cells"]["64"]["64"] == pytest.approx([72.0, 2.0])
+    assert table["cells"]["native"]["native"] == pytest.approx([98.0, 0.0])
+    assert table["verdicts"][1] == {"finding1": True, "finding2": True, "finding3": False} and table["all_hold"] is False
+    assert "72.0 +-  2.0" in text and "seed 1: finding 1 HOLDS (+24.0); finding 2 HOLDS (-54.0); finding 3 does not hold (gap 4.5)" in text

@@ -48,6 +48,8 @@ class DataArguments(ResolutionConfig):
     mm_patch_merge_type: str = field(default="flat")
     answer_loss_weights: Optional[str] = field(default=None, metadata={"help": "loss weight per question type, e.g. fine=3,coarse=1"})
     max_samples: Optional[int] = field(default=None)
+    mixed_schedule: str = field(default="draw", metadata={"help": "how --mixed_resolution reaches the batches: draw, dataset, balanced or paired (train/mixing.py)"})
+    mixed_loss_normalization: str = field(default="token", metadata={"help": "token (one mean over answer tokens) or per_resolution"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +58,9 @@ class DataArguments(ResolutionConfig):
         if self.merge_size not in (1, 2):
             raise BioresConfigError(f"--merge_size must be 1 or 2, got {self.merge_size}")
         parse_loss_weights(self.answer_loss_weights)
+        from .mixing import check_schedule
+
+        check_schedule(self.mixed_schedule, self.mixed_loss_normalization)
 
     def resolution(self, patch_size: int) -> ResolutionConfig:
         """The checkpoint's resolution config for a tower with ``patch_size`` (one-line errors)."""

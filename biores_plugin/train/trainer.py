@@ -23,6 +23,7 @@ from ..errors import BioresConfigError, BioresError, BioresImageError
 from ..io_utils import atomic_write_text
 from ..resolution import draw_summary
 from .args import parse_args, parse_loss_weights
+from .mixing import build_schedule, normalized_loss
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
 from .checks import check_memory, meta_model, model_kind
 from .compose import ComposedLlavaProcessor, compose_llava, load_stock_llava, save_stock_llava, stock_llava, stock_training_processor
@@ -38,11 +39,11 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 class BioresTrainer(Trainer):
     """``Trainer`` with the token-count sampler, answer-weighted loss and a vision learning rate."""
 
-    def __init__(self, *args: Any, token_sampler: Optional[TokenCountGroupedSampler] = None, vision_lr: Optional[float] = None, batch_log: Optional[Path] = None, **kwargs: Any):
+    def __init__(self, *args: Any, token_sampler: Optional[TokenCountGroupedSampler] = None, vision_lr: Optional[float] = None, batch_log: Optional[Path] = None, loss_normalization: str = "token", **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._token_sampler = token_sampler
         self._vision_lr = vision_lr
-        self._batch_log = batch_log
+        self._batch_log, self._loss_normalization = batch_log, loss_normalization
         self.prior_loss = (0.0, 0)  # (summed step losses, steps) of the segments before a resume
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
@@ -76,13 +77,16 @@ class BioresTrainer(Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
         labels = inputs.pop("labels")
         weights = inputs.pop("loss_weights")
-        inputs.pop("visual_tokens", None)
+        groups = inputs.pop("visual_tokens", None)
         indices = inputs.pop("indices", None)
+        cu = inputs.get("cu_seq_lens_q")
+        if groups is not None and cu is not None:  # a packed row: each target token carries its sample's group
+            groups = torch.repeat_interleave(groups.to(cu.device), (cu[1:] - cu[:-1]).long())[None, 1:]
         outputs = model(**inputs)
         logits = outputs.logits[:, :-1].float()
         target, weight = labels[:, 1:], weights[:, 1:]
         ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none")
-        loss = (ce.view_as(target) * weight).sum() / weight.sum().clamp_min(1e-8)
+        loss = normalized_loss(ce.view_as(target), weight, groups, self._loss_normalization)
         if self._batch_log is not None and model.training and indices is not None and self.is_world_process_zero():
             with self._batch_log.open("a") as handle:
                 handle.write(json.dumps({"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach())}) + "\n")
@@ -288,12 +292,12 @@ def _mean_loss(state: Any) -> float:
     return float(sum(losses) / len(losses)) if losses else float("nan")
 
 
-def visual_tokens_seen(dataset: ResolutionDataset, sampler: TokenCountGroupedSampler, samples: int) -> int:
+def visual_tokens_seen(dataset: ResolutionDataset, sampler: Any, samples: int) -> int:
     total, epoch = 0, 0
     while samples > 0:
-        for index in sampler.order(epoch)[:samples]:
-            total += dataset.visual_tokens(index)
-        samples -= len(dataset)
+        order = sampler.order(epoch)
+        total += sum(dataset.visual_tokens(index) for index in order[:samples])
+        samples -= len(order)
         epoch += 1
     return total
 
@@ -337,15 +341,9 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         model = apply_lora(model, training_args)
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    draws = processor.resolution.mixed(training_args.seed).draws(len(records))
-    atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "seed": training_args.seed, **draw_summary(draws), "draws": draws}) + "\n")
-    dataset = ResolutionDataset(records, processor, draws, weights, training_args.model_max_length)
     world = max(1, training_args.world_size)
-    sampler = TokenCountGroupedSampler(
-        [dataset.token_count(i) for i in range(len(dataset))] if training_args.group_by_token_count else [0] * len(dataset),
-        training_args.per_device_train_batch_size * world,
-        seed=training_args.seed,
-    )
+    dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, training_args.per_device_train_batch_size * world)
+    atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "schedule": data_args.mixed_schedule, "seed": training_args.seed, **draw_summary(dataset.draws), "draws": dataset.draws}) + "\n")
     pad = processor.tokenizer.pad_token_id
     qwen = isinstance(processor, QwenVLTrainProcessor)
     collator: Any = QwenVLCollator(pad, model.config.image_token_id) if qwen else ImageListCollator(pad)
@@ -361,6 +359,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         token_sampler=sampler,
         vision_lr=model_args.mm_vision_tower_lr,
         batch_log=out / "batches.jsonl",
+        loss_normalization=data_args.mixed_loss_normalization,
     )
     start = time.time()
     resume = _resume_target(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -411,7 +410,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)),
             "gradient_checkpointing": _checkpointing(trainer.accelerator.unwrap_model(trainer.model)),
             "bf16": bool(training_args.bf16),
-            "draws": draw_summary(draws),
+            "draws": draw_summary(dataset.draws),
         }
         atomic_write_text(out / "biores_train_stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
