@@ -45,7 +45,7 @@ class DemoConfig:
     encoder_n: int = 1500
     encoder_steps: int = 400
     encoder_lr: float = 2e-3
-    mixed: str = "64:0.6,native:0.4"
+    mixed: str = "64:0.7,native:0.3"
     mixed_schedule: str = "balanced"
     mixed_steps: int = 1200  # as many 64 px images as the 64 px model sees, fewer visual tokens than native
     mixed_loss_normalization: str = "token"
