@@ -27,10 +27,22 @@ def _flags(lm: Path, tower: Path, data: Path, out: Path, *extra: str) -> list[st
             "--disable_tqdm", "true", "--seed", "0", "--use_cpu", "true", "--save_strategy", "no", *extra]
 
 
+_LEGACY = (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+           ("multi_modal_projector.", "model.multi_modal_projector."), ("vision_tower.", "model.vision_tower."))
+
+
+def current_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A LLaVA state dict under transformers 5's module names (``save_pretrained`` writes the legacy ones)."""
+    def rename(key: str) -> str:
+        return next((new + key[len(old):] for old, new in _LEGACY if key.startswith(old)), key)
+
+    return {rename(k): v for k, v in state.items()}
+
+
 def _state(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(str(folder / "model.safetensors"))
+    return current_layout(load_file(str(folder / "model.safetensors")))
 
 
 def _strict_stock(folder: Path):

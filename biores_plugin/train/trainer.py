@@ -53,6 +53,13 @@ class BioresTrainer(Trainer):
             folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
             atomic_write_text(folder / LOSS_FILE, json.dumps({"loss_sum": total, "steps": self.state.global_step}) + "\n")
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        model = model if model is not None else self.model
+        weights = Path(resume_from_checkpoint) / "model.safetensors"
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or hasattr(model, "peft_config") or not weights.is_file():
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_checkpoint_weights(model, weights)  # transformers' own resume loads the saved layout unrenamed
+
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         return self._token_sampler if self._token_sampler is not None else super()._get_train_sampler(train_dataset)
 
@@ -304,6 +311,30 @@ def visual_tokens_seen(dataset: ResolutionDataset, sampler: Any, samples: int) -
 
 def _checkpointing(model: Any) -> bool:
     return any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules())
+
+
+#: saved (``save_pretrained``) name prefix -> the live module's, for LLaVA and Qwen-VL checkpoints
+_SAVED_PREFIXES = (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+                   ("multi_modal_projector.", "model.multi_modal_projector."), ("vision_tower.", "model.vision_tower."),
+                   ("visual.", "model.visual."), ("model.", "model.language_model."))
+
+
+def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
+    """A checkpoint's weights into ``model`` under either key layout; anything missing
+    (other than tied weights) or unexpected is a one-line error, never a random module."""
+    from safetensors.torch import load_file
+
+    own = model.state_dict()
+    state = {}
+    for key, value in load_file(str(path)).items():
+        renamed = (new + key[len(old):] for old, new in _SAVED_PREFIXES if key.startswith(old) and new + key[len(old):] in own)
+        state[key if key in own else next(renamed, key)] = value
+    result = model.load_state_dict(state, strict=False)
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    missing = [k for k in result.missing_keys if own[k].data_ptr() not in loaded]  # tied weights come with their twin
+    if missing or result.unexpected_keys:
+        raise BioresConfigError(f"checkpoint {path.parent} does not match the model: {len(missing)} missing weights {missing[:3]}, "
+                                f"{len(result.unexpected_keys)} unexpected {list(result.unexpected_keys)[:3]}")
 
 
 def _resume_prior_loss(resume: Optional[str]) -> tuple[float, int]:
