@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 import fixtures_models
@@ -184,3 +185,32 @@ def test_memory_estimate_counts_trained_weights_only():
     assert check_memory(model, "m", SimpleNamespace(tune_mm_mlp_adapter=True), args) == 4 * total + 12 * projector
     assert check_memory(model, "m", SimpleNamespace(tune_mm_mlp_adapter=False, freeze_vision_tower=True), args) == 16 * total - 12 * tower
     assert check_memory(model, "m", full, SimpleNamespace(deepspeed="zero3.json", fsdp=None, lora_enable=False)) == 0  # sharded: not estimated
+
+
+def test_resume_weights_load_in_either_layout_and_refuse_mismatches(tmp_path):
+    """HF Trainer's own resume loads the legacy layout ``save_pretrained`` writes with every weight
+    missing (a random model, silently); biores renames it, and refuses what does not fit."""
+    from safetensors.torch import save_file
+
+    from biores_plugin.errors import BioresConfigError
+    from biores_plugin.train.trainer import load_checkpoint_weights
+
+    class Inner(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.language_model = torch.nn.Linear(2, 2, bias=False)
+
+    class Outer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model, self.lm_head = Inner(), torch.nn.Linear(2, 2, bias=False)
+
+    model = Outer()
+    weights = {"language_model.model.weight": torch.full((2, 2), 3.0), "language_model.lm_head.weight": torch.full((2, 2), 5.0)}
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    load_checkpoint_weights(model, tmp_path / "model.safetensors")
+    assert float(model.model.language_model.weight[0, 0]) == 3.0 and float(model.lm_head.weight[0, 0]) == 5.0
+    save_file({**weights, "stray.weight": torch.zeros(1)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(BioresConfigError, match="1 unexpected keys") as info:
+        load_checkpoint_weights(Outer(), tmp_path / "model.safetensors")
+    assert "\n" not in str(info.value)

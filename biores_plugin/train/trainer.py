@@ -324,6 +324,8 @@ def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
     (other than tied weights) or unexpected is a one-line error, never a random module."""
     from safetensors.torch import load_file
 
+    from ..models.native_llava import check_loading_info
+
     own = model.state_dict()
     state = {}
     for key, value in load_file(str(path)).items():
@@ -332,9 +334,7 @@ def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
     result = model.load_state_dict(state, strict=False)
     loaded = {own[k].data_ptr() for k in state if k in own}
     missing = [k for k in result.missing_keys if own[k].data_ptr() not in loaded]  # tied weights come with their twin
-    if missing or result.unexpected_keys:
-        raise BioresConfigError(f"checkpoint {path.parent} does not match the model: {len(missing)} missing weights {missing[:3]}, "
-                                f"{len(result.unexpected_keys)} unexpected {list(result.unexpected_keys)[:3]}")
+    check_loading_info({"missing_keys": missing, "unexpected_keys": result.unexpected_keys}, f"resume from {path.parent}")
 
 
 def _resume_prior_loss(resume: Optional[str]) -> tuple[float, int]:
