@@ -65,7 +65,7 @@ def stock_comparison(n: int, max_new_tokens: int) -> str:
 
     ref, ref_rate = run(LlavaHf(pretrained=str(folder), device="cpu", device_map="cpu", dtype="float32", batch_size=1, chat_template=STRING_TEMPLATE))
     try:
-        from biores_plugin.eval.biores_llava import BioresLlava
+        from biores_plugin.lmms_plugin.biores_llava import BioresLlava
 
         ours, rate = run(BioresLlava(pretrained=str(folder), device="cpu", batch_size=1, max_new_tokens=max_new_tokens))
         batched, batched_rate = run(BioresLlava(pretrained=str(folder), device="cpu", batch_size=4, max_new_tokens=max_new_tokens))

@@ -21,9 +21,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("biores_plugin.cli", "size before/after and visual tokens of images under resolution policies"),
     "synth": ("biores_plugin.synth.cli", "generate the offline synthetic resolution benchmark"),
     "report": ("biores_plugin.report", "tables and plots from lmms-eval results: accuracy vs resolution, train x inference"),
-    "tasks": ("biores_plugin.eval.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
-    "sweep": ("biores_plugin.eval.wrap", "wrap any lmms-eval task (upstream or --include_path) into a resolution sweep"),
-    "export-task": ("biores_plugin.eval.export", "write a self-contained lmms-eval task folder (no biores import) for a data set biores adds"),
+    "tasks": ("biores_plugin.task_authoring.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
+    "sweep": ("biores_plugin.task_authoring.wrap", "wrap any lmms-eval task (upstream or --include_path) into a resolution sweep"),
+    "export-task": ("biores_plugin.task_authoring.export", "write a self-contained lmms-eval task folder (no biores import) for a data set biores adds"),
 }
 
 

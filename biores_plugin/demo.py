@@ -243,7 +243,7 @@ def stage_eval(cfg: DemoConfig, out: Path, data: Path, runs: dict[str, Path], lo
     """One lmms-eval start for all checkpoints (in-process), one results folder per model."""
     import os
 
-    from .eval.taskgen import write_custom_sweep
+    from .task_authoring.taskgen import write_custom_sweep
 
     tasks_root = out / "tasks"
     write_custom_sweep("synth", cfg.eval_resolutions, tasks_root, name="biores_synth_demo")
@@ -265,7 +265,7 @@ def stage_eval(cfg: DemoConfig, out: Path, data: Path, runs: dict[str, Path], lo
     from lmms_eval.tasks import TaskManager
     from lmms_eval.utils import get_datetime_str
 
-    from .eval import plugin
+    from .lmms_plugin import plugin
 
     plugin.install()
     manager = TaskManager("WARNING", include_path=str(tasks_root))

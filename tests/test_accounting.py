@@ -43,7 +43,7 @@ WRAPPERS = {  # lmms-eval model name -> (fixture, model_args, expected tower siz
 def test_wrapper_logs_what_its_processor_fed_the_model(stock_checkpoint, name):
     from lmms_eval.models import get_model
 
-    from biores_plugin.eval import accounting
+    from biores_plugin.lmms_plugin import accounting
     from biores_plugin import patching
 
     fixture, args, expected = WRAPPERS[name]

@@ -28,7 +28,7 @@ from test_image_io import fake_png_header, fake_tiff_header, pil_bytes, tiff_byt
 
 from biores_plugin.cli import main as biores_main
 from biores_plugin.errors import BioresError
-from biores_plugin.eval.sweep import sweep_image
+from biores_plugin.task_library.sweep import sweep_image
 from biores_plugin.image_io import image_size, load_array, load_image
 from biores_plugin.processing import BioresAnyResImageProcessor, BioresNativeImageProcessor
 from biores_plugin.resolution import downsample, parse_policy
@@ -368,7 +368,7 @@ CASES = [
 # ----------------------------------------------------------------------------- the entry points
 
 #: The sweep still passes RGB PIL images to the resize without the checked route: these cases
-#: need biores_plugin/eval/sweep.py to call image_io.load_image(image, copy=False) first.
+#: need biores_plugin/task_library/sweep.py to call image_io.load_image(image, copy=False) first.
 LOADERS = ("load_image", "load_array", "image_size", "verify", "native", "anyres")
 KIND_ENTRIES = {
     "path": LOADERS + ("info",),

@@ -38,15 +38,15 @@ def _llava_path(argv: list[str], base, log_path: Path, monkeypatch) -> tuple[lis
     """Pixels, logged draw labels per index and the collated image list of llava's own dataset."""
     from llava import conversation as conversation_lib
 
-    from biores_plugin.llava import hooks, shims, state as llava_state
-    from biores_plugin.llava.processor import NativeLlavaImageProcessor
-    from biores_plugin.llava.train import parse_and_validate
+    from biores_plugin.original_llava import hooks, shims, state as llava_state
+    from biores_plugin.original_llava.processor import NativeLlavaImageProcessor
+    from biores_plugin.original_llava.train import parse_and_validate
     from biores_plugin.tiny import build_word_tokenizer
 
     train_module = shims.import_llava_train()
     hooks.install_hooks(train_module)
     _, data_args, training_args, resolution = parse_and_validate(argv, train_module)
-    state = hooks.NativeState(resolution, seed=training_args.seed, log_path=log_path)  # as biores_plugin.llava.train does
+    state = hooks.NativeState(resolution, seed=training_args.seed, log_path=log_path)  # as biores_plugin.original_llava.train does
     state.set_patch_size(PATCH)  # what the trainer hook takes from the vision tower
     data_args.image_processor, data_args.is_multimodal, data_args.mm_use_im_start_end = base, True, False
     monkeypatch.setattr(conversation_lib, "default_conversation", conversation_lib.conv_templates["plain"])
@@ -91,7 +91,7 @@ def _biores_train_path(argv: list[str], base) -> tuple[list[torch.Tensor], dict,
 def test_both_trainers_draw_and_resize_identically(data, tmp_path, monkeypatch):
     from transformers import CLIPImageProcessor
 
-    from biores_plugin.llava import hooks, shims
+    from biores_plugin.original_llava import hooks, shims
     from biores_plugin.resolution import NATIVE, resolution_label
 
     before = (hooks.installed_hooks(), shims.applied_shims())

@@ -1,6 +1,6 @@
 """biores on the ORIGINAL LLaVA package (llava-torch 1.2.2.post1) with current torch / transformers.
 
-Covers ``python -m biores_plugin.llava.train`` end to end on a tiny, fully local LLaVA (llava's own
+Covers ``python -m biores_plugin.original_llava.train`` end to end on a tiny, fully local LLaVA (llava's own
 ``LlavaLlamaForCausalLM`` + a tiny CLIP tower folder + a word-level tokenizer), the mixed-resolution draw,
 one-line flag validation before any model load, and the patched ``llava.mm_utils.process_images``.
 
@@ -50,7 +50,7 @@ def llava_pkg():
     problem = _llava_import_problem()
     if problem:  # the tests must fail, not skip: CI installs llava-torch
         pytest.fail(f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False)
-    from biores_plugin.llava import apply
+    from biores_plugin.original_llava import apply
 
     first = apply()
     assert apply() == first  # idempotent
@@ -114,7 +114,7 @@ def world(llava_pkg, tmp_path_factory) -> Path:
 
 
 def _cmd(world: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "biores_plugin.llava.train",
+    return [sys.executable, "-m", "biores_plugin.original_llava.train",
             "--model_name_or_path", str(world / "base"), "--version", "plain",
             "--vision_tower", str(world / "tower"), "--mm_projector_type", "mlp2x_gelu",
             "--mm_vision_select_layer", "-2",
@@ -252,7 +252,7 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize("extra,message", BAD_FLAGS, ids=["aspect", "mix-sum", "mix-label", "min-max", "native-only"])
 def test_bad_flags_fail_fast_with_one_line(tmp_path, extra, message):
-    cmd = [sys.executable, "-m", "biores_plugin.llava.train", "--model_name_or_path", str(tmp_path / "no-model"),
+    cmd = [sys.executable, "-m", "biores_plugin.original_llava.train", "--model_name_or_path", str(tmp_path / "no-model"),
            "--vision_tower", str(tmp_path / "no-tower"), "--data_path", str(tmp_path / "no.json"),
            "--output_dir", str(tmp_path / "out"), *extra]
     start = time.monotonic()
@@ -268,7 +268,7 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, extra, message):
 
 def test_llava_flag_errors_are_one_line_too(llava_pkg, tmp_path, capsys):
     """Errors of the full HfArgumentParser pass (LLaVA's own flags) are one line as well, still before model load."""
-    from biores_plugin.llava.train import main
+    from biores_plugin.original_llava.train import main
 
     base = ["--model_name_or_path", str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "out")]
     assert main([*base, "--image_aspect_ratio", "native", "--not_a_flag", "1"]) == 2
@@ -331,7 +331,7 @@ def test_anyres_size_shim_accepts_tuple_style_access(llava_pkg):
     image = Image.new("RGB", (90, 40))
     out = mm_utils.process_anyres_image(image, processor, [[56, 112], [112, 56], [112, 112]])
     assert tuple(out.shape) == (3, 3, 56, 56)  # base image + 2 crops of the 112x56 pinpoint
-    from biores_plugin.llava.shims import _ProcessorView
+    from biores_plugin.original_llava.shims import _ProcessorView
 
     view = _ProcessorView(processor)
     assert isinstance(view.size, dict) and min(view.size) == 56 and view.size[0] == 56
@@ -341,7 +341,7 @@ def test_anyres_size_shim_accepts_tuple_style_access(llava_pkg):
 
 def test_hooks_skip_cleanly_where_hook_points_are_missing(llava_pkg):
     """LLaVA flavours differ (llava-torch vs LLaVA-NeXT): a missing hook point is skipped, never an error."""
-    from biores_plugin.llava import hooks, model_hooks, trainer_hooks
+    from biores_plugin.original_llava import hooks, model_hooks, trainer_hooks
 
     class NoHooks:
         pass
@@ -376,7 +376,7 @@ def test_hooks_and_shims_revert_to_the_exact_originals(llava_pkg):
     from llava import mm_utils
 
     from biores_plugin import patching
-    from biores_plugin.llava import apply, hooks, remove, shims
+    from biores_plugin.original_llava import apply, hooks, remove, shims
 
     installed = apply()
     groups = ("llava.hooks", "llava.shims")

@@ -89,7 +89,7 @@ def test_report_errors_are_one_line(tmp_path):
 def test_task_registration_in_process_and_no_name_collisions():
     from lmms_eval.tasks import TaskManager
 
-    from biores_plugin.eval import plugin as lmms_eval_plugin
+    from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
 
     builtin = set(TaskManager("ERROR").all_tasks) if not lmms_eval_plugin.is_installed() else None
     lmms_eval_plugin.install()
@@ -114,7 +114,7 @@ def test_lmms_eval_cli_lists_tasks_without_flags():
 
 
 def test_shipped_sweep_folders_match_the_generator(tmp_path):
-    from biores_plugin.eval.taskgen import folder_sweeps, shipped_datasets, write_sweep
+    from biores_plugin.task_authoring.taskgen import folder_sweeps, shipped_datasets, write_sweep
 
     datasets = shipped_datasets()
     assert set(SHIPPED) == set(datasets)
@@ -132,7 +132,7 @@ def test_shipped_sweep_folders_match_the_generator(tmp_path):
 def test_custom_sweep_folder_loads_and_resizes(tmp_path, synth_small, monkeypatch):
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.eval import plugin as lmms_eval_plugin
+    from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
     from biores_plugin.cli import main
 
     lmms_eval_plugin.install()
@@ -155,7 +155,7 @@ def test_custom_sweep_folder_loads_and_resizes(tmp_path, synth_small, monkeypatc
 def test_missing_synth_data_says_how_to_make_it(tmp_path, monkeypatch):
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.eval import plugin as lmms_eval_plugin
+    from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
     from biores_plugin.errors import BioresConfigError
 
     lmms_eval_plugin.install()

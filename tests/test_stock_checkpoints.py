@@ -74,7 +74,7 @@ def _stock_run(folder, text, images, max_new=5):
 
 @pytest.mark.parametrize("name", STOCK)
 def test_biores_llava_equals_stock_token_for_token(stock_checkpoint, name):
-    from biores_plugin.eval.biores_llava import BioresLlava
+    from biores_plugin.lmms_plugin.biores_llava import BioresLlava
 
     folder = stock_checkpoint(name)
     image = _image(90, 70)
@@ -90,7 +90,7 @@ def test_biores_llava_equals_stock_token_for_token(stock_checkpoint, name):
 
 
 def test_text_only_requests_and_mixed_batches(stock_checkpoint, tiny_checkpoint):
-    from biores_plugin.eval.biores_llava import BioresLlava
+    from biores_plugin.lmms_plugin.biores_llava import BioresLlava
 
     for folder in (tiny_checkpoint, stock_checkpoint("llava_legacy"), stock_checkpoint("qwen2_vl")):
         lm = BioresLlava(pretrained=str(folder), max_new_tokens=2, batch_size=2)
@@ -105,7 +105,7 @@ def test_broken_checkpoint_is_a_one_line_error(tmp_path, stock_checkpoint):
     from safetensors.torch import load_file, save_file
 
     from biores_plugin.errors import BioresConfigError
-    from biores_plugin.eval.biores_llava import BioresLlava
+    from biores_plugin.lmms_plugin.biores_llava import BioresLlava
 
     folder = tmp_path / "broken"
     shutil.copytree(stock_checkpoint("llava_legacy"), folder)
@@ -123,7 +123,7 @@ def test_policy_override_on_stock_llava_uses_its_processor_config_stats(tmp_path
     import json
     import shutil
 
-    from biores_plugin.eval.biores_llava import BioresLlava
+    from biores_plugin.lmms_plugin.biores_llava import BioresLlava
     from biores_plugin.models.native_llava import BioresLlavaProcessor
 
     folder = tmp_path / "llava"

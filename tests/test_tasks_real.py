@@ -63,7 +63,7 @@ def tasks(real_env):
     """Every variant of the six folders, built exactly as lmms-eval builds tasks."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.eval.plugin import install
+    from biores_plugin.lmms_plugin.plugin import install
 
     install()
     manager = TaskManager(include_defaults=False)  # the plugin hook adds biores' folders
@@ -82,7 +82,7 @@ def _variant(resolution: str) -> int:
 def test_folder_is_generated_and_points_at_real_data(dataset, tmp_path):
     from lmms_eval import utils as lmms_utils
 
-    from biores_plugin.eval.taskgen import folder_sweeps, write_sweep
+    from biores_plugin.task_authoring.taskgen import folder_sweeps, write_sweep
 
     folder = TASKS_DIR / f"biores_{dataset}"
     for name in ("__init__.py", "utils.py", "README.md"):
@@ -332,8 +332,8 @@ def test_bad_image_stops_or_is_skipped_in_a_shipped_task(tmp_path, monkeypatch, 
     from PIL import ImageFile
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.eval.images import BadImageError, placeholder
-    from biores_plugin.eval.plugin import install
+    from biores_plugin.task_library.images import BadImageError, placeholder
+    from biores_plugin.lmms_plugin.plugin import install
     from fixtures_real import build_vqa_rad
 
     install()
@@ -359,8 +359,8 @@ def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_
     import huggingface_hub.constants
 
     from biores_plugin.errors import BioresConfigError
-    from biores_plugin.eval import archive
-    from biores_plugin.eval.variant import ADAPTERS
+    from biores_plugin.task_library import archive
+    from biores_plugin.task_library.variant import ADAPTERS
     from biores_plugin.tasks.biores_pmc_vqa import utils as pmc
 
     archive._archive.cache_clear()
@@ -392,7 +392,7 @@ def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_
 def test_image_archive_reads_zip_folder_and_nested_members(tmp_path):
     import zipfile
 
-    from biores_plugin.eval.archive import ImageArchive
+    from biores_plugin.task_library.archive import ImageArchive
     from fixtures_real import image_bytes
 
     (tmp_path / "imgs" / "xmlab9").mkdir(parents=True)
@@ -453,8 +453,8 @@ def test_custom_resolutions_reuse_the_shipped_tasks(tmp_path, real_env):
     wrapped data sets (SLAKE) wrap lmms-eval's task again."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.eval.plugin import install
-    from biores_plugin.eval.taskgen import write_custom_sweep
+    from biores_plugin.lmms_plugin.plugin import install
+    from biores_plugin.task_authoring.taskgen import write_custom_sweep
 
     install()
     write_custom_sweep("slake", ["320", "native"], tmp_path, name="biores_slake_r")

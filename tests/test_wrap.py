@@ -75,7 +75,7 @@ def world(tmp_path_factory):
 def loaded(world):
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.eval.plugin import install
+    from biores_plugin.lmms_plugin.plugin import install
 
     install()
     manager = TaskManager("ERROR", include_path=str(world["tasks"]), include_defaults=False, model_name="biores_llava")
@@ -149,7 +149,7 @@ def test_capped_variants_cap_every_image_and_nothing_else(loaded):
 
 
 def test_slake_secondary_metrics_follow_llava_med(loaded):
-    from biores_plugin.eval.protocols import llava_med_closed_hit, llava_med_recall
+    from biores_plugin.task_library.protocols import llava_med_closed_hit, llava_med_recall
 
     task = loaded["biores_slake_native"]
     for doc in task.test_docs_no_media():
@@ -168,8 +168,8 @@ def test_slake_secondary_metrics_follow_llava_med(loaded):
 def test_truncated_image_stops_with_one_line_naming_task_doc_and_source(world, loaded, tmp_path):
     from PIL import ImageFile
 
-    from biores_plugin.eval.images import BadImageError
-    from biores_plugin.eval.wrap import Source, write_task_sweep
+    from biores_plugin.task_library.images import BadImageError
+    from biores_plugin.task_authoring.wrap import Source, write_task_sweep
     from lmms_eval.tasks import TaskManager, get_task_dict
 
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # lmms-eval's setting: PIL alone would accept the file
@@ -184,7 +184,7 @@ def test_truncated_image_stops_with_one_line_naming_task_doc_and_source(world, l
     assert "column 'image'" in message and "truncated" in message
     # the skipping sweep records the doc and gives it neither images nor a score
     skipping = loaded["biores_vstar_bench_224"]
-    from biores_plugin.eval.images import placeholder
+    from biores_plugin.task_library.images import placeholder
 
     [stand_in] = skipping.doc_to_visual(skipping.test_docs()[1])  # the model gets a neutral stand-in
     assert np.array_equal(np.asarray(stand_in), np.asarray(placeholder()))
@@ -193,7 +193,7 @@ def test_truncated_image_stops_with_one_line_naming_task_doc_and_source(world, l
 
 
 def test_paths_from_data_files_stay_inside_the_data_root(tmp_path):
-    from biores_plugin.eval.archive import ImageArchive, UnsafePathError
+    from biores_plugin.task_library.archive import ImageArchive, UnsafePathError
 
     snapshot = hub_snapshot(tmp_path / "hf", "org/data")
     blobs = snapshot.parent.parent / "blobs"
@@ -216,7 +216,7 @@ def test_user_task_folder_with_template_functions_and_group(tmp_path, world):
     """A user's --include_path folder: include: template, !function utils targets, a group."""
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.eval.wrap import resolve, sweep
+    from biores_plugin.task_authoring.wrap import resolve, sweep
 
     mine = tmp_path / "mine"
     mine.mkdir()

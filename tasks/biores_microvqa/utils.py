@@ -1,7 +1,7 @@
 """biores_microvqa_direct: MicroVQA (microscopy research VQA), biores' fast direct-answer sweep.
 
 The protocol sweep ``biores_microvqa`` is lmms-eval's own ``microvqa`` task wrapped
-(``biores_plugin.eval.wrap``: the owners' chain-of-thought prompt, numbered options, sampled
+(``biores_plugin.task_authoring.wrap``: the owners' chain-of-thought prompt, numbered options, sampled
 up to 2,048 tokens); this folder keeps the lettered direct-answer variant beside it.
 
 Data: ``jmhb/microvqa`` on the Hugging Face hub (parquet under ``data/``), or a local copy
@@ -31,14 +31,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
-from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered
-from biores_plugin.eval.sweep import cell_size, chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
+from biores_plugin.task_library.images import aggregate_skipped  # noqa: F401  (yaml !function target)
+from biores_plugin.task_library.scoring import LETTERS, aggregate_score, choice_record, lettered
+from biores_plugin.task_library.sweep import cell_size, chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
 
 
 def _largest_sizes(dataset: Any) -> list[tuple[int, int]]:
     """Per row, the header size of its largest image (no pixel decoding)."""
-    from biores_plugin.eval.sweep import undecoded
+    from biores_plugin.task_library.sweep import undecoded
 
     raw, _ = undecoded(dataset)
     return [max((cell_size(c) for c in cells or []), key=lambda s: s[0] * s[1], default=(0, 0)) for cells in raw["images_list"]]

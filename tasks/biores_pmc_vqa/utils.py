@@ -35,11 +35,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from biores_plugin.eval.archive import image_archive
-from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
-from biores_plugin.eval.protocols import medvint_prompt, nearest_choice
-from biores_plugin.eval.scoring import aggregate_score, choice_record, lettered, sweep_fields
-from biores_plugin.eval.sweep import archive_images, chat_messages, prompt_text, skipped_results, sweep_getattr
+from biores_plugin.task_library.archive import image_archive
+from biores_plugin.task_library.images import aggregate_skipped  # noqa: F401  (yaml !function target)
+from biores_plugin.task_library.protocols import medvint_prompt, nearest_choice
+from biores_plugin.task_library.scoring import aggregate_score, choice_record, lettered, sweep_fields
+from biores_plugin.task_library.sweep import archive_images, chat_messages, prompt_text, skipped_results, sweep_getattr
 
 REPO_ID = "xmcmic/PMC-VQA"
 ENV = "BIORES_PMC_VQA_PATH"

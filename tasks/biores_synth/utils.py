@@ -6,7 +6,7 @@ below its critical scale, and a *coarse* one answerable at low resolution. The a
 word from ``options``; scoring takes the first option named in the response.
 """
 
-from biores_plugin.eval.synth import (  # noqa: F401  (yaml !function targets)
+from biores_plugin.task_library.synth import (  # noqa: F401  (yaml !function targets)
     __getattr__,
     aggregate_accuracy,
     aggregate_coarse,

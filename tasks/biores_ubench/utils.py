@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
-from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered, mean
-from biores_plugin.eval.sweep import chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
+from biores_plugin.task_library.images import aggregate_skipped  # noqa: F401  (yaml !function target)
+from biores_plugin.task_library.scoring import LETTERS, aggregate_score, choice_record, lettered, mean
+from biores_plugin.task_library.sweep import chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
 
 QUESTION = "classification"
 

@@ -20,5 +20,5 @@ Metrics (the card's three leaderboard metrics plus one):
   recall-style score LLaVA-Med reports for open questions); lenient with verbose answers.
 """
 
-from biores_plugin.eval.vqa import *  # noqa: F401,F403  (yaml !function targets)
-from biores_plugin.eval.vqa import __getattr__  # noqa: F401  (process_docs_<resolution>)
+from biores_plugin.task_library.vqa import *  # noqa: F401,F403  (yaml !function targets)
+from biores_plugin.task_library.vqa import __getattr__  # noqa: F401  (process_docs_<resolution>)

@@ -4,16 +4,16 @@
 inference points always, the training points of ``train_module`` when given) through
 :mod:`biores_plugin.patching`, group ``"llava.hooks"``; :func:`uninstall_hooks` puts llava's own
 objects back. What each hook does: docs/llava.md. The session state, processor and image list
-are re-exported here for ``biores_plugin.llava.train``.
+are re-exported here for ``biores_plugin.original_llava.train``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from biores_plugin.llava import model_hooks, points, trainer_hooks
-from biores_plugin.llava.processor import NativeImages, NativeLlavaImageProcessor, native_processor_for
-from biores_plugin.llava.state import LOG_NAME, LOG_PREFIX, NativeState, activate, active_state, log_event
+from biores_plugin.original_llava import model_hooks, points, trainer_hooks
+from biores_plugin.original_llava.processor import NativeImages, NativeLlavaImageProcessor, native_processor_for
+from biores_plugin.original_llava.state import LOG_NAME, LOG_PREFIX, NativeState, activate, active_state, log_event
 
 __all__ = [
     "LOG_NAME",

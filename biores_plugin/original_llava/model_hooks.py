@@ -14,10 +14,10 @@ from typing import Any
 import torch
 
 from biores_plugin.errors import BioresConfigError
-from biores_plugin.llava.points import HOOK_GROUP, import_or_none, wrap_point
-from biores_plugin.llava.processor import NativeImages, image_at_policy, native_processor_for
-from biores_plugin.llava.resolution import inference_policy
-from biores_plugin.llava.state import active_state, log_event
+from biores_plugin.original_llava.points import HOOK_GROUP, import_or_none, wrap_point
+from biores_plugin.original_llava.processor import NativeImages, image_at_policy, native_processor_for
+from biores_plugin.original_llava.resolution import inference_policy
+from biores_plugin.original_llava.state import active_state, log_event
 
 __all__ = ["hook_encode_images", "hook_prepare_inputs", "hook_process_images", "hook_tower_forward"]
 

@@ -1,4 +1,4 @@
-"""What one ``biores_plugin.llava.train`` session decided, its JSON log, and the sample index.
+"""What one ``biores_plugin.original_llava.train`` session decided, its JSON log, and the sample index.
 
 :class:`NativeState` holds the resolved resolution config and the mixed-resolution draw; the
 hooks read it through :func:`active_state`. The dataset hook publishes the index of the sample
@@ -38,7 +38,7 @@ _LOG_LOCK = threading.Lock()
 
 @dataclass
 class NativeState:
-    """What the running ``biores_plugin.llava.train`` session decided (None outside native sessions)."""
+    """What the running ``biores_plugin.original_llava.train`` session decided (None outside native sessions)."""
 
     resolution: ResolutionConfig
     seed: int = 42

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import patching
 from ..errors import BioresConfigError
+from ..task_library.folders import tasks_dir  # noqa: F401  (re-exported: the plugin's own task folder)
 
 TASK_ENTRY_POINT_GROUP = "lmms_eval.tasks"
 SYNTH_ENV = "BIORES_SYNTH_PATH"
@@ -27,13 +28,6 @@ DEFAULT_SYNTH = {"size": 1024, "n_train": 16, "n_test": 200, "seed": 0, "progres
 def default_synth_path() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "biores" / "synth" / "default"
-
-
-def tasks_dir() -> Path:
-    """biores' own task folder (``tasks/`` in the source tree, ``biores_plugin/tasks`` installed)."""
-    from .. import tasks  # noqa: PLC0415  (installed as biores_plugin.tasks)
-
-    return Path(tasks.__file__).resolve().parent
 
 
 def entry_point_task_dirs() -> list[str]:
@@ -58,7 +52,7 @@ def entry_point_task_dirs() -> list[str]:
 
 
 def _with_plugin_paths(include_path: Any) -> list[str]:
-    from .wrap import shipped_dir
+    from ..task_authoring.wrap import shipped_dir
 
     paths: list[str] = []
     if include_path is not None:
@@ -202,7 +196,7 @@ def manifests() -> list[Any]:
     return [
         ModelManifest(
             model_id="biores_llava",
-            simple_class_path="biores_plugin.eval.biores_llava.BioresLlava",
-            chat_class_path="biores_plugin.eval.biores_llava.BioresLlavaChat",
+            simple_class_path="biores_plugin.lmms_plugin.biores_llava.BioresLlava",
+            chat_class_path="biores_plugin.lmms_plugin.biores_llava.BioresLlavaChat",
         )
     ]

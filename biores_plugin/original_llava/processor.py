@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from biores_plugin.errors import BioresConfigError
-from biores_plugin.llava.state import NativeState, current_sample_index, log_event
+from biores_plugin.original_llava.state import NativeState, current_sample_index, log_event
 from biores_plugin.resolution import NativePolicy, Policy, apply_policy, resolution_label
 
 __all__ = ["NativeImages", "NativeLlavaImageProcessor", "image_at_policy", "native_processor_for"]
@@ -83,7 +83,7 @@ class NativeLlavaImageProcessor:
         if index is None:  # never silently fall back to plain native in a mixed run
             raise BioresConfigError(
                 "--mixed_resolution needs the sample index, but LazySupervisedDataset.__getitem__ is not "
-                "hooked in this process (call biores_plugin.llava.apply() in dataloader workers)"
+                "hooked in this process (call biores_plugin.original_llava.apply() in dataloader workers)"
             )
         assert self.state.mixed is not None
         return self.state.mixed.draw(index)

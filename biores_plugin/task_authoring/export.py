@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import importlib
-import inspect
 import json
 import shutil
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import Sequence
 
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
+from ..task_library.folders import tasks_dir
 
 _HEADER = '''"""{title} for lmms-eval: {protocol}.
 
@@ -186,17 +185,17 @@ class Export:
 
 EXPORTS = {
     "vqa_rad": Export("VQA-RAD", "LLaVA-Med's protocol (closed yes/no accuracy, open token recall)", "biores_vqa_rad", (
-        ("biores_plugin.eval.scoring", ("_PUNCT", "_ARTICLES", "normalize_answer", "closed_by_answer")),
-        ("biores_plugin.eval.protocols", ("_LM_PUNCT", "_LM_DIGIT_COMMA", "_LM_PERIOD", "_LM_NUMBER_WORDS", "_LM_ARTICLES",
+        ("biores_plugin.task_library.scoring", ("_PUNCT", "_ARTICLES", "normalize_answer", "closed_by_answer")),
+        ("biores_plugin.task_library.protocols", ("_LM_PUNCT", "_LM_DIGIT_COMMA", "_LM_PERIOD", "_LM_NUMBER_WORDS", "_LM_ARTICLES",
                                           "llava_med_normalize", "_word_counts", "llava_med_recall", "llava_med_closed_hit",
                                           "llava_med_record")),
     ), _VQA_GLUE, ("accuracy", "closed_accuracy", "open_recall")),
     "pmc_vqa": Export("PMC-VQA test-clean", "the authors' MedVInT choice test (nearest choice by difflib)", "biores_pmc_vqa", (
-        ("biores_plugin.eval.protocols", ("medvint_prompt", "nearest_choice")),
+        ("biores_plugin.task_library.protocols", ("medvint_prompt", "nearest_choice")),
         ("biores_plugin.tasks.biores_pmc_vqa.utils", ("LETTERS", "_PREFIX", "strip_letter", "_column", "_prepare")),
     ), _PMC_GLUE, ("accuracy",)),
     "ubench": Export("uBench (μ-Bench perception)", "μ-Bench's closed VQA, lettered options", "biores_ubench", (
-        ("biores_plugin.eval.scoring", ("LETTERS", "_PUNCT", "_ARTICLES", "normalize_answer", "choose_option", "mean", "lettered")),
+        ("biores_plugin.task_library.scoring", ("LETTERS", "_PUNCT", "_ARTICLES", "normalize_answer", "choose_option", "mean", "lettered")),
         ("biores_plugin.tasks.biores_ubench.utils", ("QUESTION", "_correct_index", "_usable", "_prepare")),
     ), _UBENCH_GLUE, ("accuracy", "macro_dataset_accuracy")),
 }
@@ -206,10 +205,18 @@ _CUSTOM_AGG = {"closed_accuracy": "aggregate_closed", "open_recall": "aggregate_
                "macro_dataset_accuracy": "aggregate_macro_dataset"}
 
 
+def _module_file(module_name: str) -> Path:
+    """The source file of a biores module, found by its name (read as text, never imported: the
+    task folders import the task library, so importing them from here would close a loop)."""
+    parts = module_name.split(".")
+    if parts[:2] == ["biores_plugin", "tasks"]:
+        return tasks_dir().joinpath(*parts[2:]).with_suffix(".py")
+    return Path(__file__).resolve().parents[1].joinpath(*parts[1:]).with_suffix(".py")
+
+
 def source_of(module_name: str, names: Sequence[str]) -> str:
     """The source of top-level definitions ``names`` of a module, in the module's order."""
-    module = importlib.import_module(module_name)
-    text = inspect.getsource(module)
+    text = _module_file(module_name).read_text()
     wanted, out = set(names), []
     for node in ast.parse(text).body:
         targets = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
@@ -238,8 +245,6 @@ def task_yaml(name: str, spec: Export) -> str:
     """The biores template's settings as a stand-alone task (no sweep, no biores-only keys)."""
     from lmms_eval import utils
 
-    from .plugin import tasks_dir
-
     config = utils.load_yaml_config(str(tasks_dir() / spec.folder / "_default_template_yaml"), mode="simple")
     lines = [f"# {spec.title} under {spec.protocol}.", f"# Exported by `biores export-task {name}`; see README.md.",
              f"task: {name}", f"dataset_path: {config['dataset_path']}"]
@@ -261,12 +266,10 @@ def task_yaml(name: str, spec: Export) -> str:
 
 
 def readme(name: str, spec: Export, out: Path) -> str:
-    from .plugin import tasks_dir
-
     source = (tasks_dir() / spec.folder / "README.md").read_text()
     protocol = source[source.index("## Protocol"):].split("\n## ")[0] if "## Protocol" in source else ""
     protocol = "## Protocol" + protocol[protocol.index("\n"):] if protocol else ""  # no biores sweep names
-    protocol = protocol.replace("biores_plugin/eval/protocols.py", "utils.py").replace("all in `utils.py`", "all in `utils.py`")
+    protocol = protocol.replace("biores_plugin/task_library/protocols.py", "utils.py").replace("all in `utils.py`", "all in `utils.py`")
     return (
         f"# {name}: {spec.title}\n\n{spec.protocol}. Exported by `biores export-task {name}` for contribution to\n"
         "lmms-eval: a stock lmms-eval loads it through `--include_path` (or as `lmms_eval/tasks/" + name + "`); it imports\n"

@@ -32,7 +32,7 @@ def folder_sweeps(folder: Path) -> dict[str, str]:
 
 def shipped_datasets() -> dict[str, Path]:
     """``{dataset: folder}`` for every task folder biores ships with templates (``tasks/biores_<dataset>``)."""
-    from .plugin import tasks_dir
+    from ..task_library.folders import tasks_dir
 
     root = tasks_dir()
     return {p.name[len("biores_"):]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith("biores_") and folder_sweeps(p)}
@@ -154,7 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .plugin import tasks_dir
+    from ..task_library.folders import tasks_dir
 
     if args.path:
         print(tasks_dir())

@@ -2,7 +2,7 @@
 
 Each ``hook_*(train_module)`` wraps one name of LLaVA's training module (group ``"llava.hooks"``)
 and returns False when it does not exist there. Native sessions only (an active
-:class:`~biores_plugin.llava.state.NativeState`); the table is in docs/llava.md.
+:class:`~biores_plugin.original_llava.state.NativeState`); the table is in docs/llava.md.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from biores_plugin.llava.points import HOOK_GROUP, wrap_point
-from biores_plugin.llava.processor import NativeLlavaImageProcessor
-from biores_plugin.llava.state import active_state, config_extras, log_event, sample_index
+from biores_plugin.original_llava.points import HOOK_GROUP, wrap_point
+from biores_plugin.original_llava.processor import NativeLlavaImageProcessor
+from biores_plugin.original_llava.state import active_state, config_extras, log_event, sample_index
 
 __all__ = ["hook_data_module", "hook_dataset_index", "hook_final_save", "hook_trainer_init", "save_resolution"]
 

@@ -1,4 +1,4 @@
-"""``python -m biores_plugin.llava.train <llava flags>``: LLaVA's own ``train()`` with biores resolutions.
+"""``python -m biores_plugin.original_llava.train <llava flags>``: LLaVA's own ``train()`` with biores resolutions.
 
 The ``train_mem.py`` pattern: apply the shims and hooks, then call ``llava.train.train.train()``. LLaVA's
 ``DataArguments`` gain ``--image_aspect_ratio native``, ``--min_pixels`` / ``--max_pixels``,
@@ -69,7 +69,7 @@ def _parser(classes: Sequence[type]):
 
 def parse_and_validate(argv: Sequence[str], train_module: Any):
     """``(model_args, data_args, training_args, resolution_config_or_None)``; BioresError on any bad flag."""
-    from biores_plugin.llava.resolution import check_resolution_flags
+    from biores_plugin.original_llava.resolution import check_resolution_flags
 
     classes = extend_argument_classes(train_module)
     try:
@@ -92,7 +92,7 @@ def preflight(argv: Sequence[str]) -> dict[str, Any] | None:
     """Validate the biores flags from the raw command line, importing nothing heavy (BioresError if bad)."""
     import argparse
 
-    from biores_plugin.llava.resolution import check_resolution_flags
+    from biores_plugin.original_llava.resolution import check_resolution_flags
 
     class _Pre(argparse.ArgumentParser):
         def error(self, message: str):
@@ -145,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         preflight(argv)  # fast: biores flags only, nothing heavy imported yet
-        from biores_plugin.llava import hooks
-        from biores_plugin.llava.shims import applied_shims, import_llava_train
+        from biores_plugin.original_llava import hooks
+        from biores_plugin.original_llava.shims import applied_shims, import_llava_train
 
         train_module = import_llava_train()
         _model_args, data_args, training_args, resolution = parse_and_validate(argv, train_module)
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # llava's train() parses sys.argv itself (with the extended DataArguments installed above).
     saved_argv = sys.argv
-    sys.argv = [saved_argv[0] if saved_argv else "biores_plugin.llava.train", *argv]
+    sys.argv = [saved_argv[0] if saved_argv else "biores_plugin.original_llava.train", *argv]
     try:
         train_module.train()
     except BioresError as exc:  # e.g. the tower's real patch size makes the pixel budget impossible

@@ -1,4 +1,4 @@
-"""The biores flags of ``python -m biores_plugin.llava.train``: LLaVA's aspect ratios plus native.
+"""The biores flags of ``python -m biores_plugin.original_llava.train``: LLaVA's aspect ratios plus native.
 
 The values are checked by the shared :class:`~biores_plugin.resolution.ResolutionConfig` (the
 same rules, defaults and mixed-resolution draw as ``biores-train``); this module adds only what

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from biores_plugin.errors import BioresConfigError
-from biores_plugin.llava.points import SHIM_GROUP, import_or_none, installed, replace_point, revert, wrap_point
+from biores_plugin.original_llava.points import SHIM_GROUP, import_or_none, installed, replace_point, revert, wrap_point
 
 __all__ = [
     "LLAVA_INSTALL",
