@@ -15,6 +15,7 @@ from typing import Any, Optional
 from lmms_eval.api.instance import GenerationResult, TokenCounts
 
 from .. import patching
+from ..models.counting import consumed, tower_sizes  # noqa: F401  (re-exported; models/ owns them)
 
 GROUP = "lmms_eval.accounting"
 #: lmms-eval wrapper classes (module suffix after ``lmms_eval.models.``, class name) biores accounts for.
@@ -46,54 +47,6 @@ _STATE = threading.local()
 
 def _records() -> list | None:
     return getattr(_STATE, "records", None)
-
-
-# --------------------------------------------------------------------------- reading processor outputs
-
-
-def consumed(processor: Any, inputs: Any) -> list[tuple[int, list[tuple[int, int]]]]:
-    """Per row of a processor output: (visual tokens in ``input_ids``, pixel sizes the tower got)."""
-    ids = inputs.get("input_ids") if hasattr(inputs, "get") else None
-    if ids is None:
-        return []
-    image_id = getattr(processor, "image_token_id", None)
-    if image_id is None:
-        tok = getattr(processor, "tokenizer", None)
-        image_id = tok.convert_tokens_to_ids(getattr(processor, "image_token", "<image>")) if tok is not None else None
-    rows = ids.tolist() if hasattr(ids, "tolist") else list(ids)
-    counts = [sum(1 for t in row if t == image_id) for row in rows]
-    sizes = tower_sizes(processor, inputs)
-    per_row: list[list[tuple[int, int]]] = [[] for _ in rows]
-    if sizes and len(rows) == 1:
-        per_row[0] = sizes
-    elif sizes and len(sizes) == len(rows):
-        per_row = [[s] for s in sizes]
-    return list(zip(counts, per_row))
-
-
-def tower_sizes(processor: Any, inputs: Any) -> list[tuple[int, int]]:
-    """``[width, height]`` of each image as the vision tower received it (anyres: its canvas)."""
-    image_processor = getattr(processor, "image_processor", None)
-    grid = inputs.get("image_grid_thw")
-    if grid is not None:  # Qwen-VL: patches of patch_size, (t, h, w) per image
-        patch = int(getattr(image_processor, "patch_size", 14) or 14)
-        return [(int(w) * patch, int(h) * patch) for _, h, w in grid.tolist()]
-    pixels = inputs.get("pixel_values")
-    if pixels is None or not hasattr(pixels, "shape"):
-        return []
-    sizes = inputs.get("image_sizes")
-    if sizes is not None and pixels.dim() == 5:  # anyres: the best-fit canvas of the grid pinpoints
-        from transformers.image_processing_utils import select_best_resolution
-
-        pinpoints = getattr(image_processor, "image_grid_pinpoints", None) or []
-        out = []
-        for h, w in sizes.tolist():
-            bh, bw = select_best_resolution((int(h), int(w)), pinpoints) if pinpoints else (int(h), int(w))
-            out.append((int(bw), int(bh)))
-        return out
-    if pixels.dim() == 4:
-        return [(int(pixels.shape[-1]), int(pixels.shape[-2]))] * int(pixels.shape[0])
-    return []
 
 
 # --------------------------------------------------------------------------- hooks

@@ -10,19 +10,16 @@ import time
 from typing import Any, Optional
 
 import torch
-from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
+from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
 from PIL import Image
 from tqdm import tqdm
 
 from ..errors import BioresConfigError
+from ..models import Encoded
 from .accounting import VisualTokenCounts
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-
-
-#: lmms-eval token counts plus ``visual_tokens`` / ``visual_tokens_sizes`` (what the model saw).
-BioresTokenCounts = VisualTokenCounts
 
 
 def _opt_int(value: Any) -> Optional[int]:
@@ -57,7 +54,7 @@ class BioresLlava(lmms):
         super().__init__()
         from pathlib import Path
 
-        from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
+        from ..models import load
 
         unknown = sorted(k for k in kwargs if k not in ("trust_remote_code", "use_cache"))
         if unknown:
@@ -67,33 +64,12 @@ class BioresLlava(lmms):
         if str(dtype) not in _DTYPES:
             raise BioresConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         self._set_rank(device)
-        load_kwargs: dict[str, Any] = {"dtype": _DTYPES[str(dtype)]}
-        if attn_implementation:
-            load_kwargs["attn_implementation"] = attn_implementation
-        from ..models.stock import FAMILIES, StockVLM, model_type
-
-        self.stock: Optional[StockVLM] = None
-        kind = model_type(pretrained)
-        if kind in FAMILIES:  # LLaVA-NeXT / OneVision / Qwen-VL: their own classes and processor policy
-            if image_aspect_ratio is not None or merge_size is not None:
-                raise BioresConfigError(f"{kind} checkpoints run at their own processor's policy; drop image_aspect_ratio/merge_size")
-            self.stock = StockVLM(pretrained, dtype=load_kwargs["dtype"], device=self._device, min_pixels=_opt_int(min_pixels), max_pixels=_opt_int(max_pixels))
-            self.model, self.processor, self.tokenizer = self.stock.model, self.stock, self.stock.tokenizer
-        else:
-            self.model = BioresLlavaForConditionalGeneration.from_pretrained(pretrained, **load_kwargs).to(self._device).eval()
-            self.model.set_vision_backend(vision_backend)
-            self.processor = BioresLlavaProcessor.from_pretrained(
-                pretrained,
-                image_aspect_ratio=image_aspect_ratio,
-                min_pixels=_opt_int(min_pixels),
-                max_pixels=_opt_int(max_pixels),
-                merge_size=_opt_int(merge_size),
-            )
-            if self.processor.resolution.merge_size != self.model.model.merge_size:
-                raise BioresConfigError(
-                    f"merge_size={self.processor.resolution.merge_size} does not match the checkpoint's {self.model.model.merge_size}"
-                )
-            self.tokenizer = self.processor.tokenizer
+        policy = {"image_aspect_ratio": image_aspect_ratio, "min_pixels": _opt_int(min_pixels),
+                  "max_pixels": _opt_int(max_pixels), "merge_size": _opt_int(merge_size)}
+        model, self.processor = load(pretrained, policy, dtype=_DTYPES[str(dtype)], attn_implementation=attn_implementation,
+                                     vision_backend=vision_backend, flag="pretrained=")
+        self.model = model.to(self._device).eval()
+        self.tokenizer = self.processor.tokenizer
         self.batch_size_per_gpu = max(1, int(batch_size))
         self.max_new_tokens = int(max_new_tokens)
 
@@ -140,28 +116,21 @@ class BioresLlava(lmms):
         visuals = [v for v in (doc_to_visual(doc) or []) if isinstance(v, Image.Image)]
         return ctx, visuals, gen_kwargs
 
-    def _pixels(self, batch: dict) -> Any:
-        pixels = batch["pixel_values"]
-        if torch.is_tensor(pixels):  # a stock processor's batched, same-size images
-            return pixels.to(self._device, self.model.dtype) if pixels.numel() else None
-        return [p.to(self._device, self.model.dtype) for p in pixels] or None
+    def _to_device(self, inputs: dict) -> dict:
+        """Tensors to this rank's device; images (one tensor or a list) also to the model's dtype."""
+        out = {}
+        for key, value in inputs.items():
+            if key == "pixel_values":
+                value = [p.to(self._device, self.model.dtype) for p in value] if isinstance(value, (list, tuple)) \
+                    else value.to(self._device, self.model.dtype)
+            elif torch.is_tensor(value):
+                value = value.to(self._device)
+            out[key] = value
+        return out
 
-    def _encode(self, prompts: list[str], images: list[list[Image.Image]], padding_side: str = "left") -> tuple[dict, list[int], list[list]]:
+    def _encode(self, prompts: list[str], images: list[list[Image.Image]], padding_side: str = "left") -> Encoded:
         """Model inputs, visual tokens per sample and the tower's ``[w, h]`` per image."""
-        if self.stock is not None:
-            out = self.stock(prompts, images, padding_side=padding_side)
-            return dict(out["inputs"]), out["visual_tokens_per_sample"], out["sizes_per_sample"]
-        batch = self.processor(prompts, images, padding_side=padding_side)
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        pixels = self._pixels(batch)
-        if pixels is not None:
-            inputs["pixel_values"] = pixels
-        shapes = [(int(p.shape[-1]), int(p.shape[-2])) for p in batch["pixel_values"]]
-        sizes, cursor = [], 0
-        for sample in images:
-            sizes.append(shapes[cursor : cursor + len(sample)])
-            cursor += len(sample)
-        return inputs, [int(v) for v in batch["visual_tokens_per_sample"]], sizes
+        return self.processor.encode(prompts, images, padding_side=padding_side)
 
     def _generate(self, prompts: list[str], images: list[list[Image.Image]], gen_kwargs: dict) -> list[GenerationResult]:
         texts = [self.processor.build_prompt(p, len(imgs)) for p, imgs in zip(prompts, images)]
@@ -169,9 +138,7 @@ class BioresLlava(lmms):
         until = gen_kwargs.get("until") or []
         max_new = int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens)
         temperature = float(gen_kwargs.get("temperature") or 0.0)
-        inputs = {k: v.to(self._device) if torch.is_tensor(v) and k != "pixel_values" else v for k, v in inputs.items()}
-        if self.stock is not None and "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self._device, self.model.dtype)
+        inputs = self._to_device(inputs)
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs,
@@ -228,7 +195,7 @@ class BioresLlava(lmms):
             ctx_only, _, _ = self._encode([prompt], [visuals], padding_side="right")
             n_ctx = int(ctx_only["attention_mask"].sum())
             with torch.inference_mode():
-                logits = self.model(**{k: v.to(self._device) if torch.is_tensor(v) else v for k, v in full.items()}).logits[0]
+                logits = self.model(**self._to_device(full)).logits[0]
             targets = full["input_ids"][0, n_ctx:].to(self._device)
             logprobs = torch.log_softmax(logits[n_ctx - 1 : -1].float(), dim=-1)
             picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)

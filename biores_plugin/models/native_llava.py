@@ -23,33 +23,23 @@ from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
 from ..processing import BioresNativeImageProcessor
 from ..resolution import DownsamplePolicy, NativePolicy, ResolutionConfig, apply_policy
+from .checkpoint import check_loading_info
+from .counting import Encoded, per_sample
 
 PROCESSOR_CONFIG = "biores_processor.json"
 
 
 def _register_key_renaming() -> None:
     """Give ``BioresLlavaModel`` the ``LlavaModel`` key-renaming rule (the rule is keyed on the
-    class name), so the legacy ``language_model.model.*`` layout of llava-hf checkpoints loads."""
+    class name), so the legacy ``language_model.model.*`` layout of llava-hf checkpoints loads.
+    Done when a checkpoint is loaded (never at import): transformers' table changes only for
+    biores' own class names."""
     from transformers import conversion_mapping as cm
 
     for ours, theirs in (("BioresLlavaModel", "LlavaModel"), ("BioresLlavaForConditionalGeneration", "llava")):
         rule = cm.get_checkpoint_conversion_mapping(theirs)
         if rule and cm.get_checkpoint_conversion_mapping(ours) is None:
             cm.register_checkpoint_conversion_mapping(ours, rule)
-
-
-_register_key_renaming()
-
-
-def check_loading_info(info: dict, where: Any) -> None:
-    """One-line error when a load left any weight missing, unexpected or mismatched."""
-    problems = []
-    for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs"):
-        items = sorted(str(k[0] if isinstance(k, tuple) else k) for k in (info.get(key) or []))
-        if items:
-            problems.append(f"{len(items)} {key.replace('_', ' ')} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
-    if problems:
-        raise BioresConfigError(f"{where}: the checkpoint does not match the model: {'; '.join(problems)}")
 
 
 # --------------------------------------------------------------------------- model
@@ -149,6 +139,7 @@ class BioresLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any):
         """``from_pretrained`` of stock LLaVA-1.5 folders (legacy or current key layout) and biores'
         own; any missing, unexpected or mismatched weight is a one-line :class:`BioresConfigError`."""
+        _register_key_renaming()
         want_info = bool(kwargs.pop("output_loading_info", False))
         config = kwargs.get("config")
         if config is None and Path(str(pretrained_model_name_or_path)).is_dir():
@@ -322,6 +313,17 @@ class BioresLlavaProcessor:
             "num_visual_tokens": processed["num_visual_tokens"],
             "visual_tokens_per_sample": [sum(counts[i] for i in range(a, a + len(s))) for a, s in _offsets(per_sample)],
         }
+
+    def encode(self, texts: Sequence[str], images: Sequence[Sequence[Any]], *, padding_side: str = "left") -> Encoded:
+        """Model inputs, visual tokens per sample and the tower's ``(width, height)`` per image
+        (the interface every processor of :func:`biores_plugin.models.load` has)."""
+        batch = self(list(texts), [list(sample) for sample in images], padding_side=padding_side)
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        pixels = batch["pixel_values"]
+        if len(pixels):
+            inputs["pixel_values"] = pixels
+        shapes = [(int(p.shape[-1]), int(p.shape[-2])) for p in pixels]
+        return Encoded(inputs, [int(v) for v in batch["visual_tokens_per_sample"]], per_sample(shapes, images))
 
     def batch_decode(self, *args: Any, **kwargs: Any) -> list[str]:
         return self.tokenizer.batch_decode(*args, **kwargs)

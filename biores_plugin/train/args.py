@@ -16,7 +16,8 @@ import transformers
 
 from ..errors import BioresConfigError
 from ..resolution import ResolutionConfig
-from .checks import check_tiny_config, check_training_flags, model_kind
+from ..models import checkpoint_kind
+from .checks import check_tiny_config, check_training_flags
 from .towers import pretrained_tower_config
 
 
@@ -149,7 +150,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
     if model_args.model_name_or_path == "tiny":
         pretrained_tower_config(model_args.vision_tower)  # a tower kind or a saved tower folder
     else:
-        model_kind(model_args.model_name_or_path)  # a one-line error before any weight is allocated
+        checkpoint_kind(model_args.model_name_or_path, training=True, flag="--model_name_or_path")  # a one-line error before any weight is allocated
     if model_args.pretrain_mm_mlp_adapter and not Path(model_args.pretrain_mm_mlp_adapter).is_file():
         raise BioresConfigError(f"--pretrain_mm_mlp_adapter {model_args.pretrain_mm_mlp_adapter} does not exist")
     return model_args, data_args, training_args

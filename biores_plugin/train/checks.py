@@ -11,44 +11,6 @@ from typing import Any, Optional
 
 from ..errors import BioresConfigError
 
-QWEN_VL_TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
-LLAVA_TYPES = ("llava",)
-
-
-def folder_config(path: str | Path, flag: str) -> dict[str, Any]:
-    """``config.json`` of a local model folder, read as JSON (nothing is built)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise BioresConfigError(f"{flag} {folder} is not a local folder")
-    file = folder / "config.json"
-    if not file.is_file():
-        raise BioresConfigError(f"{flag} {folder} has no config.json (not a saved model folder)")
-    try:
-        data = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise BioresConfigError(f"{file} is not valid JSON: {exc.msg}") from None
-    if not isinstance(data, dict) or "model_type" not in data:
-        raise BioresConfigError(f"{file} has no model_type")
-    return data
-
-
-def model_kind(path: str | Path) -> str:
-    """``llava``, ``qwen_vl`` or ``lm`` for a checkpoint folder; a one-line error for anything else."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    model_type = str(folder_config(path, "--model_name_or_path")["model_type"])
-    if model_type in LLAVA_TYPES:
-        return "llava"
-    if model_type in QWEN_VL_TYPES:
-        return "qwen_vl"
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return "lm"
-    raise BioresConfigError(
-        f"--model_name_or_path {path}: model_type {model_type!r} is neither a LLaVA, a Qwen2-VL / Qwen2.5-VL checkpoint "
-        "nor a causal language model (for a language model pass --vision_tower TOWER_FOLDER too)"
-    )
-
-
 def available_memory() -> int:
     """Bytes the kernel reports available (``MemAvailable``); 0 when unknown."""
     try:

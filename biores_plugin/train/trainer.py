@@ -16,19 +16,22 @@ from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback, TrainerState
+from transformers import Trainer, TrainerState
 from transformers.trainer_utils import TrainOutput
 
 from ..errors import BioresConfigError, BioresError, BioresImageError
 from ..io_utils import atomic_write_text
-from ..resolution import draw_summary
+from ..models import checkpoint_kind, check_loading_info, empty_model, load
+from ..models.llava_checkpoints import ComposedLlavaProcessor
+from ..models.qwen_vl import QwenVLTrainProcessor
+from ..resolution import ResolutionConfig, draw_summary
 from .args import parse_args, parse_loss_weights
 from .mixing import build_schedule, normalized_loss
 from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
-from .checks import check_memory, meta_model, model_kind
-from .compose import ComposedLlavaProcessor, compose_llava, load_stock_llava, save_stock_llava, stock_llava, stock_training_processor
+from .checks import check_memory, meta_model
+from .compose import compose_llava, save_stock_llava
 from .lora import apply_lora, save_lora
-from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
+from .qwen_vl import QwenVLCollator, build_qwen_vl, freeze_for_qwen
 from .packing import PackingCollator, enable_lm_packing
 from .towers import load_pretrained_tower, pretrained_tower_config
 
@@ -148,11 +151,6 @@ class _IndexedCollator:
         return batch
 
 
-class _StatsCallback(TrainerCallback):
-    def __init__(self) -> None:
-        self.start = time.time()
-
-
 def vocabulary_of(records: Sequence[Any]) -> list[str]:
     words: set[str] = set()
     for record in records:
@@ -168,7 +166,7 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
     from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
     from ..tiny import build_word_tokenizer, tiny_llava_config
 
-    kind = "tiny" if model_args.model_name_or_path == "tiny" else model_kind(model_args.model_name_or_path)
+    kind = "tiny" if model_args.model_name_or_path == "tiny" else checkpoint_kind(model_args.model_name_or_path, training=True, flag="--model_name_or_path")
     if kind == "qwen_vl":
         model, processor = build_qwen_vl(model_args, data_args, training_args)
         freeze_for_qwen(model, model_args)
@@ -222,27 +220,11 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
             load_pretrained_tower(model, model_args.vision_tower)
         mean = std = [0.5, 0.5, 0.5]
         processor = BioresLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement)
-    else:
-        path = Path(model_args.model_name_or_path)
-        from transformers import AutoConfig
-
-        check_memory(meta_model(BioresLlavaForConditionalGeneration, AutoConfig.from_pretrained(path)), str(path), model_args, training_args)
-        extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-        stock = stock_llava(path)
-        if stock:
-            model = load_stock_llava(path, **extra)
-        else:
-            model, info = BioresLlavaForConditionalGeneration.from_pretrained(path, output_loading_info=True, **extra)
-            if info["missing_keys"]:
-                raise BioresConfigError(f"--model_name_or_path {path}: {len(info['missing_keys'])} weights missing when loading (e.g. {sorted(info['missing_keys'])[0]})")
-        resolution = data_args.resolution(int(model.config.vision_config.patch_size))
-        if resolution.merge_size != model.model.merge_size:
-            raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
-        base = BioresLlavaProcessor.from_pretrained(path)
-        if stock:  # a stock checkpoint stays one: LlavaProcessor prompts, stock save
-            processor = stock_training_processor(path, base, resolution)
-        else:
-            processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean, image_std=base.image_processor.image_std, image_placement=base.image_placement)
+    else:  # a vision-language checkpoint: the one door of biores_plugin.models
+        path = model_args.model_name_or_path
+        check_memory(empty_model(path), str(path), model_args, training_args)
+        model, processor = load(path, ResolutionConfig.from_flags(data_args), training=True, attn_implementation=model_args.attn_implementation,
+                                vision_backend=model_args.vision_backend, flag="--model_name_or_path")
         resolution = processor.resolution
     model.config.biores = resolution.to_dict()
     model.set_vision_backend(model_args.vision_backend)
@@ -324,7 +306,6 @@ def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
     (other than tied weights) or unexpected is a one-line error, never a random module."""
     from safetensors.torch import load_file
 
-    from ..models.native_llava import check_loading_info
 
     own = model.state_dict()
     state = {}
