@@ -105,7 +105,9 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--max-pixels", type=int, default=1024 * 28 * 28)
+    from biores_plugin.resolution import add_resolution_arguments
+
+    add_resolution_arguments(parser, ("max_pixels",), dashes=True, max_pixels=1024 * 28 * 28)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

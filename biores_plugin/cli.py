@@ -39,12 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="policy to apply; repeat for several (default: pad, anyres, native, 448). "
         "Forms: native, pad[SIZE], crop[SIZE], square, stretch, anyres, anyres_max_N, SIZE (longest side, then native)",
     )
-    # the underscore spellings are those of biores-train / ResolutionConfig's messages
-    parser.add_argument("--patch-size", "--patch_size", type=int, default=14)
-    parser.add_argument("--merge-size", "--merge_size", type=int, default=1, help="token merge of the native policy (2 = 2x2)")
-    parser.add_argument("--min-pixels", "--min_pixels", type=int, default=None, help="native policies only")
-    parser.add_argument("--max-pixels", "--max_pixels", type=int, default=None, help="native policies only")
-    parser.add_argument("--image-size", "--image_size", type=int, default=336, help="fixed / anyres base size")
+    from .resolution import add_resolution_arguments
+
+    # generated from ResolutionConfig; the underscore spellings are those of biores-train and its messages
+    add_resolution_arguments(parser, ("patch_size", "merge_size", "min_pixels", "max_pixels", "image_size"), dashes=True,
+                             patch_size=14)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from ..errors import BioresConfigError
-from ..resolution import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, ResolutionConfig, apply_policy
+from ..resolution import ResolutionConfig, apply_policy
 from .checkpoint import check_loading_info
 
 SYSTEM_PROMPT = "You are a helpful assistant."  # lmms-eval's qwen2_vl / qwen2_5_vl default
@@ -41,8 +41,7 @@ class QwenVLTrainProcessor:
         self.system_prompt = system_prompt
         self.pad_token = getattr(hf_processor, "image_token", "<|image_pad|>")
         self.merge = int(hf_processor.image_processor.merge_size)
-        self.min_pixels = resolution.min_pixels or DEFAULT_MIN_PIXELS
-        self.max_pixels = resolution.max_pixels or DEFAULT_MAX_PIXELS
+        self.min_pixels, self.max_pixels = resolution.pixel_range
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 

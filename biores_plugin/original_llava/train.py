@@ -22,19 +22,16 @@ __all__ = ["extend_argument_classes", "main", "parse_and_validate", "preflight"]
 _PROG = "biores-llava"
 
 
+#: the resolution flags LLaVA's ``DataArguments`` gain, declared by ResolutionConfig (LLaVA's default: square)
+_FLAGS = ("image_aspect_ratio", "min_pixels", "max_pixels", "mixed_resolution")
+_LLAVA_DEFAULTS = {"image_aspect_ratio": "square"}
+
+
 def _new_fields(base: type) -> list[tuple[str, Any, Any]]:
+    from biores_plugin.resolution import resolution_fields
+
     have = {f.name for f in dataclasses.fields(base)}
-    fields: list[tuple[str, Any, Any]] = [
-        ("image_aspect_ratio", str, dataclasses.field(default="square", metadata={
-            "help": "square | pad | anyres | anyres_max_N | native (biores: every image at its own size)"})),
-        ("min_pixels", Optional[int], dataclasses.field(default=None, metadata={
-            "help": "native only: smallest pixel count of an image after resizing (default 3136)"})),
-        ("max_pixels", Optional[int], dataclasses.field(default=None, metadata={
-            "help": "native only: largest pixel count of an image after resizing (default 1003520)"})),
-        ("mixed_resolution", Optional[str], dataclasses.field(default=None, metadata={
-            "help": "native only: per-sample resolution mix, e.g. native:0.5,448:0.25,224:0.25 "
-                    "(N = longest side capped at N, then native); seeded by --seed and the sample index"})),
-    ]
+    fields = resolution_fields(_FLAGS, **_LLAVA_DEFAULTS)
     if "image_grid_pinpoints" not in have:
         fields.append(("image_grid_pinpoints", Optional[str], dataclasses.field(default=None, metadata={
             "help": "anyres grid pinpoints, e.g. '[(336, 672), (672, 336), (672, 672)]'"})))
@@ -99,10 +96,11 @@ def preflight(argv: Sequence[str]) -> dict[str, Any] | None:
             raise BioresError(message.splitlines()[0] if message else "invalid arguments")
 
     pre = _Pre(add_help=False, allow_abbrev=False)
-    for name, default in (("image_aspect_ratio", "square"), ("min_pixels", None), ("max_pixels", None),
-                          ("mixed_resolution", None), ("mm_patch_merge_type", "flat"), ("seed", "42")):
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        pre.add_argument(*flags, dest=name, default=default)
+    from biores_plugin.resolution import add_resolution_arguments
+
+    add_resolution_arguments(pre, _FLAGS, dashes=True, typed=False, **_LLAVA_DEFAULTS)  # values checked below, one line each
+    for name, default in (("mm_patch_merge_type", "flat"), ("seed", "42")):  # LLaVA's own flags
+        pre.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, default=default)
     known, _ = pre.parse_known_args(list(argv))
 
     def as_int(flag: str, value: Any) -> int | None:

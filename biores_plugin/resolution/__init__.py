@@ -3,7 +3,14 @@
 Pure (no torch, no transformers): image sizes in, sizes, token counts and PIL images out.
 """
 
-from .config import BIORES_CONFIG_NAME, ResolutionConfig, is_native_like
+from .config import (
+    BIORES_CONFIG_NAME,
+    ResolutionConfig,
+    add_resolution_arguments,
+    is_native_like,
+    pixel_range,
+    resolution_fields,
+)
 from .levels import (
     DEFAULT_RESOLUTIONS,
     NATIVE,

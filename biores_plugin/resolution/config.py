@@ -11,14 +11,15 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, get_type_hints
 
 from ..errors import BioresConfigError
 from .levels import capped
 from .mixed import MixedResolution
 from .policy import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, NativePolicy, Policy, parse_policy
 
-__all__ = ["BIORES_CONFIG_NAME", "ResolutionConfig", "is_native_like"]
+__all__ = ["BIORES_CONFIG_NAME", "ResolutionConfig", "add_resolution_arguments", "is_native_like", "pixel_range",
+           "resolution_fields"]
 
 BIORES_CONFIG_NAME = "biores_config.json"
 
@@ -27,6 +28,11 @@ def is_native_like(spec: Any) -> bool:
     """``native`` or a longest-side cap (``448``, ``downsample:448``): any image size is accepted."""
     text = str(spec).strip().lower()
     return text == "native" or text[:1].isdigit() or (text.startswith("downsample") and not text.endswith((":pad", ":crop", ":square", ":stretch")))
+
+
+def pixel_range(min_pixels: Optional[int], max_pixels: Optional[int]) -> tuple[int, int]:
+    """A native policy's pixel range, the default range (``policy.py``) where a bound is not given."""
+    return (DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
 
 
 def _positive(name: str, value: Any) -> Optional[int]:
@@ -72,8 +78,7 @@ class ResolutionConfig:
                 f"{'/'.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --image_aspect_ratio native "
                 f"(got {self.image_aspect_ratio!r})"
             )
-        lo = DEFAULT_MIN_PIXELS if self.min_pixels is None else self.min_pixels
-        hi = DEFAULT_MAX_PIXELS if self.max_pixels is None else self.max_pixels
+        lo, hi = self.pixel_range
         if lo > hi:
             lo_name = "--min_pixels" if self.min_pixels is not None else "the default --min_pixels"
             hi_name = "--max_pixels" if self.max_pixels is not None else "the default --max_pixels"
@@ -82,6 +87,11 @@ class ResolutionConfig:
         self._build(self.patch_size or 1)  # the policy string (the grid too, once the patch size is known)
 
     # -- what it means
+
+    @property
+    def pixel_range(self) -> tuple[int, int]:
+        """``(min_pixels, max_pixels)`` with the default range filled in."""
+        return pixel_range(self.min_pixels, self.max_pixels)
 
     def _build(self, patch_size: int) -> Policy:
         spec = self.image_aspect_ratio
@@ -122,8 +132,7 @@ class ResolutionConfig:
             raise BioresConfigError("the patch size is unknown: pass --patch_size or load a vision tower first")
         values = {**asdict(self), **changes, "patch_size": patch}
         if is_native_like(values["image_aspect_ratio"]):
-            values["min_pixels"] = values["min_pixels"] or DEFAULT_MIN_PIXELS
-            values["max_pixels"] = values["max_pixels"] or DEFAULT_MAX_PIXELS
+            values["min_pixels"], values["max_pixels"] = pixel_range(values["min_pixels"], values["max_pixels"])
         if not values.get("train_resolution_label"):
             values["train_resolution_label"] = MixedResolution(values["mixed_resolution"]).label if is_native_like(values["image_aspect_ratio"]) else None
         out = ResolutionConfig(**values)
@@ -182,3 +191,29 @@ class ResolutionConfig:
             if data:
                 return cls.from_dict(data)
         return None
+
+
+# --------------------------------------------------------------------------- the flags, declared once
+
+
+def resolution_fields(names: Sequence[str], **defaults: Any) -> list[tuple[str, Any, Any]]:
+    """:class:`ResolutionConfig`'s fields ``names`` as ``(name, type, field)`` for
+    ``dataclasses.make_dataclass`` (what ``HfArgumentParser`` reads); ``defaults`` replace defaults."""
+    hints = get_type_hints(ResolutionConfig)
+    own = {f.name: f for f in fields(ResolutionConfig)}
+    unknown = sorted(set(names) - set(own))
+    if unknown:
+        raise BioresConfigError(f"ResolutionConfig has no field(s) {', '.join(unknown)}")
+    return [(n, hints[n], field(default=defaults.get(n, own[n].default), metadata=dict(own[n].metadata))) for n in names]
+
+
+def add_resolution_arguments(
+    parser: Any, names: Sequence[str], *, dashes: bool = False, typed: bool = True, **defaults: Any
+) -> None:
+    """:class:`ResolutionConfig`'s fields ``names`` as argparse flags (``--max_pixels``; with
+    ``dashes`` also ``--max-pixels``), their types, defaults (``defaults`` replace them) and help."""
+    for name, hint, spec in resolution_fields(names, **defaults):
+        kind = int if int in (hint, *getattr(hint, "__args__", ())) else str
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if dashes and "_" in name else [])
+        parser.add_argument(*flags, dest=name, type=kind if typed else None, default=spec.default,
+                            help=spec.metadata.get("help"))

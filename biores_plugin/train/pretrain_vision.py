@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import BioresConfigError, BioresError
 from ..io_utils import atomic_write_text
-from ..resolution import MixedResolution
+from ..resolution import MixedResolution, add_resolution_arguments
 from .args import DataArguments, ModelArguments
 
 STATS = "biores_pretrain_stats.json"
@@ -41,8 +41,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--output_dir", required=True)
     p.add_argument("--vision_tower", default="siglip", choices=("siglip", "clip"))
     p.add_argument("--tiny_config", default=None, help="JSON overrides for the tiny tower (vision_hidden, vision_layers, heads, num_channels, image_size, patch_size)")
-    p.add_argument("--mixed_resolution", default=None, help="resolutions the images are drawn at (default native), as in biores-train")
-    p.add_argument("--max_pixels", type=int, default=None)
+    add_resolution_arguments(p, ("mixed_resolution", "max_pixels"))  # as biores-train declares them
     p.add_argument("--max_steps", type=int, default=400)
     p.add_argument("--per_device_train_batch_size", type=int, default=32)
     p.add_argument("--learning_rate", type=float, default=1e-3)
