@@ -42,9 +42,8 @@ def images(sizes, seed=0):
 
 
 def stock_comparison(n: int, max_new_tokens: int) -> str:
-    from lmms_eval.api.instance import Instance
-
     import fixtures_models as fm
+    from lmms_eval.api.instance import Instance
 
     folder = fm.build_llava(Path(tempfile.mkdtemp()))
     docs = [{"image": im, "question": QUESTIONS[i % len(QUESTIONS)]} for i, im in enumerate(images([(56 + 24 * (i % 5), 56 + 16 * (i % 3)) for i in range(n)]))]

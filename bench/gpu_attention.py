@@ -25,6 +25,8 @@ for p in (ROOT, HERE):
     if p not in sys.path:
         sys.path.insert(0, p)
 
+import packed_vision as pv  # noqa: E402  (bench/packed_vision.py: padded-batch helpers, memory meter, table)
+
 from biores_plugin.vision.kernels import (  # noqa: E402
     BACKENDS,
     available_backends,
@@ -32,7 +34,6 @@ from biores_plugin.vision.kernels import (  # noqa: E402
     varlen_attention,
 )
 from biores_plugin.vision.packing import cu_seqlens_from_lengths  # noqa: E402
-import packed_vision as pv  # noqa: E402  (bench/packed_vision.py: padded-batch helpers, memory meter, table)
 
 
 # --------------------------------------------------------------------------------------------- timing
@@ -209,8 +210,10 @@ def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> li
             qt, kt, vt = (t.transpose(0, 1)[None] for t in (q, k, v))
             calls = [
                 _raw_kernel(name, q, k, v, cu, lengths, scale, causal),
-                lambda: varlen_attention(q, k, v, cu, max(lengths), scale, backend=name, causal=causal, lengths=lengths),
-                lambda: biores_varlen_attention_forward(module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info),
+                lambda name=name, causal=causal: varlen_attention(q, k, v, cu, max(lengths), scale, backend=name, causal=causal,
+                                                           lengths=lengths),
+                lambda qt=qt, kt=kt, vt=vt, causal=causal, info=info: biores_varlen_attention_forward(
+                    module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info),
             ]
             threads = torch.get_num_threads()
             if device.type == "cpu":  # one thread: on a shared CPU the pool's wake-ups swamp sub-ms calls
@@ -221,7 +224,7 @@ def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> li
             finally:
                 torch.set_num_threads(threads)
             rows.append({"name": name, "causal": causal, "raw": raw, "varlen": raw / direct, "transformers": raw / hf})
-    print(f"\n== Part 1b: biores kernel paths as a fraction of the raw kernel's throughput (target >= 70 %) ==")
+    print("\n== Part 1b: biores kernel paths as a fraction of the raw kernel's throughput (target >= 70 %) ==")
     print(f"{'backend':<15} {'mask':<7} {'raw ms':>8} {'varlen_attention':>17} {'biores_varlen (HF)':>19}")
     for r in rows:
         print(f"{r['name']:<15} {'causal' if r['causal'] else 'full':<7} {r['raw'] * 1e3:>8.2f} {r['varlen']:>16.0%} {r['transformers']:>18.0%}")

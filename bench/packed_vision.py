@@ -52,7 +52,7 @@ class PeakMemory:
             self._max = max(self._max, self._rss())
             time.sleep(0.002)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

@@ -11,7 +11,8 @@ import argparse
 import importlib
 import json
 import sys
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from .errors import BioresError
 

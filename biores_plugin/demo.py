@@ -12,9 +12,10 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import BioresConfigError
 from .io_utils import atomic_write_text
@@ -56,7 +57,7 @@ class DemoConfig:
     tiny: dict = field(default_factory=lambda: {"vision_hidden": 64, "vision_layers": 2, "text_hidden": 64, "text_layers": 2, "heads": 4, "num_channels": 1})
 
     @classmethod
-    def quick(cls, seed: int = 0) -> "DemoConfig":
+    def quick(cls, seed: int = 0) -> DemoConfig:
         """A test-sized run: low vs native only, 800 training images, 100 steps, a 300-step tower."""
         return cls(seed=seed, native=192, n_train=800, n_test=100, steps=100, encoder_n=600, encoder_steps=300,
                    models=("low", "native"), eval_resolutions=("64", "native"))
@@ -133,7 +134,7 @@ class OutputLock:
     def __init__(self, out: Path):
         self.path = Path(out) / LOCK
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         import os
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ class OutputLock:
                         time.sleep(0.2)
                         continue
                 if holder is not None and holder != os.getpid() and _alive(holder):
-                    raise BioresConfigError(f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait for it or pass another --out")
+                    raise BioresConfigError(f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait for it or pass another --out") from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as handle:
@@ -323,7 +324,7 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         # "close to the best" means nothing when no model reads the image: finding 1 must hold too
         verdicts.update(finding3_worst_gap=worst, finding3=bool(worst is not None and worst <= 3 and between and verdicts.get("finding1")), visual_tokens_seen=stats)
         lines.append(
-            f"3. Mixed-resolution model: "
+            "3. Mixed-resolution model: "
             + (f"at most {worst:.1f} points below the best other model at any inference resolution " if worst > 0 else
                f"at or above the best other model at every inference resolution (by {-worst:.1f} points or more) ")
             + f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and {stats['native']:,} (native) "

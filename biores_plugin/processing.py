@@ -9,8 +9,9 @@ Qwen2-VL's packed patches) and :class:`BioresAnyResImageProcessor` (equal to
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -5,7 +5,7 @@ Used by tests, benchmarks and the offline demo; nothing here touches the hub.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from transformers import PreTrainedTokenizerFast
 

@@ -186,7 +186,12 @@ def build_lm(root: Path, arch: str = "llama") -> Path:
 def build_tower(root: Path, kind: str = "clip", image_size: int = 56) -> Path:
     """A vision tower folder (CLIP / SigLIP / SigLIP2 / SigLIP2 NaFlex) with its image processor."""
     from transformers import (
-        CLIPImageProcessor, CLIPVisionModel, Siglip2ImageProcessor, Siglip2VisionModel, SiglipImageProcessor, SiglipVisionModel,
+        CLIPImageProcessor,
+        CLIPVisionModel,
+        Siglip2ImageProcessor,
+        Siglip2VisionModel,
+        SiglipImageProcessor,
+        SiglipVisionModel,
     )
 
     folder = Path(root) / f"tower-{kind}"
@@ -252,7 +257,12 @@ def build_llava(root: Path, layout: str = "legacy", image_size: int = 56) -> Pat
 
 def build_llava_next(root: Path, image_size: int = 28) -> Path:
     """LLaVA-NeXT (anyres): CLIP + Llama, ``image_grid_pinpoints`` multiples of the tower size."""
-    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
 
     folder = Path(root) / "llava-next"
     tok, vision, text = _llava_parts(image_size)
@@ -275,7 +285,10 @@ def build_llava_next(root: Path, image_size: int = 28) -> Path:
 def build_llava_onevision(root: Path, image_size: int = 28) -> Path:
     """LLaVA-OneVision: SigLIP + Qwen2, anyres_max_9, ``full`` select, ChatML-style template."""
     from transformers import (
-        LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionImageProcessor, LlavaOnevisionProcessor,
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
         LlavaOnevisionVideoProcessor,
     )
 

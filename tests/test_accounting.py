@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import run_lmms_eval
+from PIL import Image
 
 
 def _image(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -43,8 +42,8 @@ WRAPPERS = {  # lmms-eval model name -> (fixture, model_args, expected tower siz
 def test_wrapper_logs_what_its_processor_fed_the_model(stock_checkpoint, name):
     from lmms_eval.models import get_model
 
-    from biores_plugin.lmms_plugin import accounting
     from biores_plugin import patching
+    from biores_plugin.lmms_plugin import accounting
 
     fixture, args, expected = WRAPPERS[name]
     accounting.install()

@@ -28,10 +28,10 @@ from test_image_io import fake_png_header, fake_tiff_header, pil_bytes, tiff_byt
 
 from biores_plugin.cli import main as biores_main
 from biores_plugin.errors import BioresError
-from biores_plugin.task_library.sweep import sweep_image
 from biores_plugin.image_io import image_size, load_array, load_image
 from biores_plugin.processing import BioresAnyResImageProcessor, BioresNativeImageProcessor
 from biores_plugin.resolution import downsample, parse_policy
+from biores_plugin.task_library.sweep import sweep_image
 
 RNG = np.random.default_rng(7)
 SWEEP_LEVEL = 224

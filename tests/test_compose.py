@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fixtures_models
 import pytest
 import torch
-
-import fixtures_models
 from conftest import run_lmms_eval
 
 
@@ -115,7 +114,7 @@ def test_stage2_is_a_stock_llava_evaluated_by_llava_hf(stages, parts, synth_smal
 
     from biores_plugin.train.args import DataArguments, ModelArguments
     from biores_plugin.train.compose import compose_llava
-    from biores_plugin.train.data import ResolutionDataset, Record
+    from biores_plugin.train.data import Record, ResolutionDataset
 
     _, train_proc = compose_llava(ModelArguments(model_name_or_path=str(parts["lm-llama"]), vision_tower=str(parts["clip"]), version="v1"),
                                   DataArguments(data_path="x", image_aspect_ratio="pad"), 0)

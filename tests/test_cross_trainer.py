@@ -38,7 +38,8 @@ def _llava_path(argv: list[str], base, log_path: Path, monkeypatch) -> tuple[lis
     """Pixels, logged draw labels per index and the collated image list of llava's own dataset."""
     from llava import conversation as conversation_lib
 
-    from biores_plugin.original_llava import hooks, shims, state as llava_state
+    from biores_plugin.original_llava import hooks, shims
+    from biores_plugin.original_llava import state as llava_state
     from biores_plugin.original_llava.processor import NativeLlavaImageProcessor
     from biores_plugin.original_llava.train import parse_and_validate
     from biores_plugin.tiny import build_word_tokenizer

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_lmms_eval
 from fixtures_real import build_pathvqa, build_pmc_vqa, build_ubench, build_vqa_rad, hub_snapshot
 

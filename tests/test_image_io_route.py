@@ -17,7 +17,6 @@ from biores_plugin.errors import BioresImageError
 from biores_plugin.image_io import ImageOptionError, image_size, load_array, load_image
 
 
-
 def test_nonfinite_rule_is_the_same_for_arrays_tensors_and_files():
     import torch
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_lmms_eval
 
 SHIPPED = ["synth", "vqa_rad", "pathvqa", "pmc_vqa", "microvqa", "ubench"]  # folders; SLAKE is lmms-eval's task wrapped
@@ -69,7 +68,7 @@ def test_report_from_run(synth_run, tmp_path):
     # Res-Bench's robustness metrics, from the same cells
     payload = json.loads(files["robustness"].read_text())
     [row] = payload["rows"]
-    acc = sorted(((c.res_value, c.accuracy) for c in cells))
+    acc = sorted((c.res_value, c.accuracy) for c in cells)
     assert row["levels"] == ["224", "448", "896", "native"] and row["accuracy"] == [a for _, a in acc]
     assert row["ace"] == pytest.approx(sum(abs(b[1] - a[1]) for a, b in zip(acc, acc[1:])))
     assert "## Robustness to inference resolution" in text and "| synth | 224, 448, 896, native |" in text
@@ -132,8 +131,8 @@ def test_shipped_sweep_folders_match_the_generator(tmp_path):
 def test_custom_sweep_folder_loads_and_resizes(tmp_path, synth_small, monkeypatch):
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
     from biores_plugin.cli import main
+    from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
 
     lmms_eval_plugin.install()
     assert main(["tasks", "--dataset", "synth", "--resolutions", "64,128,native", "--out", str(tmp_path), "--name", "biores_synth_small"]) == 0
@@ -155,8 +154,8 @@ def test_custom_sweep_folder_loads_and_resizes(tmp_path, synth_small, monkeypatc
 def test_missing_synth_data_says_how_to_make_it(tmp_path, monkeypatch):
     from lmms_eval.tasks import TaskManager, get_task_dict
 
-    from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
     from biores_plugin.errors import BioresConfigError
+    from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
 
     lmms_eval_plugin.install()
     monkeypatch.setenv("BIORES_SYNTH_PATH", str(tmp_path / "nothing"))

@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_models
 import pytest
 import torch
 from test_compose import current_layout
-
-import fixtures_models
 
 BIN = Path(sys.executable).parent
 FSDP_CONFIG = Path(__file__).parents[1] / "biores_plugin" / "train" / "ds_configs" / "fsdp.yaml"

@@ -19,7 +19,6 @@ from biores_plugin.resolution.policy import (
     parse_policy,
     policy_from_dict,
     select_best_resolution,
-    smart_resize,
 )
 
 sides = st.integers(min_value=1, max_value=6000)

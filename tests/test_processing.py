@@ -9,8 +9,8 @@ from PIL import Image
 from transformers import AutoImageProcessor, LlavaNextImageProcessor, Qwen2VLImageProcessor
 
 from biores_plugin.errors import BioresBudgetError, BioresConfigError, BioresImageError
-from biores_plugin.resolution import NativePolicy
 from biores_plugin.processing import BioresAnyResImageProcessor, BioresNativeImageProcessor
+from biores_plugin.resolution import NativePolicy
 
 # square, landscape, portrait, tiny, exact pinpoints and extreme aspect ratios
 SIZES = [(336, 336), (1000, 700), (700, 1000), (1344, 1344), (673, 335), (50, 50), (90, 1800),

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
-
 from fixtures_models import BUILDERS, build_lm, build_tower, saved_keys
+from PIL import Image
 
 STOCK = sorted(BUILDERS)
 

@@ -180,7 +180,10 @@ def test_vocabulary_covers_questions_and_answers():
 @pytest.mark.parametrize("generator", ALL)
 def test_fine_question_needs_native_resolution(property_runs, generator):
     rows = property_runs[generator]
-    acc = lambda key: np.mean([r[key] == r["fine"] for r in rows])
+
+    def acc(key):
+        return np.mean([r[key] == r["fine"] for r in rows])
+
     assert acc("det_native") >= 0.9
     assert abs(acc("det_low") - 0.5) <= 0.15
     assert abs(acc("det_low_bicubic") - 0.5) <= 0.15

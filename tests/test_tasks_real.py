@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_lmms_eval
 from fixtures_real import BUILDERS, Fixture, build_all
 
@@ -329,12 +328,12 @@ def test_pmc_vqa_reads_both_csv_versions():
 
 def test_bad_image_stops_or_is_skipped_in_a_shipped_task(tmp_path, monkeypatch, real_env):
     """A truncated file decodes under lmms-eval's LOAD_TRUNCATED_IMAGES; biores' checked loader refuses it."""
-    from PIL import ImageFile
-    from lmms_eval.tasks import TaskManager, get_task_dict
-
-    from biores_plugin.task_library.images import BadImageError, placeholder
-    from biores_plugin.lmms_plugin.plugin import install
     from fixtures_real import build_vqa_rad
+    from lmms_eval.tasks import TaskManager, get_task_dict
+    from PIL import ImageFile
+
+    from biores_plugin.lmms_plugin.plugin import install
+    from biores_plugin.task_library.images import BadImageError, placeholder
 
     install()
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True
@@ -392,8 +391,9 @@ def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_
 def test_image_archive_reads_zip_folder_and_nested_members(tmp_path):
     import zipfile
 
-    from biores_plugin.task_library.archive import ImageArchive
     from fixtures_real import image_bytes
+
+    from biores_plugin.task_library.archive import ImageArchive
 
     (tmp_path / "imgs" / "xmlab9").mkdir(parents=True)
     (tmp_path / "imgs" / "xmlab9" / "source.jpg").write_bytes(image_bytes((30, 20), 1))

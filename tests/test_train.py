@@ -94,7 +94,6 @@ def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):
     assert stats["global_step"] == STEPS, ([e["step"] for e in log], stats)
     assert stats["resumed_from"] and "checkpoint-" in stats["resumed_from"]
     # the order every step saw equals the deterministic sampler order, before and after the kill
-    from biores_plugin.train.data import TokenCountGroupedSampler
 
     reference = uninterrupted_order(synth_small, tmp_path)
     by_step: dict[int, list[int]] = {}

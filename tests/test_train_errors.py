@@ -7,11 +7,10 @@ import json
 import time
 from pathlib import Path
 
+import fixtures_models
 import pytest
 import torch
 from PIL import Image
-
-import fixtures_models
 
 TINY = '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}'
 

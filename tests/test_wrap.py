@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_lmms_eval
 from fixtures_real import build_microvqa, build_slake, build_vstar, hub_snapshot, image_bytes
 
@@ -166,11 +165,11 @@ def test_slake_secondary_metrics_follow_llava_med(loaded):
 
 
 def test_truncated_image_stops_with_one_line_naming_task_doc_and_source(world, loaded, tmp_path):
+    from lmms_eval.tasks import TaskManager, get_task_dict
     from PIL import ImageFile
 
-    from biores_plugin.task_library.images import BadImageError
     from biores_plugin.task_authoring.wrap import Source, write_task_sweep
-    from lmms_eval.tasks import TaskManager, get_task_dict
+    from biores_plugin.task_library.images import BadImageError
 
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # lmms-eval's setting: PIL alone would accept the file
     write_task_sweep(Source("vstar_bench", _upstream("vstar_bench/vstar_bench.yaml")), tmp_path, ["native"], prefix="biores_vstar_strict")

@@ -68,7 +68,7 @@ def _processor_hook(original):
 
 def _watch_processor(processor: Any) -> None:
     cls = type(processor)
-    if hasattr(cls, "__call__") and cls.__module__.startswith("transformers."):
+    if callable(processor) and cls.__module__.startswith("transformers."):
         patching.wrap(cls, "__call__", _processor_hook, group=GROUP)
 
 

@@ -91,7 +91,7 @@ class BioresLlava(lmms):
             logger.info(f"biores_llava: rank {self._rank} of {self._world_size} on {self._device}")
 
     @classmethod
-    def create_from_arg_string(cls, arg_string: str, additional_config: Optional[dict] = None) -> "BioresLlava":
+    def create_from_arg_string(cls, arg_string: str, additional_config: Optional[dict] = None) -> BioresLlava:
         """``--model_args`` win over the CLI's ``--batch_size`` / ``--device`` (lmms-eval would
         otherwise pass both and fail with 'multiple values for keyword argument')."""
         from lmms_eval import utils

@@ -5,7 +5,8 @@ processors here) and the accounting hooks on lmms-eval's own wrappers (lmms_plug
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 
 class Encoded(NamedTuple):

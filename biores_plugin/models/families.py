@@ -10,9 +10,10 @@ Every processor :func:`load` returns has the same interface: ``tokenizer``, ``im
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from ..errors import BioresConfigError
 from .checkpoint import folder_config

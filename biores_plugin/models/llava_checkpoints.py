@@ -9,8 +9,9 @@ when trained: :class:`ComposedLlavaProcessor` prompts as ``LlavaProcessor`` does
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -93,7 +94,7 @@ def load_stock_llava(path: str | Path, **kwargs: Any) -> Any:
     return model
 
 
-def stock_training_processor(path: str | Path, base: Any, resolution: Any) -> "ComposedLlavaProcessor":
+def stock_training_processor(path: str | Path, base: Any, resolution: Any) -> ComposedLlavaProcessor:
     """The training processor of a stock LLaVA folder: its tokenizer and image normalisation."""
     from transformers import AutoConfig, AutoImageProcessor
 

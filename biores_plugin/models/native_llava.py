@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -339,7 +340,7 @@ class BioresLlavaProcessor:
         atomic_write_text(directory / PROCESSOR_CONFIG, json.dumps({"processor_class": type(self).__name__, "image_placement": self.image_placement}, indent=2) + "\n")
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> "BioresLlavaProcessor":
+    def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> BioresLlavaProcessor:
         """Load tokenizer, image normalisation and policy; ``overrides`` replace policy fields
         (``image_aspect_ratio``, ``min_pixels``, ``max_pixels``, ``merge_size``...)."""
         directory = Path(directory)

@@ -7,8 +7,9 @@ Prompts use its chat template with lmms-eval's default system prompt and image-f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from PIL import Image

@@ -8,8 +8,9 @@ cost, behind the same ``build_prompt`` / ``encode`` interface as biores' native 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 

@@ -7,8 +7,8 @@ Reads lmms-eval output folders (``*_results.json``, ``*_samples_<task>.jsonl``) 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
             raise BioresConfigError(f"--label must be FOLDER=TRAIN_RES, got {item!r}")
         folder, label = item.rsplit("=", 1)
         labels[folder] = label
-    from .metrics import markdown, skipped_image_ids
-
     import sys
+
+    from .metrics import markdown, skipped_image_ids
 
     unreadable: list[tuple[str, str]] = []
     cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy, unreadable=unreadable)

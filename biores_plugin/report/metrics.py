@@ -11,9 +11,9 @@ from __future__ import annotations
 import glob
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..io_utils import atomic_write_text
 from .collect import Cell

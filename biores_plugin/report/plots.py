@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..io_utils import atomic_write_bytes
 from .collect import Cell
 from .tables import _order, matrix
+
 
 def _png(fig: Any) -> bytes:
     buffer = io.BytesIO()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .collect import Cell
+
 
 def _order(values: Iterable[str]) -> list[str]:
     return sorted(set(values), key=lambda r: math.inf if r == "native" else float(r) if r.replace(".", "").isdigit() else 1e18)

@@ -35,4 +35,33 @@ from .policy import (
 )
 from .resize import apply_policy, downsample, resize_exact
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "AnyResPolicy",
+    "BIORES_CONFIG_NAME",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MIN_PIXELS",
+    "DEFAULT_RESOLUTIONS",
+    "DownsamplePolicy",
+    "FixedPolicy",
+    "MixedResolution",
+    "NATIVE",
+    "NativePolicy",
+    "Policy",
+    "ResolutionConfig",
+    "add_resolution_arguments",
+    "apply_policy",
+    "capped",
+    "downsample",
+    "draw_summary",
+    "effective_size",
+    "is_native_like",
+    "parse_levels",
+    "parse_policy",
+    "parse_resolution",
+    "pixel_range",
+    "policy_from_dict",
+    "resize_exact",
+    "resolution_fields",
+    "resolution_label",
+    "smart_resize",
+]

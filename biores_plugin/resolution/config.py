@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Optional, Sequence, get_type_hints
+from typing import Any, Optional, get_type_hints
 
 from ..errors import BioresConfigError
 from .levels import capped
@@ -125,7 +126,7 @@ class ResolutionConfig:
         """The policy one mixed-resolution draw selects."""
         return capped(self.base_policy(), level)
 
-    def resolved(self, patch_size: int | None = None, **changes: Any) -> "ResolutionConfig":
+    def resolved(self, patch_size: int | None = None, **changes: Any) -> ResolutionConfig:
         """A concrete copy: the tower's patch size, the pixel budget and the label filled in."""
         patch = _positive("patch_size", patch_size) if patch_size is not None else self.patch_size
         if patch is None:
@@ -141,7 +142,7 @@ class ResolutionConfig:
                 out.level_policy(level)  # a level below one patch is an error now, not at the first batch
         return out
 
-    def with_overrides(self, **changes: Any) -> "ResolutionConfig":
+    def with_overrides(self, **changes: Any) -> ResolutionConfig:
         """A copy with the given (non-None) fields replaced, validated again."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -155,7 +156,7 @@ class ResolutionConfig:
         return [f.name for f in fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ResolutionConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ResolutionConfig:
         if not isinstance(data, dict):
             raise BioresConfigError(f"a biores config must be a JSON object, got {type(data).__name__}")
         unknown = sorted(set(data) - set(cls.field_names()))
@@ -164,7 +165,7 @@ class ResolutionConfig:
         return cls(**data)
 
     @classmethod
-    def from_flags(cls, source: Any) -> "ResolutionConfig":
+    def from_flags(cls, source: Any) -> ResolutionConfig:
         """Pick this dataclass's fields from any flags object (``DataArguments``, a namespace)."""
         return cls(**{name: getattr(source, name) for name in cls.field_names() if hasattr(source, name)})
 
@@ -176,7 +177,7 @@ class ResolutionConfig:
         return path
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> "ResolutionConfig | None":
+    def from_pretrained(cls, directory: str | os.PathLike) -> ResolutionConfig | None:
         """The config saved in ``directory`` (``biores_config.json``, else ``config.json``'s ``biores``)."""
         directory = Path(directory)
         for name, key in ((BIORES_CONFIG_NAME, None), ("config.json", "biores")):

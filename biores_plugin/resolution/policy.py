@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 from ..errors import BioresBudgetError, BioresConfigError
 

@@ -12,9 +12,9 @@ import argparse
 import ast
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
 from ..resolution import DEFAULT_RESOLUTIONS, parse_levels, resolution_label
-
 
 TEMPLATE = "_default_template_yaml"
 

@@ -11,7 +11,8 @@ import io
 import logging
 import os
 import threading
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from PIL import Image, ImageOps
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # ----------------------------------------------------------------------------- LLaVA-Med
 # microsoft/LLaVA-Med, llava/eval/run_eval.py + eval_metrics/{glossary,evaluate_metrics,utils}.py

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from .sweep import size_record
 

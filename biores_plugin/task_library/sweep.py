@@ -9,7 +9,8 @@ A variant's ``process_docs`` adds, from image headers only, ``biores_resolution`
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from PIL import Image
 

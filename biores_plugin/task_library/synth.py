@@ -6,8 +6,8 @@ The prompt is ``biores_plugin.synth.prompts``'s, the one training uses too.
 from __future__ import annotations
 
 from ..synth.prompts import question_prompt
-from .scoring import aggregate_score, aggregate_where, choose_option, normalize_answer
 from .images import aggregate_skipped  # noqa: F401  (re-exported task function)
+from .scoring import aggregate_score, aggregate_where, choose_option, normalize_answer
 from .sweep import chat_messages, doc_images, size_record, skipped_results, sweep_getattr
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).

@@ -8,15 +8,16 @@ command line is parsed, before any data or model loads.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import transformers
 
 from ..errors import BioresConfigError
-from ..resolution import ResolutionConfig
 from ..models import checkpoint_kind
+from ..resolution import ResolutionConfig
 from .checks import check_tiny_config, check_training_flags
 from .towers import pretrained_tower_config
 

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from ..errors import BioresConfigError
 
+
 def available_memory() -> int:
     """Bytes the kernel reports available (``MemAvailable``); 0 when unknown."""
     try:

@@ -8,7 +8,8 @@ averages the loss within each resolution, then across them. docs/demo.md.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler

@@ -9,7 +9,8 @@ kernels (exact per-sample SDPA on CPU). Loss and gradients equal the padded batc
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 

@@ -5,7 +5,8 @@ collator of the Qwen model's inputs, and what the freezing flags freeze.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 

@@ -11,8 +11,9 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -21,18 +22,18 @@ from transformers.trainer_utils import TrainOutput
 
 from ..errors import BioresConfigError, BioresError, BioresImageError
 from ..io_utils import atomic_write_text
-from ..models import checkpoint_kind, check_loading_info, empty_model, load
+from ..models import check_loading_info, checkpoint_kind, empty_model, load
 from ..models.llava_checkpoints import ComposedLlavaProcessor
 from ..models.qwen_vl import QwenVLTrainProcessor
 from ..resolution import ResolutionConfig, draw_summary
 from .args import parse_args, parse_loss_weights
-from .mixing import build_schedule, normalized_loss
-from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
 from .checks import check_memory, meta_model
 from .compose import compose_llava, save_stock_llava
+from .data import ImageListCollator, ResolutionDataset, TokenCountGroupedSampler, load_records
 from .lora import apply_lora, save_lora
-from .qwen_vl import QwenVLCollator, build_qwen_vl, freeze_for_qwen
+from .mixing import build_schedule, normalized_loss
 from .packing import PackingCollator, enable_lm_packing
+from .qwen_vl import QwenVLCollator, build_qwen_vl, freeze_for_qwen
 from .towers import load_pretrained_tower, pretrained_tower_config
 
 LOSS_FILE = "biores_loss.json"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import torch
@@ -35,7 +35,7 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 # --------------------------------------------------------------------------------------------------- kernels
-@lru_cache(maxsize=None)
+@cache
 def _flash_attn_varlen_func() -> Callable | None:
     try:
         from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
@@ -44,7 +44,7 @@ def _flash_attn_varlen_func() -> Callable | None:
     return flash_attn_varlen_func
 
 
-@lru_cache(maxsize=None)
+@cache
 def _torch_varlen_attn() -> Callable | None:
     try:
         from torch.nn.attention.varlen import varlen_attn
@@ -53,7 +53,7 @@ def _torch_varlen_attn() -> Callable | None:
     return varlen_attn
 
 
-@lru_cache(maxsize=None)
+@cache
 def _torch_varlen_params() -> frozenset[str]:
     fn = _torch_varlen_attn()
     return frozenset(inspect.signature(fn).parameters) if fn is not None else frozenset()

@@ -33,7 +33,14 @@ from typing import Any
 
 from biores_plugin.task_library.images import aggregate_skipped  # noqa: F401  (yaml !function target)
 from biores_plugin.task_library.scoring import LETTERS, aggregate_score, choice_record, lettered
-from biores_plugin.task_library.sweep import cell_size, chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
+from biores_plugin.task_library.sweep import (
+    cell_size,
+    chat_messages,
+    doc_images,
+    prompt_text,
+    skipped_results,
+    sweep_getattr,
+)
 
 
 def _largest_sizes(dataset: Any) -> list[tuple[int, int]]:
