@@ -183,6 +183,12 @@ class BioresNativeImageProcessor(_BioresImageProcessorBase):
         "return_format": "images",
     }
 
+    @classmethod
+    def from_policy(cls, policy: NativePolicy, **kwargs: Any) -> BioresNativeImageProcessor:
+        """The processor that applies ``policy`` (its grid and pixel range); ``kwargs``: normalisation."""
+        return cls(patch_size=policy.patch_size, merge_size=policy.merge_size, min_pixels=policy.min_pixels,
+                   max_pixels=policy.max_pixels, **kwargs)
+
     @property
     def policy(self) -> NativePolicy:
         return NativePolicy(self.patch_size, self.merge_size, self.min_pixels, self.max_pixels)

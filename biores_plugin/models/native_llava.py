@@ -198,17 +198,10 @@ class BioresLlavaProcessor:
         if image_mean is not None:
             extra.update(image_mean=list(image_mean), image_std=list(image_std))
         native = self.policy.then if isinstance(self.policy, DownsamplePolicy) else self.policy
-        if isinstance(native, NativePolicy):
-            self.image_processor = BioresNativeImageProcessor(
-                patch_size=native.patch_size, merge_size=native.merge_size,
-                min_pixels=native.min_pixels, max_pixels=native.max_pixels, **extra,
-            )
-        else:  # fixed square: the image is squared here, then resized exactly to size x size
+        if not isinstance(native, NativePolicy):  # fixed square: squared here, then resized exactly to size x size
             side = native.size
-            self.image_processor = BioresNativeImageProcessor(
-                patch_size=native.patch_size, merge_size=resolution.merge_size,
-                min_pixels=side * side, max_pixels=side * side, **extra,
-            )
+            native = NativePolicy(native.patch_size, resolution.merge_size, side * side, side * side)
+        self.image_processor = BioresNativeImageProcessor.from_policy(native, **extra)
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         if self.image_token_id is None or self.image_token_id == tokenizer.unk_token_id:
             raise BioresConfigError(f"the tokenizer has no {self.image_token} token")

@@ -33,15 +33,12 @@ def native_processor_for(base: Any, policy: NativePolicy):
     """A :class:`~biores_plugin.processing.BioresNativeImageProcessor` with ``base``'s normalisation."""
     from biores_plugin.processing import BioresNativeImageProcessor
 
-    kwargs: dict[str, Any] = dict(
-        patch_size=policy.patch_size, merge_size=policy.merge_size,
-        min_pixels=policy.min_pixels, max_pixels=policy.max_pixels, resample=_resample_code(base),
-    )
+    kwargs: dict[str, Any] = {"resample": _resample_code(base)}
     for key in ("image_mean", "image_std", "do_rescale", "rescale_factor", "do_normalize"):
         value = getattr(base, key, None)
         if value is not None:
             kwargs[key] = list(value) if isinstance(value, (list, tuple)) else value
-    return BioresNativeImageProcessor(**kwargs)
+    return BioresNativeImageProcessor.from_policy(policy, **kwargs)
 
 
 def image_at_policy(native: Any, image: Any, policy: Policy) -> torch.Tensor:
