@@ -33,10 +33,28 @@ def test_package_list_matches_the_tree():
     assert set(PYPROJECT["tool"]["setuptools"]["packages"]) == _shipping_folders()
 
 
-def test_pins_name_the_tested_ranges():
-    deps = {d.split(">")[0].split("=")[0].split("<")[0].strip(): d for d in PYPROJECT["project"]["dependencies"]}
-    assert deps["transformers"].startswith("transformers>=5.24,<6")
-    assert deps["lmms-eval"].startswith("lmms-eval>=0.7.3,<0.8")
+def test_pins_are_the_tested_ranges():
+    from biores_plugin.versions import TESTED
+
+    deps = {d.split(">")[0].split("=")[0].split("<")[0].strip(): d.split(" ")[0] for d in PYPROJECT["project"]["dependencies"]}
+    for package, (low, high) in TESTED.items():
+        assert deps[package] == f"{package}>={low},<{high}"
+
+
+def test_a_version_outside_the_tested_range_is_one_line_where_it_matters(monkeypatch):
+    import transformers
+
+    from biores_plugin import versions
+    from biores_plugin.errors import BioresConfigError
+    from biores_plugin.models.native_llava import _register_key_renaming
+
+    assert versions.check_version("transformers", "anything") == transformers.__version__
+    monkeypatch.setitem(versions.TESTED, "transformers", ("6.0", "7"))
+    with pytest.raises(BioresConfigError) as err:
+        _register_key_renaming()  # loading a LLaVA checkpoint relies on transformers' renaming table
+    message = str(err.value)
+    assert "\n" not in message and "key-renaming" in message and "transformers>=6.0,<7" in message
+    assert f"found {transformers.__version__}" in message
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,9 @@ def _resolve_local_copy(task: Any, dataset_kwargs: dict | None) -> dict | None:
 
 def install() -> None:
     """Install the task-path, local-data and sweep-matching hooks (idempotent; see :func:`uninstall`)."""
+    from ..versions import check_version
+
+    check_version("lmms-eval", "biores' lmms-eval hooks")  # they wrap TaskManager / ConfigurableTask internals
     from lmms_eval.api.task import ConfigurableTask
     from lmms_eval.tasks import TaskManager
 

@@ -35,6 +35,9 @@ def _register_key_renaming() -> None:
     class name), so the legacy ``language_model.model.*`` layout of llava-hf checkpoints loads.
     Done when a checkpoint is loaded (never at import): transformers' table changes only for
     biores' own class names."""
+    from ..versions import check_version
+
+    check_version("transformers", "loading LLaVA checkpoints (the key-renaming table)")
     from transformers import conversion_mapping as cm
 
     for ours, theirs in (("BioresLlavaModel", "LlavaModel"), ("BioresLlavaForConditionalGeneration", "llava")):
