@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -113,8 +114,6 @@ LOCK = ".biores-demo.lock"
 
 
 def _alive(pid: int) -> bool:
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -135,8 +134,6 @@ class OutputLock:
         self.path = Path(out) / LOCK
 
     def __enter__(self) -> OutputLock:
-        import os
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):
             try:
@@ -159,8 +156,6 @@ class OutputLock:
         raise BioresConfigError(f"could not take the lock {self.path}; remove it if no biores demo runs")
 
     def __exit__(self, *exc: Any) -> None:
-        import os
-
         try:
             if int(self.path.read_text().split()[0]) == os.getpid():
                 self.path.unlink()
@@ -242,8 +237,6 @@ def stage_train(cfg: DemoConfig, out: Path, data: Path, model: str, log: Any, en
 
 def stage_eval(cfg: DemoConfig, out: Path, data: Path, runs: dict[str, Path], log: Any) -> dict[str, Path]:
     """One lmms-eval start for all checkpoints (in-process), one results folder per model."""
-    import os
-
     from .task_authoring.taskgen import write_custom_sweep
 
     tasks_root = out / "tasks"
