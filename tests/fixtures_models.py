@@ -221,6 +221,17 @@ def _llava_parts(image_size: int = 56, tower: str = "clip"):
     return tok, vision, _text_config("llama", tok)
 
 
+def _llava_family_config(tok, vision, text) -> dict:
+    """What LLaVA-1.5 and LLaVA-NeXT configs share: CLIP + Llama parts, 'default' select, layer -2."""
+    return {"vision_config": vision, "text_config": text, "image_token_id": tok.convert_tokens_to_ids("<image>"),
+            "vision_feature_select_strategy": "default", "vision_feature_layer": -2}
+
+
+def _save_processor(cls, image_processor, tok, vision, template: str, folder: Path) -> None:
+    cls(image_processor=image_processor, tokenizer=tok, patch_size=vision.patch_size, vision_feature_select_strategy="default",
+        chat_template=template, num_additional_image_tokens=1).save_pretrained(folder)
+
+
 def build_llava(root: Path, layout: str = "legacy", image_size: int = 56) -> Path:
     """LLaVA-1.5 (CLIP + Llama, 'default' select, CLIP crop processor), saved as transformers
     writes it (``layout="legacy"``: ``language_model.model.*`` keys, as the llava-hf hub
@@ -231,10 +242,7 @@ def build_llava(root: Path, layout: str = "legacy", image_size: int = 56) -> Pat
         raise ValueError(f"layout must be 'legacy' or 'current', got {layout!r}")
     folder = Path(root) / f"llava-1.5-{layout}"
     tok, vision, text = _llava_parts(image_size)
-    config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default", vision_feature_layer=-2, projector_hidden_act="gelu",
-    )
+    config = LlavaConfig(**_llava_family_config(tok, vision, text), projector_hidden_act="gelu")
     model = _seeded(LlavaForConditionalGeneration, config)
     _finish(model, tok, folder)
     if layout == "current":
@@ -248,10 +256,7 @@ def build_llava(root: Path, layout: str = "legacy", image_size: int = 56) -> Pat
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
         image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
     )
-    LlavaProcessor(
-        image_processor=proc, tokenizer=tok, patch_size=vision.patch_size, vision_feature_select_strategy="default",
-        chat_template=LLAVA_15_TEMPLATE, num_additional_image_tokens=1,
-    ).save_pretrained(folder)
+    _save_processor(LlavaProcessor, proc, tok, vision, LLAVA_15_TEMPLATE, folder)
     return folder
 
 
@@ -268,17 +273,11 @@ def build_llava_next(root: Path, image_size: int = 28) -> Path:
     tok, vision, text = _llava_parts(image_size)
     s = image_size
     pinpoints = [[s, 2 * s], [2 * s, s], [2 * s, 2 * s], [s, 3 * s], [3 * s, s]]
-    config = LlavaNextConfig(
-        vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default", vision_feature_layer=-2, image_grid_pinpoints=pinpoints,
-    )
+    config = LlavaNextConfig(**_llava_family_config(tok, vision, text), image_grid_pinpoints=pinpoints)
     model = _seeded(LlavaNextForConditionalGeneration, config)
     _finish(model, tok, folder)
     proc = LlavaNextImageProcessor(size={"shortest_edge": s}, crop_size={"height": s, "width": s}, image_grid_pinpoints=pinpoints)
-    LlavaNextProcessor(
-        image_processor=proc, tokenizer=tok, patch_size=vision.patch_size, vision_feature_select_strategy="default",
-        chat_template=LLAVA_NEXT_TEMPLATE, num_additional_image_tokens=1,
-    ).save_pretrained(folder)
+    _save_processor(LlavaNextProcessor, proc, tok, vision, LLAVA_NEXT_TEMPLATE, folder)
     return folder
 
 
