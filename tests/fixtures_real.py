@@ -246,7 +246,7 @@ def build_ubench(root: Path) -> Fixture:
     q = {"question": Value("string"), "options": List(Value("string")), "answer": Value("string"),
          "answer_idx": Value("int64"), "id": Value("string"), "name": Value("string")}
     qtypes = ["classification", "domain", "modality", "stain", "subdomain", "submodality"]
-    names = ["lymphocyte", "neutrophil", "basophil", "metaphase", "anaphase", "adipose", "stroma"]
+    names = ["lymphocyte", "neutrophil", "basophil", "metaphase", "anaphase", "adipose", "stroma", "g1", "s", "g2", "pollen", "debris"]
     features = Features({
         "image_id": Value("string"), "image": HFImage(), "label": ClassLabel(names=names), "label_name": Value("string"),
         "dataset": Value("string"), "domain": Value("string"), "modality": Value("string"), "stain": Value("string"),
@@ -258,6 +258,10 @@ def build_ubench(root: Path) -> Fixture:
         (MID, "kather_et_al_2016", None, None, None),
         (MID, "kather_et_al_2016", "What tissue class is shown?", ["adipose", "stroma", "none of the above"], 1),
         (TALL, "acevedo_et_al_2020", "What type of blood cell is shown?", ["lymphocyte", "neutrophil", "basophil", "none of the above"], 0),
+        # eVLLM's list keeps it; its post-hoc table drops it
+        (SMALL, "eulenberg_et_al_2017_darkfield", "Which phase?", ["g1", "s", "g2", "none of the above"], 2),
+        (MID, "not_in_the_paper_2030", "What is shown?", ["pollen", "debris", "none of the above"], 0),  # dropped
+        (BIG, None, "What tissue class is shown?", ["adipose", "stroma", "none of the above"], 0),  # null -> kather_et_al_2016
     ]
     columns: dict[str, list] = {k: [] for k in features}
     for i, (size, source, question, options, idx) in enumerate(items):
@@ -283,9 +287,9 @@ def build_ubench(root: Path) -> Fixture:
     shutil.copy(next(saved.glob("*.arrow")), target / "ubench-test-00000-of-00001.arrow")
     shutil.copy(saved / "dataset_info.json", target / "dataset_info.json")
     shutil.rmtree(saved)
-    rows = []
-    for size, _source, question, options, idx in items:
-        if question is None:
+    rows = []  # the fine-grained rows of eVLLM's data-set list, in order
+    for size, source, question, options, idx in items:
+        if question is None or source == "not_in_the_paper_2030":
             continue
         rows.append(Row(question, "ABCD"[idx], size, options=options, wrong="ABCD"[(idx + 1) % len(options)]))
     return Fixture("biores_ubench", "BIORES_UBENCH_PATH", root, rows, multiple_choice=True)
