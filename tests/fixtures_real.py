@@ -195,6 +195,29 @@ def build_pmc_vqa(root: Path) -> Fixture:
     return Fixture("biores_pmc_vqa", "BIORES_PMC_VQA_PATH", root, rows, multiple_choice=True)
 
 
+def build_pmc_vqa2(root: Path) -> Fixture:
+    """Version-2 layout: ``test_2.csv`` (index, Figure_path, Caption, Question, Choice A..D, Answer
+    = the letter, split) + ``images_2.zip``; a v1 ``test_clean.csv`` beside it must not be read."""
+    root.mkdir(parents=True, exist_ok=True)
+    items = [
+        ("PMC5000001_F2.jpg", MID, "Which organ shows the lesion?", ["Liver", "Spleen", "Kidney", "Pancreas"], "C"),
+        ("PMC6000002_F1.jpg", BIG, "What does the arrow point to?", ["A cyst", "A calcification", "A vessel", "A stent"], "A"),
+        ("PMC7000003_F4.jpg", SMALL, "What imaging technique is shown?", ["X-ray", "CT", "MRI", "Ultrasound"], "D"),
+    ]
+    header = ["index", "Figure_path", "Caption", "Question", "Choice A", "Choice B", "Choice C", "Choice D", "Answer", "split"]
+    with open(root / "test_2.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i, (fig, _, question, options, letter) in enumerate(items):
+            writer.writerow([i, fig, f"caption {i}", question, *[f"{'ABCD'[k]}:{o}" for k, o in enumerate(options)], letter, "test"])
+    (root / "test_clean.csv").write_text("Figure_path,Question,Answer,Choice A,Choice B,Choice C,Choice D,Answer_label\n")
+    with zipfile.ZipFile(root / "images_2.zip", "w") as zf:
+        for i, (fig, size, *_rest) in enumerate(items):
+            zf.writestr(f"figures/{fig}", image_bytes(size, 80 + i))
+    rows = [Row(q, letter, size, options=options, wrong="ABCD"[("ABCD".index(letter) + 1) % 4]) for _f, size, q, options, letter in items]
+    return Fixture("biores_pmc_vqa2", "BIORES_PMC_VQA2_PATH", root, rows, multiple_choice=True)
+
+
 # ----------------------------------------------------------------------------- MicroVQA
 
 
@@ -300,6 +323,7 @@ BUILDERS = {
     "slake": build_slake,
     "pathvqa": build_pathvqa,
     "pmc_vqa": build_pmc_vqa,
+    "pmc_vqa2": build_pmc_vqa2,
     "microvqa": build_microvqa,
     "ubench": build_ubench,
 }

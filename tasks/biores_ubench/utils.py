@@ -26,22 +26,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from biores_plugin.eval import evllm
+from biores_plugin.eval.evllm import (
+    FINE,
+    POSTHOC_DROPPED,
+    check_prediction,
+    correct_index,
+    gold,
+    in_paper,
+    prompt,
+    resolve_datasets,
+    usable,
+)
 from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
 from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered, mean, sweep_fields
 from biores_plugin.eval.sweep import chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
 from biores_plugin.errors import BioresConfigError
 
-QUESTION = evllm.FINE
-_correct_index = evllm.correct_index
-_usable = usable = evllm.usable
+QUESTION = FINE
+_correct_index = correct_index
+_usable = usable
 
 
 def sources(dataset: Any) -> list[str]:
-    """Each row's source data set, null ones resolved (``evllm.resolve_datasets``)."""
+    """Each row's source data set, null ones resolved (``resolve_datasets``)."""
     names = [str(d) if d else "" for d in dataset["dataset"]] if "dataset" in dataset.column_names else [""] * len(dataset)
     fine = [(qs or {}).get(QUESTION) for qs in dataset.select_columns(["questions"])["questions"]]
-    return evllm.resolve_datasets(names, [q["options"] if _usable(q) else None for q in fine])
+    return resolve_datasets(names, [q["options"] if _usable(q) else None for q in fine])
 
 
 def flatten(dataset: Any, keep: list[int], questions: list[dict], resolved: list[str], extra: dict | None = None) -> Any:
@@ -67,7 +77,7 @@ def _prepare(dataset: Any) -> Any:
     """The fine-grained rows of the authors' data-set list, flattened."""
     fine = [(qs or {}).get(QUESTION) for qs in dataset.select_columns(["questions"])["questions"]]
     resolved = sources(dataset)
-    keep = [i for i, q in enumerate(fine) if _usable(q) and evllm.in_paper(resolved[i])]
+    keep = [i for i, q in enumerate(fine) if _usable(q) and in_paper(resolved[i])]
     if len(dataset) and not keep:
         raise BioresConfigError("uBench: no row of the release belongs to eVLLM's fine-grained data-set list "
                                 f"(data sets found: {sorted(set(resolved))[:5]})")
@@ -85,7 +95,7 @@ def doc_to_visual(doc):
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
     """eVLLM's prompt, verbatim (pre/post prompts empty by default)."""
     kwargs = lmms_eval_specific_kwargs or {}
-    return f"{kwargs.get('pre_prompt', '')}{evllm.prompt(doc['question'], doc['options'])}{kwargs.get('post_prompt', '')}"
+    return f"{kwargs.get('pre_prompt', '')}{prompt(doc['question'], doc['options'])}{kwargs.get('post_prompt', '')}"
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
@@ -93,14 +103,14 @@ def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
 
 
 def doc_to_target(doc):
-    return evllm.gold(doc["options"], int(doc["answer_idx"]))
+    return gold(doc["options"], int(doc["answer_idx"]))
 
 
 def evllm_record(doc, response) -> dict[str, Any]:
     idx = int(doc["answer_idx"])
     return {
-        "score": float(evllm.check_prediction(response, doc["options"], idx)),
-        "answer": evllm.gold(doc["options"], idx),
+        "score": float(check_prediction(response, doc["options"], idx)),
+        "answer": gold(doc["options"], idx),
         "response": str(response),
         "image_id": doc.get("image_id"),
         "dataset": doc.get("source_dataset", ""),
@@ -118,7 +128,7 @@ aggregate_accuracy = aggregate_score
 
 def aggregate_without_eulenberg(results) -> float:
     """eVLLM's post-hoc fine-grained table: the two Eulenberg sets dropped."""
-    return aggregate_score([r for r in results if isinstance(r, dict) and r.get("dataset") not in evllm.POSTHOC_DROPPED])
+    return aggregate_score([r for r in results if isinstance(r, dict) and r.get("dataset") not in POSTHOC_DROPPED])
 
 
 def aggregate_macro_dataset(results) -> float:
