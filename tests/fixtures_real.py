@@ -201,20 +201,25 @@ def build_pmc_vqa2(root: Path) -> Fixture:
     root.mkdir(parents=True, exist_ok=True)
     items = [
         ("PMC5000001_F2.jpg", MID, "Which organ shows the lesion?", ["Liver", "Spleen", "Kidney", "Pancreas"], "C"),
-        ("PMC6000002_F1.jpg", BIG, "What does the arrow point to?", ["A cyst", "A calcification", "A vessel", "A stent"], "A"),
+        ("PMC6000002_F1.jpg", BIG, "What does the arrow point to?",
+         ["A cyst", "A calcification", "A vessel", "A stent"], "A"),
         ("PMC7000003_F4.jpg", SMALL, "What imaging technique is shown?", ["X-ray", "CT", "MRI", "Ultrasound"], "D"),
     ]
-    header = ["index", "Figure_path", "Caption", "Question", "Choice A", "Choice B", "Choice C", "Choice D", "Answer", "split"]
+    header = ["index", "Figure_path", "Caption", "Question", "Choice A", "Choice B", "Choice C", "Choice D",
+              "Answer", "split"]
     with open(root / "test_2.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for i, (fig, _, question, options, letter) in enumerate(items):
-            writer.writerow([i, fig, f"caption {i}", question, *[f"{'ABCD'[k]}:{o}" for k, o in enumerate(options)], letter, "test"])
-    (root / "test_clean.csv").write_text("Figure_path,Question,Answer,Choice A,Choice B,Choice C,Choice D,Answer_label\n")
+            choices = [f"{'ABCD'[k]}:{o}" for k, o in enumerate(options)]
+            writer.writerow([i, fig, f"caption {i}", question, *choices, letter, "test"])
+    v1_header = "Figure_path,Question,Answer,Choice A,Choice B,Choice C,Choice D,Answer_label\n"
+    (root / "test_clean.csv").write_text(v1_header)
     with zipfile.ZipFile(root / "images_2.zip", "w") as zf:
         for i, (fig, size, *_rest) in enumerate(items):
             zf.writestr(f"figures/{fig}", image_bytes(size, 80 + i))
-    rows = [Row(q, letter, size, options=options, wrong="ABCD"[("ABCD".index(letter) + 1) % 4]) for _f, size, q, options, letter in items]
+    rows = [Row(q, letter, size, options=options, wrong="ABCD"[("ABCD".index(letter) + 1) % 4])
+            for _f, size, q, options, letter in items]
     return Fixture("biores_pmc_vqa2", "BIORES_PMC_VQA2_PATH", root, rows, multiple_choice=True)
 
 
@@ -269,7 +274,8 @@ def build_ubench(root: Path) -> Fixture:
     q = {"question": Value("string"), "options": List(Value("string")), "answer": Value("string"),
          "answer_idx": Value("int64"), "id": Value("string"), "name": Value("string")}
     qtypes = ["classification", "domain", "modality", "stain", "subdomain", "submodality"]
-    names = ["lymphocyte", "neutrophil", "basophil", "metaphase", "anaphase", "adipose", "stroma", "g1", "s", "g2", "pollen", "debris"]
+    names = ["lymphocyte", "neutrophil", "basophil", "metaphase", "anaphase", "adipose", "stroma", "g1", "s", "g2",
+             "pollen", "debris"]
     features = Features({
         "image_id": Value("string"), "image": HFImage(), "label": ClassLabel(names=names), "label_name": Value("string"),
         "dataset": Value("string"), "domain": Value("string"), "modality": Value("string"), "stain": Value("string"),
@@ -284,7 +290,8 @@ def build_ubench(root: Path) -> Fixture:
         # eVLLM's list keeps it; its post-hoc table drops it
         (SMALL, "eulenberg_et_al_2017_darkfield", "Which phase?", ["g1", "s", "g2", "none of the above"], 2),
         (MID, "not_in_the_paper_2030", "What is shown?", ["pollen", "debris", "none of the above"], 0),  # dropped
-        (BIG, None, "What tissue class is shown?", ["adipose", "stroma", "none of the above"], 0),  # null -> kather_et_al_2016
+        # a null data set asking kather_et_al_2016's options: resolved to it
+        (BIG, None, "What tissue class is shown?", ["adipose", "stroma", "none of the above"], 0),
     ]
     columns: dict[str, list] = {k: [] for k in features}
     for i, (size, source, question, options, idx) in enumerate(items):

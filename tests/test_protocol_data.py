@@ -7,7 +7,6 @@ import json
 import logging
 
 import pytest
-
 from fixtures_real import build_microvqa, build_vqa_rad
 
 
@@ -29,8 +28,12 @@ def test_microvqa_copy_from_before_the_split_rename_loads(tmp_path, monkeypatch,
     data = fixture.root / "data"
     (data / "test-00000-of-00001.parquet").rename(data / "train-00000-of-00001.parquet")
     with caplog.at_level(logging.WARNING):
-        tasks = _tasks(["biores_microvqa_direct_native", "biores_microvqa_448"], {fixture.env: str(fixture.root)},
-                       monkeypatch, tmp_path / "cache")
+        tasks = _tasks(
+            ["biores_microvqa_direct_native", "biores_microvqa_448"],
+            {fixture.env: str(fixture.root)},
+            monkeypatch,
+            tmp_path / "cache",
+        )
     for name, task in tasks.items():
         docs = task.test_docs()
         assert [d["question"] for d in docs] == [r.question for r in fixture.rows], name
@@ -67,14 +70,38 @@ def test_microvqa_rename_leaves_other_tasks_alone(tmp_path):
 
 
 ORIGINAL = [  # VQA_RAD Dataset Public.json records (their field names), for the fixture's four test questions
-    {"qid": 1, "image_name": "synpic1.jpg", "question": "Is there a fracture of the left femur?", "answer": "Yes",
-     "answer_type": "CLOSED", "question_type": "ABN"},
-    {"qid": 2, "image_name": "synpic2.jpg", "question": "Is the heart enlarged?", "answer": "No",
-     "answer_type": "CLOSED", "question_type": "SIZE"},
-    {"qid": 3, "image_name": "synpic3.jpg", "question": "Which lung is affected?", "answer": "left lung",
-     "answer_type": "CLOSED", "question_type": "POS"},  # a choice between two: closed in the original, open by yes/no
-    {"qid": 4, "image_name": "synpic4.jpg", "question": "What imaging modality was used?", "answer": "CT",
-     "answer_type": "OPEN", "question_type": "MODALITY"},
+    {
+        "qid": 1,
+        "image_name": "synpic1.jpg",
+        "question": "Is there a fracture of the left femur?",
+        "answer": "Yes",
+        "answer_type": "CLOSED",
+        "question_type": "ABN",
+    },
+    {
+        "qid": 2,
+        "image_name": "synpic2.jpg",
+        "question": "Is the heart enlarged?",
+        "answer": "No",
+        "answer_type": "CLOSED",
+        "question_type": "SIZE",
+    },
+    {
+        "qid": 3,
+        "image_name": "synpic3.jpg",
+        "question": "Which lung is affected?",
+        "answer": "left lung",
+        "answer_type": "CLOSED",
+        "question_type": "POS",
+    },  # a choice between two: closed in the original, open by yes/no
+    {
+        "qid": 4,
+        "image_name": "synpic4.jpg",
+        "question": "What imaging modality was used?",
+        "answer": "CT",
+        "answer_type": "OPEN",
+        "question_type": "MODALITY",
+    },
 ]
 
 
@@ -83,8 +110,12 @@ def test_vqa_rad_closed_open_follows_the_original_answer_type(tmp_path, monkeypa
     fixture = build_vqa_rad(tmp_path / "vqa_rad")
     if with_json:
         (fixture.root / "VQA_RAD Dataset Public.json").write_text(json.dumps(ORIGINAL))
-    tasks = _tasks(["biores_vqa_rad_native", "biores_vqa_rad_direct_native"], {fixture.env: str(fixture.root)},
-                   monkeypatch, tmp_path / "cache")
+    tasks = _tasks(
+        ["biores_vqa_rad_native", "biores_vqa_rad_direct_native"],
+        {fixture.env: str(fixture.root)},
+        monkeypatch,
+        tmp_path / "cache",
+    )
     for task in tasks.values():
         docs = task.test_docs_no_media()
         expected = ["closed", "closed", "closed", "open"] if with_json else ["closed", "closed", "open", "open"]

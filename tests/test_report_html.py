@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fixtures_real import build_vqa_rad
+from PIL import Image
 
 LEVELS = ("224", "448", "native")
 #: doc id -> response per level; rows: 0 yes (closed), 1 no (closed), 2 "left lung", 3 "CT"
@@ -48,16 +47,27 @@ def write_lmms_eval_output(root: Path, tasks: dict, model: str = "tiny-model", r
             response = responses[doc_id][level]
             metrics = task.process_results(doc, [response])
             scores.append(metrics["accuracy"]["score"])
-            sample = {"doc_id": doc_id, "doc": {k: v for k, v in doc.items() if k != "image"}, "target": doc["answer"],
-                      "arguments": [task.doc_to_text(doc)], "resps": [[response]], "filtered_resps": [response],
-                      "token_counts": [None], **metrics}
+            sample = {
+                "doc_id": doc_id,
+                "doc": {k: v for k, v in doc.items() if k != "image"},
+                "target": doc["answer"],
+                "arguments": [task.doc_to_text(doc)],
+                "resps": [[response]],
+                "filtered_resps": [response],
+                "token_counts": [None],
+                **metrics,
+            }
             lines.append(json.dumps(sample, default=str))
         (out / f"{stamp}_samples_{name}.jsonl").write_text("\n".join(lines) + "\n")
         results[name] = {"alias": name, "accuracy,none": sum(scores) / len(scores), "accuracy_stderr,none": "N/A"}
         configs[name] = {"task": name}
         n[name] = {"original": 4, "effective": 4}
-    payload = {"results": results, "configs": configs, "n-samples": n,
-               "config": {"model": "biores_llava", "model_args": f"pretrained=/models/{model},device=cpu"}}
+    payload = {
+        "results": results,
+        "configs": configs,
+        "n-samples": n,
+        "config": {"model": "biores_llava", "model_args": f"pretrained=/models/{model},device=cpu"},
+    }
     (out / f"{stamp}_results.json").write_text(json.dumps(payload))
     return root / f"results-{model}"
 
@@ -78,18 +88,38 @@ def report(tmp_path_factory):
     tasks = get_task_dict([f"biores_vqa_rad_{level}" for level in LEVELS], TaskManager(include_defaults=False))
     results = write_lmms_eval_output(root, tasks)
     # a second model, trained at another resolution: right everywhere but doc 2 at 224
-    other = {d: {level: ("the heart" if (d, level) == (2, "224") else r) for level in LEVELS}
-             for d, r in enumerate(["yes", "no", "left lung", "CT"])}
+    other = {
+        d: {level: ("the heart" if (d, level) == (2, "224") else r) for level in LEVELS}
+        for d, r in enumerate(["yes", "no", "left lung", "CT"])
+    }
     second = write_lmms_eval_output(root, tasks, "other-model", other)
     out = root / "out"
-    assert main(["report", str(results), str(second), "--out", str(out), "--gallery", "2",
-                 "--label", f"{results}=224", "--label", f"{second}=native"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(results),
+                str(second),
+                "--out",
+                str(out),
+                "--gallery",
+                "2",
+                "--label",
+                f"{results}=224",
+                "--label",
+                f"{second}=native",
+            ]
+        )
+        == 0
+    )
     yield {"html": out / "report.html", "fixture": fixture, "root": root}
     mp.undo()
 
 
 def _data_images(page: str) -> list[Image.Image]:
-    return [Image.open(io.BytesIO(base64.b64decode(m))) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    return [
+        Image.open(io.BytesIO(base64.b64decode(m))) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    ]
 
 
 def test_report_html_is_self_contained(report):
@@ -97,8 +127,13 @@ def test_report_html_is_self_contained(report):
     srcs = re.findall(r'src="([^"]*)"', page)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)  # nothing fetched from anywhere
     assert "http://" not in page and "https://" not in page and "<link" not in page and "<script" not in page
-    for heading in ("Accuracy against inference resolution", "Train × inference resolution", "Accuracy by inference resolution",
-                    "Robustness", "Flip gallery"):
+    for heading in (
+        "Accuracy against inference resolution",
+        "Train × inference resolution",
+        "Accuracy by inference resolution",
+        "Robustness",
+        "Flip gallery",
+    ):
         assert heading in page
     assert all(im.width > 0 for im in _data_images(page))
 
@@ -109,7 +144,7 @@ def test_gallery_lists_flipping_samples_most_flips_first_capped(report):
     assert ids == ["1", "3"]  # 2 flips each (doc 0 has 1, doc 2 none); --gallery 2 caps at two
     assert "3 flipping sample(s), 2 shown" in page
     assert re.findall(r'<div class="flip" id="native-biores_vqa_rad-(\d+)">', page) == ["2"]  # the other model
-    flip = page[page.index('id="224-biores_vqa_rad-1"'):page.index('id="224-biores_vqa_rad-3"')]
+    flip = page[page.index('id="224-biores_vqa_rad-1"') : page.index('id="224-biores_vqa_rad-3"')]
     kinds = re.findall(r'<div class="level (right|wrong)"><b>(\w+)</b>', flip)
     assert kinds == [("right", "224"), ("wrong", "448"), ("right", "native")]
     assert "re-derived" in page
@@ -122,13 +157,18 @@ def test_gallery_thumbnails_are_what_the_task_handed_the_model(report):
     from biores_plugin.resolution import downsample
 
     page = report["html"].read_text()
-    table = __import__("pyarrow.parquet", fromlist=["read_table"]).read_table(
-        report["fixture"].root / "data" / "test-00000-of-00001.parquet").to_pylist()
+    table = (
+        __import__("pyarrow.parquet", fromlist=["read_table"])
+        .read_table(report["fixture"].root / "data" / "test-00000-of-00001.parquet")
+        .to_pylist()
+    )
     for doc_id in (1, 3):
-        block = page[page.index(f'id="224-biores_vqa_rad-{doc_id}"'):]
+        block = page[page.index(f'id="224-biores_vqa_rad-{doc_id}"') :]
         block = block[: block.index('<div class="flip"', 10)] if '<div class="flip"' in block[10:] else block
-        thumbs = [Image.open(io.BytesIO(base64.b64decode(m)))
-                  for m in re.findall(r'class="thumb" alt="[^"]*" src="data:image/png;base64,([^"]+)"', block)]
+        thumbs = [
+            Image.open(io.BytesIO(base64.b64decode(m)))
+            for m in re.findall(r'class="thumb" alt="[^"]*" src="data:image/png;base64,([^"]+)"', block)
+        ]
         assert len(thumbs) == len(LEVELS)
         stored = load_image(table[doc_id]["image"]["bytes"])
         for level, thumb in zip(LEVELS, thumbs, strict=True):
@@ -137,7 +177,9 @@ def test_gallery_thumbnails_are_what_the_task_handed_the_model(report):
                 assert thumb.size == received.size
                 assert np.array_equal(np.asarray(thumb.convert("RGB")), np.asarray(received.convert("RGB")))
             else:
-                assert max(thumb.size) == 256 and abs(thumb.width / thumb.height - received.width / received.height) < 0.02
+                assert (
+                    max(thumb.size) == 256 and abs(thumb.width / thumb.height - received.width / received.height) < 0.02
+                )
         assert f"{stored.width}×{stored.height}" in block  # the native level's size, as logged
 
 
@@ -154,15 +196,33 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no chromium binary (.ci/run installs Debian's chromium)")
         pytest.skip("no chromium binary here (apt-get install chromium); CI runs this test")
-    flags = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-dev-shm-usage",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     # 1. after load, a small script writes each <img>'s naturalWidth into the DOM, which is dumped
     probe = tmp_path / "probe.html"
-    probe.write_text(report["html"].read_text().replace(
-        "</body>", "<script>window.addEventListener('load',()=>{document.body.setAttribute('data-widths',"
-        "Array.from(document.images).map(i=>i.complete?i.naturalWidth:-1).join(','))});</script></body>"))
-    dom = subprocess.run([*flags, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    probe.write_text(
+        report["html"]
+        .read_text()
+        .replace(
+            "</body>",
+            "<script>window.addEventListener('load',()=>{document.body.setAttribute('data-widths',"
+            "Array.from(document.images).map(i=>i.complete?i.naturalWidth:-1).join(','))});</script></body>",
+        )
+    )
+    dom = subprocess.run(
+        [*flags, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     widths = re.search(r'data-widths="([^"]*)"', dom.stdout)
     assert widths, dom.stdout[:500]
@@ -171,8 +231,13 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp
     assert len(values) == n_images and all(v > 0 for v in values), values
     # 2. a screenshot of the page itself is not blank
     shot = tmp_path / "report.png"
-    run = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400", report["html"].as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1280,2400", report["html"].as_uri()],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (2400, 1280)

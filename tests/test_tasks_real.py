@@ -275,8 +275,8 @@ def test_vqa_aggregations_split_closed_and_open(tasks):
     records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     agg = task.aggregation()
     values = {name: agg[name]([r[name] for r in records]) for name in agg}
-    assert values == {"accuracy": 0.5, "closed_accuracy": 0.5, "open_accuracy": 0.5, "open_recall": 0.5, "biores_skipped_images": 0.0,
-                      "original_answer_type": 0.0}  # the hub copy: no answer_type, closed = yes/no answer
+    assert values == {"accuracy": 0.5, "closed_accuracy": 0.5, "open_accuracy": 0.5, "open_recall": 0.5,
+                      "biores_skipped_images": 0.0, "original_answer_type": 0.0}  # the hub copy: no answer_type, closed = yes/no answer
     task = tasks["biores_vqa_rad_native"]  # LLaVA-Med: closed hits 1, 0; open recalls 1 ("left lung"), 0
     records = [task.process_results(doc, [resp]) for doc, resp in zip(task.test_docs_no_media(), responses, strict=True)]
     values = {name: task.aggregation()[name]([r[name] for r in records]) for name in ("accuracy", "closed_accuracy", "open_recall")}
@@ -303,7 +303,8 @@ def test_ubench_macro_average_over_source_datasets(tasks):
     for name in ("biores_ubench_native", "biores_ubench_direct_native"):
         task = tasks[name]
         docs = task.test_docs_no_media()
-        records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, ["C", "B", "B", "B", "C", "A"], strict=True)]
+        responses = ["C", "B", "B", "B", "C", "A"]
+        records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
         agg = task.aggregation()
         assert agg["accuracy"]([r["accuracy"] for r in records]) == pytest.approx(4 / 6)
         # acevedo 1/2, dataset_null:1 0/1, kather 2/2 (one resolved from a null dataset), eulenberg 1/1

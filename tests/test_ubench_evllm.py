@@ -9,7 +9,6 @@ The reference below is written from eVLLM's source, not from biores: ``add_alpha
 from __future__ import annotations
 
 import pytest
-
 from fixtures_real import build_ubench
 
 
@@ -31,8 +30,19 @@ def check_prediction(row):  # eVLLM src/evlm/eval/eval_utils.py, verbatim logic
 def reference_row(q: dict, prediction: str) -> tuple[str, dict]:
     """(template, row) as evaluate_dataset + get_results build them."""
     options, answer = add_alphabet(list(q["options"]), q["answer"])
-    template = "Answer with a single letter, no extra details." + "\n" + "Question:" + q["question"] + "\n" + "\n".join(options)
-    return template, {"correct_idx": q["options"].index(q["answer"]), "correct_answer": answer, "prediction": prediction}
+    template = (
+        "Answer with a single letter, no extra details."
+        + "\n"
+        + "Question:"
+        + q["question"]
+        + "\n"
+        + "\n".join(options)
+    )
+    return template, {
+        "correct_idx": q["options"].index(q["answer"]),
+        "correct_answer": answer,
+        "prediction": prediction,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +70,32 @@ def responses(q: dict) -> list[str]:
     options, answer = add_alphabet(list(q["options"]), q["answer"])
     letter, text = answer[0], q["answer"]
     wrong = next(o for o in options if o != answer)
-    return [letter, answer, f"The answer is {answer}.", answer.lower(), f" {letter}", f"{letter}xyz", text, f"({letter})",
-            wrong, wrong[0], wrong.lower(), "", f"{wrong[0]} or maybe {answer}", answer[:3], answer[:3].lower()]
+    return [
+        letter,
+        answer,
+        f"The answer is {answer}.",
+        answer.lower(),
+        f" {letter}",
+        f"{letter}xyz",
+        text,
+        f"({letter})",
+        wrong,
+        wrong[0],
+        wrong.lower(),
+        "",
+        f"{wrong[0]} or maybe {answer}",
+        answer[:3],
+        answer[:3].lower(),
+    ]
 
 
 def test_every_doc_response_pair_scores_as_check_prediction(ubench):
     tasks, raw, _fixture = ubench
-    for name, kind in (("biores_ubench_native", None), ("biores_ubench_224", None), ("biores_ubench_coarse_native", "coarse")):
+    for name, kind in (
+        ("biores_ubench_native", None),
+        ("biores_ubench_224", None),
+        ("biores_ubench_coarse_native", "coarse"),
+    ):
         task = tasks[name]
         docs = task.test_docs_no_media()
         assert len(docs) > 0
@@ -76,7 +105,9 @@ def test_every_doc_response_pair_scores_as_check_prediction(ubench):
             for response in responses(q):
                 template, row = reference_row(q, response)
                 assert task.doc_to_text(doc) == template
-                raw_score = task.config.process_results(doc, [response])["accuracy"]["score"]  # the rule on the text as is
+                raw_score = task.config.process_results(doc, [response])["accuracy"][
+                    "score"
+                ]  # the rule on the text as is
                 assert raw_score == float(check_prediction(row)), (name, doc["image_id"], response)
                 # lmms-eval strips each response before scoring (as eVLLM's model wrappers strip theirs)
                 _template, row = reference_row(q, response.strip())
@@ -88,14 +119,44 @@ def test_check_prediction_cases_from_its_source(ubench):
     tasks, _raw, _fixture = ubench
     task = tasks["biores_ubench_native"]
     doc = next(d for d in task.test_docs_no_media() if d["image_id"] == "img0")  # basophil, index 2 -> "C) basophil"
-    score = {r: task.process_results(doc, [r])["accuracy"]["score"] for r in (
-        "C", "C) basophil", "I pick C) basophil", "Cells", "c) basophil", " C", "basophil", "(C)", "B) neutrophil", "c", "",
-        "C) ", "Answer: C")}
-    assert score == {"C": 1.0, "C) basophil": 1.0, "I pick C) basophil": 1.0, "Cells": 1.0, "c) basophil": 0.0, " C": 1.0,
-                     "basophil": 0.0, "(C)": 0.0, "B) neutrophil": 0.0, "c": 0.0, "": 0.0, "C) ": 1.0, "Answer: C": 0.0}
+    score = {
+        r: task.process_results(doc, [r])["accuracy"]["score"]
+        for r in (
+            "C",
+            "C) basophil",
+            "I pick C) basophil",
+            "Cells",
+            "c) basophil",
+            " C",
+            "basophil",
+            "(C)",
+            "B) neutrophil",
+            "c",
+            "",
+            "C) ",
+            "Answer: C",
+        )
+    }
+    assert score == {
+        "C": 1.0,
+        "C) basophil": 1.0,
+        "I pick C) basophil": 1.0,
+        "Cells": 1.0,
+        "c) basophil": 0.0,
+        " C": 1.0,
+        "basophil": 0.0,
+        "(C)": 0.0,
+        "B) neutrophil": 0.0,
+        "c": 0.0,
+        "": 0.0,
+        "C) ": 1.0,
+        "Answer: C": 0.0,
+    }
     assert task.config.process_results(doc, [" C"])["accuracy"]["score"] == 0.0  # unstripped: first character is " "
-    assert task.doc_to_text(doc) == ("Answer with a single letter, no extra details.\nQuestion:What type of blood cell is shown?\n"
-                                     "A) lymphocyte\nB) neutrophil\nC) basophil\nD) none of the above")
+    assert task.doc_to_text(doc) == (
+        "Answer with a single letter, no extra details.\nQuestion:What type of blood cell is shown?\n"
+        "A) lymphocyte\nB) neutrophil\nC) basophil\nD) none of the above"
+    )
 
 
 def test_rows_follow_the_authors_dataset_list(ubench):
@@ -104,17 +165,26 @@ def test_rows_follow_the_authors_dataset_list(ubench):
     docs = task.test_docs_no_media()
     assert [d["question"] for d in docs] == [r.question for r in fixture.rows]
     assert [d["source_dataset"] for d in docs] == [
-        "acevedo_et_al_2020", "dataset_null:1", "kather_et_al_2016", "acevedo_et_al_2020",
-        "eulenberg_et_al_2017_darkfield", "kather_et_al_2016"]  # the null row asking kather's options resolved
+        "acevedo_et_al_2020",
+        "dataset_null:1",
+        "kather_et_al_2016",
+        "acevedo_et_al_2020",
+        "eulenberg_et_al_2017_darkfield",
+        "kather_et_al_2016",
+    ]  # the null row asking kather's options resolved
     records = [task.process_results(d, ["A"]) for d in docs]  # right: img1, img4, img7 (gold A) -> 3 of 6
     agg = task.aggregation()
     assert agg["accuracy"]([r["accuracy"] for r in records]) == pytest.approx(3 / 6)
-    eulenberg_right = [task.process_results(d, ["C"]) if d["source_dataset"].startswith("eulenberg") else r
-                       for d, r in zip(docs, records, strict=True)]
+    eulenberg_right = [
+        task.process_results(d, ["C"]) if d["source_dataset"].startswith("eulenberg") else r
+        for d, r in zip(docs, records, strict=True)
+    ]
     assert agg["accuracy"]([r["accuracy"] for r in eulenberg_right]) == pytest.approx(4 / 6)
     # the post-hoc table drops the Eulenberg set: 3 of 5 either way
     for recs in (records, eulenberg_right):
-        assert agg["accuracy_without_eulenberg"]([r["accuracy_without_eulenberg"] for r in recs]) == pytest.approx(3 / 5)
+        assert agg["accuracy_without_eulenberg"]([r["accuracy_without_eulenberg"] for r in recs]) == pytest.approx(
+            3 / 5
+        )
     direct = tasks["biores_ubench_direct_native"]
     assert len(direct.test_docs_no_media()) == len(docs)  # biores' own variant: same rows
 

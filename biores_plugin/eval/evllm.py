@@ -25,7 +25,8 @@ drops the two Eulenberg sets below from its post-hoc tables.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import BioresConfigError
 
@@ -34,12 +35,29 @@ CHECK_LETTERS = ("A", "B", "C", "D", "E", "F", "G")  # check_prediction's list
 PREFIXES = ("A) ", "B) ", "C) ", "D) ", "E) ", "F) ", "G) ", "H) ")  # add_alphabet's
 
 DATASETS = (
-    "acevedo_et_al_2020", "burgess_et_al_2024_contour", "burgess_et_al_2024_eccentricity", "burgess_et_al_2024_texture",
-    "colocalization_benchmark", "empiar_sbfsem", "eulenberg_et_al_2017_brightfield", "eulenberg_et_al_2017_darkfield",
-    "eulenberg_et_al_2017_epifluorescence", "held_et_al_2010_galt", "held_et_al_2010_h2b", "held_et_al_2010_mt",
-    "hussain_et_al_2019", "icpr2020_pollen", "jung_et_al_2022", "kather_et_al_2016", "kather_et_al_2018",
-    "kather_et_al_2018_val7k", "nirschl_et_al_2018", "nirschl_unpub_fluorescence", "tang_et_al_2019",
-    "wong_et_al_2022", "wu_et_al_2023",
+    "acevedo_et_al_2020",
+    "burgess_et_al_2024_contour",
+    "burgess_et_al_2024_eccentricity",
+    "burgess_et_al_2024_texture",
+    "colocalization_benchmark",
+    "empiar_sbfsem",
+    "eulenberg_et_al_2017_brightfield",
+    "eulenberg_et_al_2017_darkfield",
+    "eulenberg_et_al_2017_epifluorescence",
+    "held_et_al_2010_galt",
+    "held_et_al_2010_h2b",
+    "held_et_al_2010_mt",
+    "hussain_et_al_2019",
+    "icpr2020_pollen",
+    "jung_et_al_2022",
+    "kather_et_al_2016",
+    "kather_et_al_2018",
+    "kather_et_al_2018_val7k",
+    "nirschl_et_al_2018",
+    "nirschl_unpub_fluorescence",
+    "tang_et_al_2019",
+    "wong_et_al_2022",
+    "wu_et_al_2023",
 )
 POSTHOC_DROPPED = ("eulenberg_et_al_2017_darkfield", "eulenberg_et_al_2017_epifluorescence")
 FINE = "classification"
@@ -59,8 +77,12 @@ def correct_index(q: dict[str, Any]) -> int:
 
 
 def usable(q: Any) -> bool:
-    return isinstance(q, dict) and bool(q.get("question")) and bool(q.get("options")) and (
-        q.get("answer") is not None or q.get("answer_idx") is not None)
+    return (
+        isinstance(q, dict)
+        and bool(q.get("question"))
+        and bool(q.get("options"))
+        and (q.get("answer") is not None or q.get("answer_idx") is not None)
+    )
 
 
 def lettered_options(options: Sequence[Any]) -> list[str]:

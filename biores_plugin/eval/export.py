@@ -202,11 +202,13 @@ EXPORTS = {
         ("biores_plugin.eval.protocols", ("medvint_prompt", "nearest_choice")),
         ("biores_plugin.tasks.biores_pmc_vqa.utils", ("LETTERS", "_PREFIX", "strip_letter", "_column", "_prepare")),
     ), _PMC_GLUE, ("accuracy",)),
-    "ubench": Export("uBench (μ-Bench perception)", "the authors' protocol (eVLLM prompt and check_prediction)", "biores_ubench", (
+    "ubench": Export("uBench (μ-Bench perception)", "the authors' protocol (eVLLM prompt and check_prediction)",
+                     "biores_ubench", (
         ("biores_plugin.eval.evllm", ("INSTRUCTION", "CHECK_LETTERS", "PREFIXES", "DATASETS", "POSTHOC_DROPPED", "FINE",
                                       "UNRESOLVED", "correct_index", "usable", "lettered_options", "prompt", "gold",
                                       "check_prediction", "resolve_datasets", "in_paper")),
-        ("biores_plugin.tasks.biores_ubench.utils", ("QUESTION", "_correct_index", "_usable", "sources", "flatten", "_prepare")),
+        ("biores_plugin.tasks.biores_ubench.utils",
+         ("QUESTION", "_correct_index", "_usable", "sources", "flatten", "_prepare")),
     ), _UBENCH_GLUE, ("accuracy", "accuracy_without_eulenberg", "macro_dataset_accuracy")),
 }
 EXPORTS["pathvqa"] = Export("PathVQA", EXPORTS["vqa_rad"].protocol, "biores_pathvqa", EXPORTS["vqa_rad"].pieces, _VQA_GLUE,

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ..errors import BioresError
 from .collect import _TASK, _load_json, _model_path, _read_lines, _results_files, _samples_file
@@ -81,7 +83,9 @@ def _question(sample: dict) -> str:
     return _text(next((a for a in args if isinstance(a, str)), ""))
 
 
-def read_levels(folders: Iterable[str | Path], metric: str = "accuracy", labels: dict[str, str] | None = None) -> tuple[dict, dict]:
+def read_levels(
+    folders: Iterable[str | Path], metric: str = "accuracy", labels: dict[str, str] | None = None
+) -> tuple[dict, dict]:
     """``{(run, sweep, doc_id): {level: (score, response, answer, question, eff, consumed)}}``; runs
     named as :func:`collect` names them (the ``--label`` of the folder, else the model's name)."""
     labels = {str(Path(k).resolve()): v for k, v in (labels or {}).items()}
@@ -108,27 +112,40 @@ def read_levels(folders: Iterable[str | Path], metric: str = "accuracy", labels:
                     counts = next((c for c in sample.get("token_counts") or [] if isinstance(c, dict)), {})
                     consumed = (counts.get("visual_tokens_sizes") or [None])[0]
                     table.setdefault((run, m.group(1), int(sample["doc_id"])), {})[m.group(2)] = (
-                        float(record["score"]), _text(record.get("response", sample.get("filtered_resps")), 200),
-                        _text(record.get("answer", sample.get("target")), 200), _question(sample),
+                        float(record["score"]),
+                        _text(record.get("response", sample.get("filtered_resps")), 200),
+                        _text(record.get("answer", sample.get("target")), 200),
+                        _question(sample),
                         tuple(record["eff_size"]) if record.get("eff_size") else None,
-                        tuple(consumed) if consumed else None)
+                        tuple(consumed) if consumed else None,
+                    )
     return table, names
 
 
-def find_flips(folders: Iterable[str | Path], cap: int, metric: str = "accuracy", labels: dict[str, str] | None = None) -> Gallery:
+def find_flips(
+    folders: Iterable[str | Path], cap: int, metric: str = "accuracy", labels: dict[str, str] | None = None
+) -> Gallery:
     """Per (run, sweep), the samples whose right/wrong changes across levels, most flips first, at most ``cap``."""
     table, names = read_levels(folders, metric, labels)
     grouped: dict[tuple[str, str], list[Flip]] = {}
     for (run, prefix, doc_id), by_level in sorted(table.items()):
         levels = _order(by_level)
         right = [by_level[r][0] >= RIGHT for r in levels]
-        flips = sum(a != b for a, b in zip(right, right[1:]))
+        flips = sum(a != b for a, b in pairwise(right))
         if len(levels) < 2 or not flips:
             continue
         first = by_level[levels[-1]]
-        grouped.setdefault((run, prefix), []).append(Flip(
-            run, prefix, doc_id, first[3], first[2],
-            [Level(r, by_level[r][0], by_level[r][1], by_level[r][4], by_level[r][5]) for r in levels], flips))
+        grouped.setdefault((run, prefix), []).append(
+            Flip(
+                run,
+                prefix,
+                doc_id,
+                first[3],
+                first[2],
+                [Level(r, by_level[r][0], by_level[r][1], by_level[r][4], by_level[r][5]) for r in levels],
+                flips,
+            )
+        )
     total = {key: len(v) for key, v in grouped.items()}
     capped = {key: sorted(v, key=lambda f: (-f.flips, f.doc_id))[:cap] for key, v in grouped.items()}
     return Gallery(capped, total, {}, names)
@@ -176,7 +193,9 @@ def attach_images(gallery: Gallery, longest: int = 256) -> Gallery:
             task = _load_tasks([gallery.task_names[prefix]])[gallery.task_names[prefix]]
             docs = task.test_docs()
         except (BioresError, OSError, KeyError, ValueError, ImportError, FileNotFoundError) as exc:
-            gallery.notes[prefix] = f"images not recoverable here ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            gallery.notes[prefix] = (
+                f"images not recoverable here ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+            )
             continue
         for (_run, p), flips in gallery.flips.items():
             if p != prefix:
@@ -191,8 +210,15 @@ def attach_images(gallery: Gallery, longest: int = 256) -> Gallery:
                     images = task.doc_to_visual(shown)
                     level.thumbs = [_thumb(im, longest) for im in images]
                     level.details = [_detail(im) for im in images]
-                    if images and level.eff_size and tuple(images[0].size) != tuple(level.eff_size) and len(images) == 1:
-                        gallery.notes[prefix] = (f"re-derived image of doc {flip.doc_id} at {level.resolution} is "
-                                                 f"{images[0].width}x{images[0].height}, the log says "
-                                                 f"{level.eff_size[0]}x{level.eff_size[1]}: the data changed since the run")
+                    if (
+                        images
+                        and level.eff_size
+                        and tuple(images[0].size) != tuple(level.eff_size)
+                        and len(images) == 1
+                    ):
+                        gallery.notes[prefix] = (
+                            f"re-derived image of doc {flip.doc_id} at {level.resolution} is "
+                            f"{images[0].width}x{images[0].height}, the log says "
+                            f"{level.eff_size[0]}x{level.eff_size[1]}: the data changed since the run"
+                        )
     return gallery

@@ -12,9 +12,6 @@ protocol is v1's (``biores_pmc_vqa``): MedVInT's choice prompt, nearest choice b
 
 from __future__ import annotations
 
-from biores_plugin.eval.archive import image_archive
-from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
-from biores_plugin.eval.sweep import archive_images, chat_messages, sweep_getattr
 from biores_plugin.tasks.biores_pmc_vqa.utils import (  # noqa: F401  (yaml !function targets)
     REPO_ID,
     _prepare,
@@ -23,6 +20,10 @@ from biores_plugin.tasks.biores_pmc_vqa.utils import (  # noqa: F401  (yaml !fun
     doc_to_text,
     process_results,
 )
+
+from biores_plugin.eval.archive import image_archive
+from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
+from biores_plugin.eval.sweep import archive_images, chat_messages, sweep_getattr
 
 ENV = "BIORES_PMC_VQA2_PATH"
 

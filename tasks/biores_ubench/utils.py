@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from biores_plugin.errors import BioresConfigError
 from biores_plugin.eval.evllm import (
     FINE,
     POSTHOC_DROPPED,
@@ -40,7 +41,6 @@ from biores_plugin.eval.evllm import (
 from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
 from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered, mean, sweep_fields
 from biores_plugin.eval.sweep import chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
-from biores_plugin.errors import BioresConfigError
 
 QUESTION = FINE
 _correct_index = correct_index
@@ -49,12 +49,16 @@ _usable = usable
 
 def sources(dataset: Any) -> list[str]:
     """Each row's source data set, null ones resolved (``resolve_datasets``)."""
-    names = [str(d) if d else "" for d in dataset["dataset"]] if "dataset" in dataset.column_names else [""] * len(dataset)
+    names = (
+        [str(d) if d else "" for d in dataset["dataset"]] if "dataset" in dataset.column_names else [""] * len(dataset)
+    )
     fine = [(qs or {}).get(QUESTION) for qs in dataset.select_columns(["questions"])["questions"]]
     return resolve_datasets(names, [q["options"] if _usable(q) else None for q in fine])
 
 
-def flatten(dataset: Any, keep: list[int], questions: list[dict], resolved: list[str], extra: dict | None = None) -> Any:
+def flatten(
+    dataset: Any, keep: list[int], questions: list[dict], resolved: list[str], extra: dict | None = None
+) -> Any:
     """``dataset`` rows ``keep`` (repeats allowed) with ``question`` / ``options`` / ``answer_idx``
     / ``source_dataset`` from ``questions`` (one per kept row)."""
     columns = {
@@ -79,8 +83,10 @@ def _prepare(dataset: Any) -> Any:
     resolved = sources(dataset)
     keep = [i for i, q in enumerate(fine) if _usable(q) and in_paper(resolved[i])]
     if len(dataset) and not keep:
-        raise BioresConfigError("uBench: no row of the release belongs to eVLLM's fine-grained data-set list "
-                                f"(data sets found: {sorted(set(resolved))[:5]})")
+        raise BioresConfigError(
+            "uBench: no row of the release belongs to eVLLM's fine-grained data-set list "
+            f"(data sets found: {sorted(set(resolved))[:5]})"
+        )
     return flatten(dataset, keep, [fine[i] for i in keep], resolved)
 
 
@@ -120,7 +126,9 @@ def evllm_record(doc, response) -> dict[str, Any]:
 
 def process_results(doc, results):
     record = evllm_record(doc, results[0] if results else "")
-    return skipped_results(doc, {"accuracy": record, "accuracy_without_eulenberg": record, "macro_dataset_accuracy": record})
+    return skipped_results(
+        doc, {"accuracy": record, "accuracy_without_eulenberg": record, "macro_dataset_accuracy": record}
+    )
 
 
 aggregate_accuracy = aggregate_score
@@ -144,7 +152,9 @@ def aggregate_macro_dataset(results) -> float:
 
 
 def direct_doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    return prompt_text(f"{str(doc['question']).strip()}\n{lettered(doc['options'], '{letter}) {text}')}", lmms_eval_specific_kwargs)
+    return prompt_text(
+        f"{str(doc['question']).strip()}\n{lettered(doc['options'], '{letter}) {text}')}", lmms_eval_specific_kwargs
+    )
 
 
 def direct_doc_to_messages(doc, lmms_eval_specific_kwargs=None):
@@ -157,6 +167,12 @@ def direct_doc_to_target(doc):
 
 def direct_process_results(doc, results):
     response = results[0] if results else ""
-    record = choice_record(doc, response, doc["options"], int(doc["answer_idx"]),
-                           image_id=doc.get("image_id"), dataset=doc.get("source_dataset", "unknown"))
+    record = choice_record(
+        doc,
+        response,
+        doc["options"],
+        int(doc["answer_idx"]),
+        image_id=doc.get("image_id"),
+        dataset=doc.get("source_dataset", "unknown"),
+    )
     return skipped_results(doc, {"accuracy": record, "macro_dataset_accuracy": record})

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from biores_plugin.eval import evllm
-from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
-from biores_plugin.eval.scoring import aggregate_score, aggregate_where
-from biores_plugin.eval.sweep import skipped_results, sweep_getattr
 from biores_plugin.tasks.biores_ubench.utils import (  # noqa: F401  (yaml !function targets)
     doc_to_messages,
     doc_to_target,
@@ -25,6 +21,11 @@ from biores_plugin.tasks.biores_ubench.utils import (  # noqa: F401  (yaml !func
     sources,
     usable,
 )
+
+from biores_plugin.eval import evllm
+from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
+from biores_plugin.eval.scoring import aggregate_score, aggregate_where
+from biores_plugin.eval.sweep import skipped_results, sweep_getattr
 
 
 def _prepare(dataset: Any) -> Any:

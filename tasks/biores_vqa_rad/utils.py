@@ -33,7 +33,7 @@ from typing import Any
 
 from biores_plugin.eval.scoring import add_question_type, closed_by_answer, normalize_answer, sweep_fields
 from biores_plugin.eval.sweep import sweep_getattr
-from biores_plugin.eval.vqa import *  # noqa: F401,F403  (yaml !function targets)
+from biores_plugin.eval.vqa import *
 from biores_plugin.eval.vqa import direct_process_results as _direct_results
 from biores_plugin.eval.vqa import process_results as _llava_med_results
 
@@ -75,11 +75,16 @@ def _prepare(dataset: Any) -> Any:
         lookup = original_answer_types(os.environ.get(ENV, "").strip()) if os.environ.get(ENV) else {}
         kinds = [lookup.get(_key(q, a), "") for q, a in zip(dataset["question"], dataset["answer"], strict=True)]
     typed = [k in ("CLOSED", "OPEN") for k in kinds]
-    closed = [k == "CLOSED" if t else closed_by_answer(a) for k, t, a in zip(kinds, typed, dataset["answer"], strict=True)]
+    closed = [
+        k == "CLOSED" if t else closed_by_answer(a) for k, t, a in zip(kinds, typed, dataset["answer"], strict=True)
+    ]
     if not all(typed):
-        _log.warning("biores_vqa_rad: %d of %d questions have no original answer_type; closed = yes/no answer for "
-                     "those (LLaVA-Med splits by answer_type; see the original_answer_type metric)",
-                     typed.count(False), len(typed))
+        _log.warning(
+            "biores_vqa_rad: %d of %d questions have no original answer_type; closed = yes/no answer for "
+            "those (LLaVA-Med splits by answer_type; see the original_answer_type metric)",
+            typed.count(False),
+            len(typed),
+        )
     dataset = add_question_type(dataset, closed)
     if "closed_by" in dataset.column_names:
         dataset = dataset.remove_columns("closed_by")
