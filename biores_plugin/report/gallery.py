@@ -185,10 +185,32 @@ def _load_tasks(names: Sequence[str]) -> dict[str, Any]:
     return get_task_dict(list(names), TaskManager("ERROR", include_defaults=False))
 
 
+def _missing_synth(task_name: str) -> str | None:
+    """The synthetic sweep's data when neither ``$BIORES_SYNTH_PATH`` nor the default set exists
+    (loading the task would generate it; a report only reads)."""
+    import os
+
+    from ..eval.plugin import SYNTH_ENV, default_synth_path
+    from ..synth.dataset import is_complete
+
+    if not task_name.startswith("biores_synth_"):
+        return None
+    root = os.environ.get(SYNTH_ENV) or str(default_synth_path())
+    return (
+        None
+        if is_complete(Path(root))
+        else f"images not recoverable here (no synthetic benchmark at {root}; set {SYNTH_ENV})"
+    )
+
+
 def attach_images(gallery: Gallery, longest: int = 256) -> Gallery:
     """Re-derive, for each flip and level, the images the task hands the model (see the module doc)."""
     prefixes = sorted({prefix for (_run, prefix) in gallery.flips})
     for prefix in prefixes:
+        missing = _missing_synth(gallery.task_names[prefix])
+        if missing:
+            gallery.notes[prefix] = missing
+            continue
         try:
             task = _load_tasks([gallery.task_names[prefix]])[gallery.task_names[prefix]]
             docs = task.test_docs()
