@@ -243,3 +243,18 @@ def test_report_renders_in_headless_chromium_with_every_image_loaded(report, tmp
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 10  # a blank page is one colour (std 0)
     assert (pixels < 128).mean() > 0.01  # text, figures and thumbnails: dark pixels somewhere
+
+
+def test_gallery_says_so_when_the_images_cannot_be_re_derived(report, tmp_path, monkeypatch, capsys):
+    """Without the data (no local copy, hub offline) the page still renders; the gallery names why."""
+    from biores_plugin.cli import main
+
+    monkeypatch.delenv(report["fixture"].env)
+    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    results = report["root"] / "results-tiny-model"
+    assert main(["report", str(results), "--out", str(tmp_path / "out"), "--gallery", "1"]) == 0
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "images not recoverable here" in page and 'class="thumb"' not in page
+    assert "1 shown" in page  # the samples are still listed, with their responses and scores
+    assert "biores report: gallery: biores_vqa_rad: images not recoverable here" in capsys.readouterr().err

@@ -211,36 +211,44 @@ def attach_images(gallery: Gallery, longest: int = 256) -> Gallery:
         if missing:
             gallery.notes[prefix] = missing
             continue
+        from tenacity import RetryError  # lmms-eval retries a failing download, then raises this
+
         try:
             task = _load_tasks([gallery.task_names[prefix]])[gallery.task_names[prefix]]
             docs = task.test_docs()
-        except (BioresError, OSError, KeyError, ValueError, ImportError, FileNotFoundError) as exc:
+        except (BioresError, OSError, KeyError, ValueError, ImportError, RetryError) as exc:
+            cause = exc.last_attempt.exception() if isinstance(exc, RetryError) else exc
             gallery.notes[prefix] = (
-                f"images not recoverable here ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+                f"images not recoverable here ({type(cause).__name__}: {str(cause).splitlines()[0][:160]})"
             )
             continue
         for (_run, p), flips in gallery.flips.items():
             if p != prefix:
                 continue
             for flip in flips:
-                if flip.doc_id >= len(docs):
-                    gallery.notes[prefix] = f"doc {flip.doc_id} is not in the data set found here ({len(docs)} docs)"
-                    continue
-                doc = docs[flip.doc_id]
-                for level in flip.levels:
-                    shown = dict(doc, biores_resolution=0 if level.resolution == "native" else int(level.resolution))
-                    images = task.doc_to_visual(shown)
-                    level.thumbs = [_thumb(im, longest) for im in images]
-                    level.details = [_detail(im) for im in images]
-                    if (
-                        images
-                        and level.eff_size
-                        and tuple(images[0].size) != tuple(level.eff_size)
-                        and len(images) == 1
-                    ):
-                        gallery.notes[prefix] = (
-                            f"re-derived image of doc {flip.doc_id} at {level.resolution} is "
-                            f"{images[0].width}x{images[0].height}, the log says "
-                            f"{level.eff_size[0]}x{level.eff_size[1]}: the data changed since the run"
-                        )
+                note = _attach(task, docs, flip, longest)
+                if note:
+                    gallery.notes[prefix] = note
     return gallery
+
+
+def _attach(task: Any, docs: Any, flip: Flip, longest: int) -> str | None:
+    """Fill one flip's thumbnails; a note when they could not be re-derived faithfully."""
+    if flip.doc_id >= len(docs):
+        return f"doc {flip.doc_id} is not in the data set found here ({len(docs)} docs)"
+    doc, note = docs[flip.doc_id], None
+    for level in flip.levels:
+        shown = dict(doc, biores_resolution=0 if level.resolution == "native" else int(level.resolution))
+        try:
+            images = task.doc_to_visual(shown)
+        except (BioresError, OSError, ValueError) as exc:
+            return f"doc {flip.doc_id}: image not recoverable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+        level.thumbs = [_thumb(im, longest) for im in images]
+        level.details = [_detail(im) for im in images]
+        if len(images) == 1 and level.eff_size and tuple(images[0].size) != tuple(level.eff_size):
+            note = (
+                f"re-derived image of doc {flip.doc_id} at {level.resolution} is {images[0].width}x"
+                f"{images[0].height}, the log says {level.eff_size[0]}x{level.eff_size[1]}: the data changed "
+                "since the run"
+            )
+    return note
