@@ -13,6 +13,7 @@ from .options import (
     MAX_STACK_FACTOR,
     ImageOptionError,
 )
+from .meta import image_meta
 from .pipeline import image_size, load_array, load_image
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_GUESSED_CHANNELS",
     "MAX_STACK_FACTOR",
     "ImageOptionError",
+    "image_meta",
     "image_size",
     "load_array",
     "load_image",
