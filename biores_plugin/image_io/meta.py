@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from PIL import Image
+
 from .dicom import _is_dicom, dicom_meta
 from .options import _Options
 from .physical import _tiff_mpp
@@ -25,10 +27,16 @@ def image_meta(source: Any) -> dict[str, Any]:
         stream = src.stream
         if stream is not None and _is_dicom(stream):
             return dicom_meta(name, stream)
+        start = stream.tell() if stream is not None else 0
         width, height = _size_step(name, src, opts)
-        meta: dict[str, Any] = {"format": src.kind, "width": width, "height": height, "frames": 1, "mpp": None}
-        if stream is not None and _is_tiff(stream):
-            meta.update(_tiff_meta(stream))
+        kind = {"array": "array", "pil": "PIL image"}.get(src.kind, "image")
+        meta: dict[str, Any] = {"format": kind, "width": width, "height": height, "frames": 1, "mpp": None}
+        if stream is not None:
+            stream.seek(start)
+            if _is_tiff(stream):
+                meta.update(_tiff_meta(stream))
+            else:
+                meta["format"] = str(Image.open(stream).format or "image")
         meta["pixel_spacing_mm"] = None if meta["mpp"] is None else [meta["mpp"] / 1000.0] * 2
         return meta
 
@@ -38,7 +46,6 @@ def image_meta(source: Any) -> dict[str, Any]:
 def _tiff_meta(stream: Any) -> dict[str, Any]:
     import tifffile
 
-    stream.seek(0)
     with tifffile.TiffFile(stream) as tf:
         series = tf.series[0]
         levels = []
