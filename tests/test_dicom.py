@@ -162,3 +162,18 @@ def test_mpp_resamples_dicom_by_its_pixel_spacing():
     assert load_image(path, mpp=100.0).size == (64, 64)  # finer than stored: never upsampled
     with pytest.raises(BioresImageError, match="declares none"):
         load_image(np.zeros((8, 8), np.uint8), mpp=1.0)
+
+
+def test_biores_info_reports_dicom_spacing_and_one_line_errors(capsys):
+    import json
+
+    from biores_plugin.cli import main
+
+    assert main(["info", str(TEST_FILES / "CT_small.dcm"), "--policy", "native", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["width"], row["height"], row["format"]) == (128, 128, "DICOM")
+    assert row["pixel_spacing_mm"] == pytest.approx([0.661468, 0.661468])
+    assert row["mpp"] == pytest.approx(661.468)
+    assert main(["info", str(TEST_FILES / "rtplan.dcm")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "DICOM file without pixel data (RT Plan Storage" in err

@@ -133,3 +133,19 @@ def test_sixteen_bit_grayscale_pyramid_keeps_its_dtype_until_the_end(tmp_path):
     raw = load_array(path, mpp=1.0, normalize="raw")
     assert raw.shape == (256, 256, 1) and raw.dtype == np.float32
     np.testing.assert_array_equal(raw[:, :, 0], base[::2, ::2].astype(np.float32))
+
+
+def test_biores_info_mpp_reports_the_level_read(pyramid, capsys):
+    import json
+
+    from biores_plugin.cli import main
+
+    assert main(["info", str(pyramid), "--mpp", "1", "--policy", "native", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["width"], row["height"]) == (1024, 1024)
+    assert row["mpp"] == pytest.approx(1.0) and row["stored_mpp"] == pytest.approx(0.25)
+    assert row["format"] == "OME-TIFF" and row["stored_width"] == 4096
+    with pytest.raises(SystemExit) as exit_info:  # a flag error: argparse's one line, status 2
+        main(["info", str(pyramid), "--mpp", "0"])
+    assert exit_info.value.code == 2
+    assert "--mpp: must be a positive number" in capsys.readouterr().err
