@@ -4,6 +4,7 @@ files made by others), compared with pydicom's own decoding and rendering."""
 from __future__ import annotations
 
 import io
+import re
 import pathlib
 import warnings
 
@@ -120,7 +121,7 @@ def test_colour_palette_and_ybr_match_pydicoms_rgb():
 
 def test_multiframe_default_is_the_middle_frame_and_frame_selects():
     path = TEST_FILES / "examples_ybr_color.dcm"  # 30 frames
-    ds, frames = _pydicom_frame(path)
+    _ds, frames = _pydicom_frame(path)
     np.testing.assert_array_equal(load_array(path), frames[15])
     np.testing.assert_array_equal(load_array(path, frame=3), frames[3])
     with pytest.raises(BioresImageError, match="frame 30 out of range: the DICOM file has 30 frames"):
@@ -177,3 +178,22 @@ def test_biores_info_reports_dicom_spacing_and_one_line_errors(capsys):
     assert main(["info", str(TEST_FILES / "rtplan.dcm")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "DICOM file without pixel data (RT Plan Storage" in err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"window": (40, 0)}, "window must be (center, width) with width >= 1"),
+        ({"window": "soft"}, "window must be (center, width)"),
+        ({"frame": -1}, "frame must be None or an int >= 0"),
+        ({"mpp": 0}, "mpp must be a positive number"),
+        ({"mpp": float("nan")}, "mpp must be a positive number"),
+        ({"region": (0, 0, 0, 5)}, "width, height > 0"),
+        ({"region": (0, 0, 5)}, "region must be (x, y, width, height)"),
+    ],
+)
+def test_new_options_are_checked_before_reading(options, message):
+    from biores_plugin.image_io import ImageOptionError
+
+    with pytest.raises(ImageOptionError, match=re.escape(message)):
+        load_image(TEST_FILES / "CT_small.dcm", **options)

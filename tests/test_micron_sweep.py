@@ -9,12 +9,16 @@ import shutil
 
 import pydicom
 import pytest
-
 from conftest import run_lmms_eval
 from fixtures_real import build_ubench
 
 from biores_plugin.errors import BioresConfigError
-from biores_plugin.resolution.levels import level_display, level_order, parse_levels, resolution_label
+from biores_plugin.resolution.levels import (
+    level_display,
+    level_order,
+    parse_levels,
+    resolution_label,
+)
 
 DICOM = pathlib.Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"  # 64 x 64
 #: per fixture row (5 rows, row 2 has no classification question): µm per pixel, None = unknown

@@ -7,13 +7,13 @@ and :func:`image_size` reads only the header; every failure raises a one-line
 
 from __future__ import annotations
 
+from .meta import image_meta
 from .options import (
     DEFAULT_MAX_PIXELS,
     MAX_GUESSED_CHANNELS,
     MAX_STACK_FACTOR,
     ImageOptionError,
 )
-from .meta import image_meta
 from .pipeline import image_size, load_array, load_image
 
 __all__ = [

@@ -81,7 +81,7 @@ def _geometry(name: str, ds: Any, *, pixels: bool) -> tuple[int, int, int, int]:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames") or 1)
         samples = int(ds.get("SamplesPerPixel") or 1)
-    except Exception as exc:  # noqa: BLE001 - a malformed value of any kind is one message
+    except Exception as exc:  # a malformed value of any kind is one message
         raise _fail(name, f"malformed DICOM image header ({_exc_text(exc)})") from exc
     return cols, rows, max(frames, 1), samples
 
@@ -108,7 +108,7 @@ def _spacing_mm(ds: Any) -> tuple[float, float] | None:
 def dicom_meta(name: str, stream: BinaryIO) -> dict[str, Any]:
     """Header facts for ``biores info``: size, frames, modality, spacing (mm) and µm/px."""
     ds = _read(name, stream, pixels=False)
-    cols, rows, frames, samples = _geometry(name, ds, pixels=False)
+    cols, rows, frames, _samples = _geometry(name, ds, pixels=False)
     spacing = _spacing_mm(ds)
     return {
         "format": "DICOM",

@@ -42,7 +42,7 @@ def _choose_level(levels: list[Any], base_w: int, base_mpp: float, target: float
 def _tiff_pyramid(name: str, tf: Any, opts: _Options) -> _Decoded:
     from .tiff import _tiff_arrange, _tiff_layout
 
-    series, axes, _shape, base_w, base_h = _tiff_layout(name, tf)
+    series, _axes, _shape, base_w, base_h = _tiff_layout(name, tf)
     levels = list(getattr(series, "levels", None) or [series])
     region = opts.region or (0, 0, base_w, base_h)
     _check_region(name, region, base_w, base_h)
@@ -62,8 +62,8 @@ def _tiff_pyramid(name: str, tf: Any, opts: _Options) -> _Decoded:
     level_w, level_h = _yx(level)
     sx, sy = level_w / base_w, level_h / base_h
     fx0, fy0, fx1, fy1 = x * sx, y * sy, (x + w) * sx, (y + h) * sy
-    ix0, iy0 = int(math.floor(fx0)), int(math.floor(fy0))
-    ix1, iy1 = min(int(math.ceil(fx1)), level_w), min(int(math.ceil(fy1)), level_h)
+    ix0, iy0 = math.floor(fx0), math.floor(fy0)
+    ix1, iy1 = min(math.ceil(fx1), level_w), min(math.ceil(fy1), level_h)
     _check_size(name, ix1 - ix0, iy1 - iy0, opts.max_pixels)  # the guard on what is decoded
     data, level_axes = _read_window(name, level, (ix0, iy0, ix1, iy1), opts)
     dec = _tiff_arrange(data, level_axes, level.keyframe, opts, 1)
