@@ -149,3 +149,19 @@ def test_biores_info_mpp_reports_the_level_read(pyramid, capsys):
         main(["info", str(pyramid), "--mpp", "0"])
     assert exit_info.value.code == 2
     assert "--mpp: must be a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("compression", ["jpeg", "lzw", "jpeg2000"])
+def test_tiles_of_every_codec_decode_as_tifffile_decodes_them(tmp_path, compression):
+    # imagecodecs (a dependency) decodes the slide codecs; the tile reader must match tifffile's own
+    path = tmp_path / f"slide_{compression}.tif"
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)  # 512 px
+    with tifffile.TiffWriter(path) as tw:
+        options = {"tile": (128, 128), "compression": compression, "photometric": "rgb"}
+        tw.write(base, subifds=1, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **options)  # 0.5 um/px
+        tw.write(base[::2, ::2], subfiletype=1, **options)
+    with tifffile.TiffFile(path) as tf:
+        full, level = tf.series[0].levels[0].asarray(), tf.series[0].levels[1].asarray()
+    np.testing.assert_array_equal(load_array(path, mpp=1.0), level)
+    np.testing.assert_array_equal(load_array(path, region=(100, 200, 300, 256)), full[200:456, 100:400])
