@@ -165,3 +165,15 @@ def test_tiles_of_every_codec_decode_as_tifffile_decodes_them(tmp_path, compress
         full, level = tf.series[0].levels[0].asarray(), tf.series[0].levels[1].asarray()
     np.testing.assert_array_equal(load_array(path, mpp=1.0), level)
     np.testing.assert_array_equal(load_array(path, region=(100, 200, 300, 256)), full[200:456, 100:400])
+
+
+def test_region_on_every_source_kind_is_the_same_crop():
+    import io
+
+    pixels = np.arange(80 * 100 * 3, dtype=np.uint8).reshape(80, 100, 3)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, "PNG")
+    for source in (pixels, Image.fromarray(pixels), png.getvalue()):
+        np.testing.assert_array_equal(load_array(source, region=(10, 20, 30, 40)), pixels[20:60, 10:40])
+    with pytest.raises(BioresImageError, match=r"region \(90, 0, 20, 5\) .* outside the 100x80 image"):
+        load_image(Image.fromarray(pixels), region=(90, 0, 20, 5))
