@@ -197,3 +197,13 @@ def test_new_options_are_checked_before_reading(options, message):
 
     with pytest.raises(ImageOptionError, match=re.escape(message)):
         load_image(TEST_FILES / "CT_small.dcm", **options)
+
+
+def test_wrapped_lmms_eval_tasks_decode_dicom_cells_too():
+    # eval/images.decode serves upstream tasks' image cells; Pillow alone would misread CT_small as TIFF
+    from biores_plugin.eval.images import decode_cell
+
+    data = (TEST_FILES / "CT_small.dcm").read_bytes()
+    image = decode_cell({"bytes": data, "path": None})
+    assert image.size == (128, 128)
+    np.testing.assert_array_equal(np.asarray(image), np.asarray(load_image(data)))

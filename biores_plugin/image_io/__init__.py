@@ -7,6 +7,7 @@ and :func:`image_size` reads only the header; every failure raises a one-line
 
 from __future__ import annotations
 
+from .dicom import is_dicom
 from .meta import image_meta
 from .options import (
     DEFAULT_MAX_PIXELS,
@@ -23,6 +24,7 @@ __all__ = [
     "ImageOptionError",
     "image_meta",
     "image_size",
+    "is_dicom",
     "load_array",
     "load_image",
 ]

@@ -9,6 +9,7 @@ Rules: docs/image_loading.md.
 
 from __future__ import annotations
 
+import io
 import warnings
 from typing import Any, BinaryIO
 
@@ -40,6 +41,11 @@ def _is_dicom(stream: BinaryIO) -> bool:
         return False
     vr = head[4:6]  # explicit VR: two capital letters; implicit: a 4-byte length
     return vr.isalpha() and vr.isupper() or head[6:8] == b"\x00\x00"
+
+
+def is_dicom(data: bytes) -> bool:
+    """Whether ``data`` (a file's bytes) is a DICOM file, by content (the rule of the loaders)."""
+    return _is_dicom(io.BytesIO(data))
 
 
 def _read(name: str, stream: BinaryIO, *, pixels: bool) -> Any:
