@@ -81,8 +81,11 @@ def _geometry(name: str, ds: Any, *, pixels: bool) -> tuple[int, int, int, int]:
     """``(columns, rows, frames, samples)`` of a DICOM image; a file without pixels is an error."""
     if pixels and not any(k in ds for k in _PIXEL_KEYWORDS):
         raise _fail(name, f"DICOM file without pixel data ({_what(ds)}): not an image")
-    if not pixels and not all(k in ds for k in ("Rows", "Columns")):
+    missing = [k for k in ("Rows", "Columns") if k not in ds]
+    if not pixels and missing:
         raise _fail(name, f"DICOM file without pixel data ({_what(ds)}): not an image")
+    if missing:
+        raise _fail(name, f"malformed DICOM image: pixel data without {' / '.join(missing)} ({_what(ds)})")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
         frames = int(ds.get("NumberOfFrames") or 1)
@@ -164,6 +167,8 @@ def _frame(name: str, ds: Any, frames: int, opts: _Options) -> np.ndarray:
         raise
     except MemoryError as exc:
         raise _fail(name, "not enough memory to decode the DICOM pixel data") from exc
+    except AttributeError as exc:  # pydicom: "Missing required element: (0028,0100) 'Bits Allocated'"
+        raise _fail(name, f"malformed DICOM image header ({_exc_text(exc)})") from exc
     except Exception as exc:
         raise _fail(name, f"corrupt or truncated DICOM pixel data ({_exc_text(exc)})") from exc
     arr = np.asarray(arr)
