@@ -177,3 +177,26 @@ def test_region_on_every_source_kind_is_the_same_crop():
         np.testing.assert_array_equal(load_array(source, region=(10, 20, 30, 40)), pixels[20:60, 10:40])
     with pytest.raises(BioresImageError, match=r"region \(90, 0, 20, 5\) .* outside the 100x80 image"):
         load_image(Image.fromarray(pixels), region=(90, 0, 20, 5))
+
+
+def test_aperio_svs_layout_reads_its_mpp_and_levels(tmp_path):
+    # the Aperio layout tifffile recognises: tiled baseline, stripped thumbnail, tiled reduced levels,
+    # the pixel size only in the description ("MPP = 0.5")
+    path = tmp_path / "slide.svs"
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)  # 1024 px
+    head = "Aperio Image Library v12.0.15 \n"
+    options = {"compression": "jpeg", "photometric": "rgb", "metadata": None}
+    level = np.asarray(Image.fromarray(base).reduce(4))
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(base, tile=(256, 256), description=head + "1024x1024 (256x256) JPEG/RGB Q=70|AppMag = 20|MPP = 0.5",
+                 **options)
+        tw.write(base[::8, ::8], description=head + "1024x1024 -> 128x128 - |MPP = 0.5", **options)
+        tw.write(level, tile=(256, 256), description=head + "1024x1024 -> 256x256 - |MPP = 0.5", **options)
+    meta = image_meta(path)
+    assert (meta["format"], meta["mpp"], meta["levels"]) == ("SVS", 0.5, [[1024, 1024], [256, 256]])
+    with tifffile.TiffFile(path) as tf:
+        decoded_level = tf.series[0].levels[1].asarray()
+    before = TILES_READ["tiles"]
+    np.testing.assert_array_equal(load_array(path, mpp=2.0), decoded_level)
+    assert TILES_READ["tiles"] - before == 1  # the one tile of the 256 px level

@@ -15,6 +15,9 @@ from .physical import _tiff_mpp
 from .pipeline import _run, _size_step
 from .sources import _is_tiff, _Source
 
+#: tifffile's format flags -> the name ``image_meta`` reports
+_KINDS = {"is_ome": "OME-TIFF", "is_svs": "SVS", "is_ndpi": "NDPI", "is_scn": "SCN"}
+
 
 def image_meta(source: Any) -> dict[str, Any]:
     """``{"format", "width", "height", "frames", "levels", "mpp", "pixel_spacing_mm", ...}`` of ``source``.
@@ -53,7 +56,7 @@ def _tiff_meta(stream: Any) -> dict[str, Any]:
             axes, shape = str(level.axes).upper(), tuple(int(s) for s in level.shape)
             levels.append([shape[axes.index("X")], shape[axes.index("Y")]])
         return {
-            "format": "OME-TIFF" if tf.is_ome else "TIFF",
+            "format": next((label for flag, label in _KINDS.items() if getattr(tf, flag, False)), "TIFF"),
             "levels": levels,
             "mpp": _tiff_mpp(tf, series.keyframe),
         }
