@@ -4,8 +4,8 @@ files made by others), compared with pydicom's own decoding and rendering."""
 from __future__ import annotations
 
 import io
-import re
 import pathlib
+import re
 import warnings
 
 import numpy as np
