@@ -207,3 +207,18 @@ def test_wrapped_lmms_eval_tasks_decode_dicom_cells_too():
     image = decode_cell({"bytes": data, "path": None})
     assert image.size == (128, 128)
     np.testing.assert_array_equal(np.asarray(image), np.asarray(load_image(data)))
+
+
+def test_a_syntax_without_decoder_is_one_line(tmp_path):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import MPEG2MPML
+
+    ds = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML  # video: no pydicom decoder, whatever is installed
+    ds.PixelData = encapsulate([b"\x00" * 64])
+    ds["PixelData"].VR = "OB"
+    path = tmp_path / "video.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(BioresImageError, match=r"MPEG2 Main Profile / Main Level .* has no pixel decoder in pydicom"):
+        load_image(path)
+    assert image_size(path) == (64, 64)  # the header still reads

@@ -148,7 +148,11 @@ def _decoder(name: str, ds: Any) -> Any:
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError as exc:
-        raise _fail(name, f"DICOM transfer syntax {syntax.name} ({syntax}) has no pixel decoder") from exc
+        raise _fail(
+            name,
+            f"DICOM transfer syntax {syntax.name} ({syntax}) has no pixel decoder in pydicom "
+            "(convert the file to a still-image syntax, e.g. with gdcmconv or dcmtk)",
+        ) from exc
     if not decoder.is_available:
         raise _fail(name, f"DICOM transfer syntax {syntax.name} needs a pixel-data handler: install {_HANDLER_HINT}")
     return decoder
