@@ -123,6 +123,13 @@ def _tiff_decode_open(name: str, tf: Any, opts: _Options) -> _Decoded:
 
         return _tiff_pyramid(name, tf, opts)
     series, axes, shape, width, height = _tiff_layout(name, tf)
+    levels = len(getattr(series, "levels", None) or ())
+    if levels > 1 and opts.max_pixels is not None and width * height > opts.max_pixels:
+        raise _fail(
+            name,
+            f"base level of {width}x{height} = {width * height} pixels exceeds max_pixels={opts.max_pixels}; "
+            f"the file is a pyramid of {levels} levels: read a smaller one with mpp= (biores info --mpp)",
+        )
     _check_size(name, width, height, opts.max_pixels)
     total = math.prod(shape)
     if opts.max_pixels is not None and total > MAX_STACK_FACTOR * opts.max_pixels:
