@@ -236,10 +236,14 @@ def _attach(task: Any, docs: Any, flip: Flip, longest: int) -> str | None:
     """Fill one flip's thumbnails; a note when they could not be re-derived faithfully."""
     if flip.doc_id >= len(docs):
         return f"doc {flip.doc_id} is not in the data set found here ({len(docs)} docs)"
+    from ..resolution import parse_resolution
+
     doc, note = docs[flip.doc_id], None
     for level in flip.levels:
-        shown = dict(doc, biores_resolution=0 if level.resolution == "native" else int(level.resolution))
         try:
+            shown = dict(doc, biores_resolution=parse_resolution(level.resolution))
+            if level.eff_size:  # a pixel-size level resamples to the size its doc's µm/px gave
+                shown.update(biores_eff_width=level.eff_size[0], biores_eff_height=level.eff_size[1])
             images = task.doc_to_visual(shown)
         except (BioresError, OSError, ValueError) as exc:
             return f"doc {flip.doc_id}: image not recoverable ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
