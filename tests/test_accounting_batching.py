@@ -1,0 +1,138 @@
+"""Accounting never changes lmms-eval's batching (issue #20): the real ``qwen2_5_vl`` wrapper at
+``--batch_size 4`` on 24 docs calls ``generate()`` 6 times with 4 rows with biores installed, and
+every logged sample carries the image tokens of the very row ``generate()`` received for it.
+
+The counting wrapper around ``generate()`` is the test's own (installed in a driver script before
+lmms-eval starts); the rows are mapped to docs by the doc id written in each prompt, so a wrong
+row -> doc mapping in biores fails (images of different sizes share every batch)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+N_DOCS = 24
+SIZES = [(56, 56), (112, 84), (168, 112), (224, 224), (84, 196), (140, 56)]  # 4, 12, 24, 64, 21, 10 tokens
+
+UTILS = '''
+def doc_to_visual(doc):
+    return [doc["image"].convert("RGB")]
+
+
+def doc_to_text(doc):
+    return doc["question"]
+
+
+def process_results(doc, results):
+    return {"acc": float(results[0].strip().lower() == doc["answer"])}
+'''
+
+YAML = """task: acct_probe
+dataset_path: parquet
+dataset_kwargs:
+  data_files:
+    test: data.parquet
+test_split: test
+output_type: generate_until
+doc_to_visual: !function utils.doc_to_visual
+doc_to_text: !function utils.doc_to_text
+doc_to_target: answer
+generation_kwargs:
+  max_new_tokens: 2
+  temperature: 0
+process_results: !function utils.process_results
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+DRIVER = '''
+import json, sys
+import transformers
+
+calls = []
+cls = transformers.Qwen2_5_VLForConditionalGeneration
+original = cls.generate
+
+
+def counting(self, *args, **kwargs):
+    ids = kwargs["input_ids"]
+    calls.append({"ids": ids.tolist(), "image_tokens": (ids == self.config.image_token_id).sum(dim=1).tolist()})
+    return original(self, *args, **kwargs)
+
+
+cls.generate = counting
+out_file, sys.argv = sys.argv[1], ["lmms_eval", *sys.argv[2:]]
+from lmms_eval.__main__ import cli_evaluate
+
+try:
+    cli_evaluate()
+finally:
+    with open(out_file, "w") as handle:
+        json.dump(calls, handle)
+'''
+
+
+def _write_task(folder: Path) -> None:
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = {"image": [], "question": [], "answer": []}
+    for i in range(N_DOCS):
+        w, h = SIZES[i % len(SIZES)]
+        rows["image"].append(Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)))
+        rows["question"].append(f"Doc {i}: what is shown?" + " answer" * (i % 5))  # varied lengths: lmms-eval re-sorts
+        rows["answer"].append("yes")
+    folder.mkdir(parents=True)
+    ds = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+    ds.to_parquet(str(folder / "data.parquet"))
+    (folder / "utils.py").write_text(UTILS)
+    (folder / "acct_probe.yaml").write_text(YAML)
+
+
+def test_batch_4_stays_6_calls_of_4_and_each_sample_gets_its_row(tmp_path, stock_checkpoint):
+    from transformers import AutoTokenizer
+
+    ckpt = stock_checkpoint("qwen2_5_vl")
+    tasks = tmp_path / "tasks"
+    _write_task(tasks)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    out, calls_file = tmp_path / "out", tmp_path / "calls.json"
+    args = ["--model", "qwen2_5_vl", "--model_args", f"pretrained={ckpt},device_map=cpu,device=cpu,min_pixels=3136,max_pixels=200704",
+            "--tasks", "acct_probe", "--include_path", str(tasks), "--batch_size", "4", "--output_path", str(out),
+            "--log_samples", "--verbosity", "DEBUG"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2",
+           "LMMS_EVAL_DATASETS_CACHE": str(tmp_path / "dcache")}
+    proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(calls_file), *args], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    calls = json.loads(calls_file.read_text())
+    assert [len(c["ids"]) for c in calls] == [4] * 6
+
+    tok = AutoTokenizer.from_pretrained(str(ckpt))
+    received = {}  # doc id -> image tokens in the generate() row that carried its prompt
+    for call in calls:
+        batch_tokens = set()
+        for row, tokens in zip(call["ids"], call["image_tokens"]):
+            text = tok.decode(row)
+            doc = int(text.split("Doc ")[1].split(":")[0])
+            received[doc] = tokens
+            batch_tokens.add(tokens)
+        assert len(batch_tokens) > 1  # images of different sizes in one batch: a wrong mapping shows
+    assert sorted(received) == list(range(N_DOCS))
+
+    samples = list(out.glob("**/*_samples_acct_probe.jsonl"))
+    rows = [json.loads(line) for line in samples[0].read_text().splitlines() if line.strip()]
+    assert len(rows) == N_DOCS
+    for row in rows:
+        counts = row["token_counts"][0]
+        assert counts["visual_tokens"] == received[row["doc_id"]], row["doc_id"]
+        (w, h), = counts["visual_tokens_sizes"]
+        assert (w // 28) * (h // 28) == counts["visual_tokens"]  # the tower's grid, merged 2x2
