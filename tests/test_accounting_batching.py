@@ -14,43 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+from probe_task import write_probe_task
 
 N_DOCS = 24
 SIZES = [(56, 56), (112, 84), (168, 112), (224, 224), (84, 196), (140, 56)]  # 4, 12, 24, 64, 21, 10 tokens
-
-UTILS = '''
-def doc_to_visual(doc):
-    return [doc["image"].convert("RGB")]
-
-
-def doc_to_text(doc):
-    return doc["question"]
-
-
-def process_results(doc, results):
-    return {"acc": float(results[0].strip().lower() == doc["answer"])}
-'''
-
-YAML = """task: acct_probe
-dataset_path: parquet
-dataset_kwargs:
-  data_files:
-    test: data.parquet
-test_split: test
-output_type: generate_until
-doc_to_visual: !function utils.doc_to_visual
-doc_to_text: !function utils.doc_to_text
-doc_to_target: answer
-generation_kwargs:
-  max_new_tokens: 2
-  temperature: 0
-process_results: !function utils.process_results
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-"""
 
 DRIVER = '''
 import json, sys
@@ -79,30 +46,12 @@ finally:
 '''
 
 
-def _write_task(folder: Path) -> None:
-    import datasets
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    rows = {"image": [], "question": [], "answer": []}
-    for i in range(N_DOCS):
-        w, h = SIZES[i % len(SIZES)]
-        rows["image"].append(Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)))
-        rows["question"].append(f"Doc {i}: what is shown?" + " answer" * (i % 5))  # varied lengths: lmms-eval re-sorts
-        rows["answer"].append("yes")
-    folder.mkdir(parents=True)
-    ds = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
-    ds.to_parquet(str(folder / "data.parquet"))
-    (folder / "utils.py").write_text(UTILS)
-    (folder / "acct_probe.yaml").write_text(YAML)
-
-
 def test_batch_4_stays_6_calls_of_4_and_each_sample_gets_its_row(tmp_path, stock_checkpoint):
     from transformers import AutoTokenizer
 
     ckpt = stock_checkpoint("qwen2_5_vl")
     tasks = tmp_path / "tasks"
-    _write_task(tasks)
+    write_probe_task(tasks, SIZES, N_DOCS)
     (tmp_path / "driver.py").write_text(DRIVER)
     out, calls_file = tmp_path / "out", tmp_path / "calls.json"
     args = ["--model", "qwen2_5_vl", "--model_args", f"pretrained={ckpt},device_map=cpu,device=cpu,min_pixels=3136,max_pixels=200704",

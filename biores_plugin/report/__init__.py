@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
-from .collect import Cell, collect
+from .collect import Cell, collect, missing_token_warnings
 from .metrics import report_section, robustness
 from .plots import plot_curves, plot_heatmap
 from .tables import markdown_table, matrix, matrix_text, resolution_warnings
@@ -36,6 +36,9 @@ def write_report(
         parts.append("## Warning: the model did not see the sweep's resolutions\n")
         parts.append("\n".join(f"- {w}" for w in warnings) + "\n\nVisual tokens below are the counts the model consumed "
                      "(docs/accounting.md gives each wrapper's honest settings).\n")
+    missing = missing_token_warnings(cells)
+    if missing:
+        parts.append("## Samples without a visual-token count\n\n" + "\n".join(f"- {m}" for m in missing) + "\n")
     if unreadable:
         parts.append("## Skipped unreadable files\n")
         parts.append("\n".join(f"- `{path}`: {reason}" for path, reason in unreadable) + "\n")
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy, unreadable=unreadable)
     for path, reason in unreadable:
         print(f"biores report: skipped unreadable {path} ({reason})", file=sys.stderr)
+    for line in missing_token_warnings(cells):
+        print(f"biores report: warning: {line}", file=sys.stderr)
     for line in resolution_warnings(cells):
         print(f"biores report: warning: {line}", file=sys.stderr)
     files = write_report(cells, args.out, skipped=skipped_image_ids(args.results), unreadable=unreadable)
