@@ -113,7 +113,7 @@ def run_budget(args: argparse.Namespace, extra: list[str], budget: int, final: P
     if args.protocol:
         from .med_eval import protocol_flags
 
-        flags = protocol_flags(args.protocol, args.model, flags)
+        model_args, flags = protocol_flags(args.protocol, args.model, model_args, flags)
     cmd = [sys.executable, "-m", "lmms_eval", "--model", args.model, "--model_args", model_args, "--tasks", args.tasks,
            "--output_path", str(partial), *flags]
     record = {"model": args.model, "max_pixels": budget, "min_pixels": args.min_pixels, "model_args": model_args,
