@@ -91,3 +91,16 @@ def test_run_protocol_flags():
     assert vargs == "model=P"  # vllm takes the system prompt from the task's messages
     with pytest.raises(BioresConfigError, match="sets --gen_kwargs itself"):
         med_eval.protocol_flags("med_eval", "vllm", "model=P", ["--gen_kwargs", "temperature=0"])
+
+
+def test_qwen2_vl_template_renders_the_source_prompt(stock_checkpoint):
+    """Qwen2-VL's own chat template on the task's messages gives the string infer_eval.py writes by hand."""
+    from transformers import AutoProcessor
+
+    proc = AutoProcessor.from_pretrained(str(stock_checkpoint("qwen2_vl")))
+    doc = {"image": _image(), "question": "Is there a mass?", "answer": "yes"}
+    messages = [{"role": m["role"], "content": [{"type": p["type"], **({"text": p["text"]} if p["type"] == "text" else {})}
+                                                for p in m["content"]]} for m in med_eval.doc_to_messages(doc)]
+    text = proc.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == ("<|im_start|>system\nYou are a biomedical expert.<|im_end|>\n<|im_start|>user\n"
+                    "<|vision_start|><|image_pad|><|vision_end|>Is there a mass?<|im_end|>\n<|im_start|>assistant\n")
