@@ -85,3 +85,34 @@ def test_batch_4_stays_6_calls_of_4_and_each_sample_gets_its_row(tmp_path, stock
         assert counts["visual_tokens"] == received[row["doc_id"]], row["doc_id"]
         (w, h), = counts["visual_tokens_sizes"]
         assert (w // 28) * (h // 28) == counts["visual_tokens"]  # the tower's grid, merged 2x2
+
+
+def test_uncountable_row_says_why_and_report_counts_it(tmp_path):
+    """A model config without an image token id: no silent count; the report names how many lack one."""
+    import torch
+    from transformers import PretrainedConfig
+
+    from biores_plugin.eval.accounting import VisualTokenCounts, generate_rows
+
+    class NoImageToken(torch.nn.Module):
+        config = PretrainedConfig()
+
+    reason = generate_rows(NoImageToken(), {"input_ids": torch.ones(2, 5, dtype=torch.long)})
+    assert isinstance(reason, str) and "no image token id" in reason
+    assert VisualTokenCounts(visual_tokens_missing=reason).to_dict() == {"visual_tokens_missing": reason}
+
+    run = tmp_path / "runs" / "max_pixels_50176"
+    (run / "m").mkdir(parents=True)
+    (run / "biores_budget.json").write_text(json.dumps({"max_pixels": 50176, "min_pixels": 784}))
+    results = {"results": {"acct_probe": {"acc,none": 0.5, "acc_stderr,none": 0.5}}, "config": {"model_args": "pretrained=/x/m"},
+               "n-samples": {"acct_probe": {"effective": 2}}}
+    (run / "m" / "20260101_results.json").write_text(json.dumps(results))
+    samples = [{"doc_id": 0, "acc": 1.0, "token_counts": [{"visual_tokens": 54, "visual_tokens_sizes": [[252, 168]]}]},
+               {"doc_id": 1, "acc": 0.0, "token_counts": [{"visual_tokens_missing": reason}]}]
+    (run / "m" / "20260101_samples_acct_probe.jsonl").write_text("\n".join(json.dumps(s) for s in samples) + "\n")
+    proc = subprocess.run([str(Path(sys.executable).parent / "biores"), "report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 of 2 samples have no visual-token count" in proc.stderr
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Samples without a visual-token count" in text and "| max_pixels=50176 |" in text and "| 54 |" in text
