@@ -27,8 +27,8 @@ for p in (ROOT, os.path.join(ROOT, "tests")):
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from PIL import Image
 
 SIZES = [(56, 56), (112, 84), (168, 112), (224, 224), (84, 196), (140, 56)]
 
@@ -41,27 +41,49 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=4)
     args = parser.parse_args(argv)
 
+    import fixtures_models as fm
     import torch
     from lmms_eval.api.instance import GenerationResult, Instance
     from lmms_eval.models import get_model
 
-    import fixtures_models as fm
     from biores_plugin.eval import accounting
 
     torch.manual_seed(0)
     folder = fm.build_qwen_vl(Path(tempfile.mkdtemp()), "qwen2_5_vl")
     rng = np.random.default_rng(0)
-    docs = [{"image": Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))}
-            for w, h in (SIZES[i % len(SIZES)] for i in range(args.docs))]
+    docs = [
+        {"image": Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))}
+        for w, h in (SIZES[i % len(SIZES)] for i in range(args.docs))
+    ]
     gen = {"max_new_tokens": args.max_new_tokens, "temperature": 0, "until": []}
 
     def requests():
-        return [Instance("generate_until", (f"Doc {i}: what is shown?" + " answer" * (i % 5), dict(gen), lambda d: [d["image"]], i, "bench",
-                                            "test"), 0, {"task": "bench", "doc_id": i, "repeats": 1}) for i in range(args.docs)]
+        return [
+            Instance(
+                "generate_until",
+                (
+                    f"Doc {i}: what is shown?" + " answer" * (i % 5),
+                    dict(gen),
+                    lambda d: [d["image"]],
+                    i,
+                    "bench",
+                    "test",
+                ),
+                0,
+                {"task": "bench", "doc_id": i, "repeats": 1},
+            )
+            for i in range(args.docs)
+        ]
 
     accounting.install()
-    lm = get_model("qwen2_5_vl", force_simple=True)(pretrained=str(folder), device_map="cpu", device="cpu", batch_size=args.batch,
-                                                   min_pixels=3136, max_pixels=200704)
+    lm = get_model("qwen2_5_vl", force_simple=True)(
+        pretrained=str(folder),
+        device_map="cpu",
+        device="cpu",
+        batch_size=args.batch,
+        min_pixels=3136,
+        max_pixels=200704,
+    )
     lm.task_dict = {"bench": {"test": docs}}
     calls: list[int] = []
     model = lm.model
@@ -91,7 +113,9 @@ def main(argv=None) -> int:
         for on in order:
             seconds, rows, out = one(on)
             timing[on] = seconds
-            expected = [args.batch] * (args.docs // args.batch) + ([args.docs % args.batch] if args.docs % args.batch else [])
+            expected = [args.batch] * (args.docs // args.batch) + (
+                [args.docs % args.batch] if args.docs % args.batch else []
+            )
             if rows != expected:
                 raise SystemExit(f"accounting {'on' if on else 'off'}: generate() got rows {rows}, expected {expected}")
             if on and not all(isinstance(o, GenerationResult) and o.token_counts.visual_tokens for o in out):
@@ -102,10 +126,15 @@ def main(argv=None) -> int:
     accounting.uninstall()
     median = statistics.median(ratios)
     print(f"qwen2_5_vl tiny, {args.docs} docs, batch {args.batch}, {args.rounds} interleaved rounds")
-    print(f"  without accounting: median {statistics.median(t_off):.3f} s; with: median {statistics.median(t_on):.3f} s")
+    print(
+        f"  without accounting: median {statistics.median(t_off):.3f} s; with: median {statistics.median(t_on):.3f} s"
+    )
     print(f"  with/without ratio per round: {' '.join(f'{r:.3f}' for r in ratios)}")
-    print(f"SUMMARY accounting overhead {100 * (median - 1):+.1f}% (median of {args.rounds}, spread {100 * (min(ratios) - 1):+.1f}% .. "
-          f"{100 * (max(ratios) - 1):+.1f}%); generate() got the same rows either way: {calls}")
+    print(
+        f"SUMMARY accounting overhead {100 * (median - 1):+.1f}% (median of {args.rounds}, "
+        f"spread {100 * (min(ratios) - 1):+.1f}% .. {100 * (max(ratios) - 1):+.1f}%); "
+        f"generate() got the same rows either way: {calls}"
+    )
     return 0
 
 

@@ -15,7 +15,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from biores_plugin.resolution.budget import STUDY_BUDGETS, STUDY_MIN_PIXELS, max_tokens, smart_resize, visual_tokens  # noqa: E402
+from biores_plugin.resolution.budget import (  # noqa: E402
+    STUDY_BUDGETS,
+    STUDY_MIN_PIXELS,
+    max_tokens,
+    smart_resize,
+    visual_tokens,
+)
 
 #: typical biomedical image sizes (width x height): VQA-RAD/SLAKE radiographs, PathVQA patches,
 #: microscopy fields, a chest X-ray, a whole-slide region
@@ -36,8 +42,10 @@ def main(argv=None) -> int:
             rh, rw = smart_resize(h, w, 28, args.min_pixels, b)
             cells.append(f"{visual_tokens(w, h, b, args.min_pixels):,} ({rw}x{rh})")
         print(f"| {w} x {h} | " + " | ".join(cells) + " |")
-    print(f"\nSUMMARY budget tokens: min_pixels={args.min_pixels}; tokens = (H'/28)*(W'/28), H' x W' = smart_resize(H, W) "
-          f"within [min_pixels, max_pixels]")
+    print(
+        f"\nSUMMARY budget tokens: min_pixels={args.min_pixels}; tokens = (H'/28)*(W'/28), "
+        "H' x W' = smart_resize(H, W) within [min_pixels, max_pixels]"
+    )
     return 0
 
 

@@ -50,11 +50,27 @@ def main(argv=None) -> int:
     ckpt = fm.build_qwen_vl(root, "qwen2_vl")
     tasks = write_probe_task(root / "tasks", SIZES, len(SIZES))
     out = root / "out"
-    cmd = [sys.executable, "-m", "biores_plugin.cli", "run", "--model", "vllm", "--model_args",
-           f"model={ckpt},max_model_len=4096,max_num_seqs=32,gpu_memory_utilization=0.3", "--tasks", "acct_probe",
-           "--include_path", str(tasks), "--max-pixels", args.budgets, "--output_path", str(out), "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "biores_plugin.cli",
+        "run",
+        "--model",
+        "vllm",
+        "--model_args",
+        f"model={ckpt},max_model_len=4096,max_num_seqs=32,gpu_memory_utilization=0.3",
+        "--tasks",
+        "acct_probe",
+        "--include_path",
+        str(tasks),
+        "--max-pixels",
+        args.budgets,
+        "--output_path",
+        str(out),
+        "--overwrite",
+    ]
     print(" ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, text=True, capture_output=True)
+    proc = subprocess.run(cmd, check=False, text=True, capture_output=True)
     print(proc.stdout + proc.stderr[-3000:])
     if proc.returncode != 0:
         print(f"SUMMARY vllm budget sweep FAILED (biores run exited {proc.returncode})")
@@ -62,8 +78,12 @@ def main(argv=None) -> int:
     parts = []
     for budget in (int(b) for b in args.budgets.split(",")):
         expected = [visual_tokens(w, h, budget) for w, h in SIZES]
-        rows = [json.loads(line) for f in (out / f"max_pixels_{budget}").glob("**/*_samples_acct_probe.jsonl")
-                for line in f.read_text().splitlines() if line]
+        rows = [
+            json.loads(line)
+            for f in (out / f"max_pixels_{budget}").glob("**/*_samples_acct_probe.jsonl")
+            for line in f.read_text().splitlines()
+            if line
+        ]
         inputs = [((r.get("token_counts") or [None])[0] or {}).get("input_tokens") for r in rows]
         print(f"max_pixels={budget}: formula tokens per image {expected}; vLLM prompt tokens {inputs}")
         parts.append(f"max_pixels={budget}: {len(rows)} samples, <= {max(expected)} visual tokens")

@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("biores_plugin.eval.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
     "sweep": ("biores_plugin.eval.wrap", "wrap any lmms-eval task (upstream or --include_path) into a resolution sweep"),
     "export-task": ("biores_plugin.eval.export", "write a self-contained lmms-eval task folder (no biores import) for a data set biores adds"),
-    "run": ("biores_plugin.eval.run", "a model-side pixel-budget sweep: lmms-eval once per --max-pixels budget (HF wrappers, vLLM)"),
+    "run": ("biores_plugin.eval.run", "pixel-budget sweep: lmms-eval once per --max-pixels budget"),
 }
 
 

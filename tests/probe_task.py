@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-UTILS = '''
+UTILS = """
 def doc_to_visual(doc):
     return [doc["image"].convert("RGB")]
 
@@ -19,7 +19,7 @@ def doc_to_text(doc):
 
 def process_results(doc, results):
     return {"acc": float(results[0].strip().lower() == doc["answer"])}
-'''
+"""
 
 YAML = """task: acct_probe
 dataset_path: parquet

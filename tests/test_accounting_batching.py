@@ -19,7 +19,7 @@ from probe_task import write_probe_task
 N_DOCS = 24
 SIZES = [(56, 56), (112, 84), (168, 112), (224, 224), (84, 196), (140, 56)]  # 4, 12, 24, 64, 21, 10 tokens
 
-DRIVER = '''
+DRIVER = """
 import json, sys
 import transformers
 
@@ -43,7 +43,7 @@ try:
 finally:
     with open(out_file, "w") as handle:
         json.dump(calls, handle)
-'''
+"""
 
 
 def test_batch_4_stays_6_calls_of_4_and_each_sample_gets_its_row(tmp_path, stock_checkpoint):
@@ -54,13 +54,39 @@ def test_batch_4_stays_6_calls_of_4_and_each_sample_gets_its_row(tmp_path, stock
     write_probe_task(tasks, SIZES, N_DOCS)
     (tmp_path / "driver.py").write_text(DRIVER)
     out, calls_file = tmp_path / "out", tmp_path / "calls.json"
-    args = ["--model", "qwen2_5_vl", "--model_args", f"pretrained={ckpt},device_map=cpu,device=cpu,min_pixels=3136,max_pixels=200704",
-            "--tasks", "acct_probe", "--include_path", str(tasks), "--batch_size", "4", "--output_path", str(out),
-            "--log_samples", "--verbosity", "DEBUG"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2",
-           "LMMS_EVAL_DATASETS_CACHE": str(tmp_path / "dcache")}
-    proc = subprocess.run([sys.executable, str(tmp_path / "driver.py"), str(calls_file), *args], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=tmp_path)
+    args = [
+        "--model",
+        "qwen2_5_vl",
+        "--model_args",
+        f"pretrained={ckpt},device_map=cpu,device=cpu,min_pixels=3136,max_pixels=200704",
+        "--tasks",
+        "acct_probe",
+        "--include_path",
+        str(tasks),
+        "--batch_size",
+        "4",
+        "--output_path",
+        str(out),
+        "--log_samples",
+        "--verbosity",
+        "DEBUG",
+    ]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "2",
+        "LMMS_EVAL_DATASETS_CACHE": str(tmp_path / "dcache"),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "driver.py"), str(calls_file), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     calls = json.loads(calls_file.read_text())
     assert [len(c["ids"]) for c in calls] == [4] * 6
@@ -83,7 +109,7 @@ def test_batch_4_stays_6_calls_of_4_and_each_sample_gets_its_row(tmp_path, stock
     for row in rows:
         counts = row["token_counts"][0]
         assert counts["visual_tokens"] == received[row["doc_id"]], row["doc_id"]
-        (w, h), = counts["visual_tokens_sizes"]
+        ((w, h),) = counts["visual_tokens_sizes"]
         assert (w // 28) * (h // 28) == counts["visual_tokens"]  # the tower's grid, merged 2x2
 
 
@@ -104,14 +130,24 @@ def test_uncountable_row_says_why_and_report_counts_it(tmp_path):
     run = tmp_path / "runs" / "max_pixels_50176"
     (run / "m").mkdir(parents=True)
     (run / "biores_budget.json").write_text(json.dumps({"max_pixels": 50176, "min_pixels": 784}))
-    results = {"results": {"acct_probe": {"acc,none": 0.5, "acc_stderr,none": 0.5}}, "config": {"model_args": "pretrained=/x/m"},
-               "n-samples": {"acct_probe": {"effective": 2}}}
+    results = {
+        "results": {"acct_probe": {"acc,none": 0.5, "acc_stderr,none": 0.5}},
+        "config": {"model_args": "pretrained=/x/m"},
+        "n-samples": {"acct_probe": {"effective": 2}},
+    }
     (run / "m" / "20260101_results.json").write_text(json.dumps(results))
-    samples = [{"doc_id": 0, "acc": 1.0, "token_counts": [{"visual_tokens": 54, "visual_tokens_sizes": [[252, 168]]}]},
-               {"doc_id": 1, "acc": 0.0, "token_counts": [{"visual_tokens_missing": reason}]}]
+    samples = [
+        {"doc_id": 0, "acc": 1.0, "token_counts": [{"visual_tokens": 54, "visual_tokens_sizes": [[252, 168]]}]},
+        {"doc_id": 1, "acc": 0.0, "token_counts": [{"visual_tokens_missing": reason}]},
+    ]
     (run / "m" / "20260101_samples_acct_probe.jsonl").write_text("\n".join(json.dumps(s) for s in samples) + "\n")
-    proc = subprocess.run([str(Path(sys.executable).parent / "biores"), "report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "biores"), "report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "1 of 2 samples have no visual-token count" in proc.stderr
     text = (tmp_path / "rep" / "report.md").read_text()

@@ -1,9 +1,9 @@
 """``biores run``: model-side pixel-budget sweeps through the real lmms-eval CLI (issue #20).
 
 One end-to-end sweep of a tiny random Qwen2.5-VL through lmms-eval's own ``qwen2_5_vl`` wrapper
-(2 budgets), its resume, an ``--overwrite`` rerun that fails (detected though lmms-eval exits 0), and ``biores report`` on the
-folder; the vLLM route checked against the installed lmms-eval vllm wrapper; the budget's token
-cost formula against the HF processor."""
+(2 budgets), its resume, an ``--overwrite`` rerun that fails (detected though lmms-eval exits 0),
+and ``biores report`` on the folder; the vLLM route checked against the installed lmms-eval vllm
+wrapper; the budget's token cost formula against the HF processor."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from probe_task import write_probe_task
 
 BIN = Path(sys.executable).parent
@@ -23,13 +22,25 @@ SIZES = [(512, 400), (300, 600), (90, 70), (1000, 200)]
 
 
 def _biores(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2",
-           "LMMS_EVAL_DATASETS_CACHE": str(cwd / "dcache")}
-    return subprocess.run([str(BIN / "biores"), *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "2",
+        "LMMS_EVAL_DATASETS_CACHE": str(cwd / "dcache"),
+    }
+    return subprocess.run(
+        [str(BIN / "biores"), *args], check=False, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd
+    )
 
 
 def _tokens(folder: Path) -> list[int]:
-    rows = [json.loads(line) for path in folder.glob("**/*_samples_acct_probe.jsonl") for line in path.read_text().splitlines() if line]
+    rows = [
+        json.loads(line)
+        for path in folder.glob("**/*_samples_acct_probe.jsonl")
+        for line in path.read_text().splitlines()
+        if line
+    ]
     return [row["token_counts"][0]["visual_tokens"] for row in rows]
 
 
@@ -37,8 +48,23 @@ def test_budget_sweep_resume_overwrite_failure_and_report(tmp_path, stock_checkp
     ckpt = stock_checkpoint("qwen2_5_vl")
     tasks = write_probe_task(tmp_path / "tasks", SIZES, 4)
     out = tmp_path / "out"
-    common = ["run", "--model", "qwen2_5_vl", "--model_args", f"pretrained={ckpt},device_map=cpu,device=cpu", "--tasks", "acct_probe",
-              "--output_path", str(out), "--include_path", str(tasks), "--limit", "4", "--batch_size", "2"]
+    common = [
+        "run",
+        "--model",
+        "qwen2_5_vl",
+        "--model_args",
+        f"pretrained={ckpt},device_map=cpu,device=cpu",
+        "--tasks",
+        "acct_probe",
+        "--output_path",
+        str(out),
+        "--include_path",
+        str(tasks),
+        "--limit",
+        "4",
+        "--batch_size",
+        "2",
+    ]
     proc = _biores(*common, "--max-pixels", "50176,200704", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("running lmms-eval") == 2 and proc.stdout.count(": done in ") == 2
@@ -74,8 +100,20 @@ def test_budget_sweep_resume_overwrite_failure_and_report(tmp_path, stock_checkp
 
 @pytest.mark.parametrize("model", ["llava_hf", "llava"])
 def test_fixed_input_wrappers_refused_in_one_line(tmp_path, model):
-    proc = _biores("run", "--model", model, "--model_args", "pretrained=x", "--tasks", "t", "--output_path", str(tmp_path / "o"),
-                   "--max-pixels", "50176", cwd=tmp_path)
+    proc = _biores(
+        "run",
+        "--model",
+        model,
+        "--model_args",
+        "pretrained=x",
+        "--tasks",
+        "t",
+        "--output_path",
+        str(tmp_path / "o"),
+        "--max-pixels",
+        "50176",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert f"--model {model} is refused" in proc.stderr and "336x336" in proc.stderr and not (tmp_path / "o").exists()
 
@@ -85,8 +123,13 @@ def test_model_args_per_route_and_conflicts():
     from biores_plugin.eval.run import budget_model_args
 
     assert budget_model_args("qwen2_5_vl", "pretrained=P", 50176, 784) == "pretrained=P,min_pixels=784,max_pixels=50176"
-    assert budget_model_args("biores_llava", "pretrained=P,", 1000000, 3136).endswith(",min_pixels=3136,max_pixels=1000000")
-    assert budget_model_args("vllm", "model=P", 50176, 784) == 'model=P,mm_processor_kwargs={"min_pixels":784,"max_pixels":50176}'
+    assert budget_model_args("biores_llava", "pretrained=P,", 1000000, 3136).endswith(
+        ",min_pixels=3136,max_pixels=1000000"
+    )
+    assert (
+        budget_model_args("vllm", "model=P", 50176, 784)
+        == 'model=P,mm_processor_kwargs={"min_pixels":784,"max_pixels":50176}'
+    )
     with pytest.raises(BioresConfigError, match="already sets max_pixels"):
         budget_model_args("qwen2_vl", "pretrained=P,max_pixels=9", 50176, 784)
     with pytest.raises(BioresConfigError, match="already sets mm_processor_kwargs"):
@@ -116,7 +159,9 @@ def test_vllm_model_args_reach_vllm_llm_as_processor_kwargs(monkeypatch):
         raise Stop
 
     monkeypatch.setattr(simple_vllm, "LLM", llm)
-    args = simple_parse_args_string(budget_model_args("vllm", "model=/ckpt/qwen2-vl,max_model_len=4096,max_num_seqs=32", 12845056, 784))
+    args = simple_parse_args_string(
+        budget_model_args("vllm", "model=/ckpt/qwen2-vl,max_model_len=4096,max_num_seqs=32", 12845056, 784)
+    )
     cls = get_model("vllm")
     with pytest.raises(Stop):
         cls(**args)
@@ -134,9 +179,13 @@ def test_token_formula_matches_the_hf_processor(stock_checkpoint, family):
 
     proc = AutoProcessor.from_pretrained(str(stock_checkpoint(family)))
     patch = proc.image_processor.patch_size
-    for (w, h), (lo, hi) in itertools.product([(90, 70), (300, 200), (1000, 37), (513, 511), (28, 28), (2000, 1500)],
-                                              [(784, 50176), (784, 200704), (3136, 1003520), (784, 12845056)]):
-        out = proc.image_processor(images=[Image.new("RGB", (w, h))], size={"shortest_edge": lo, "longest_edge": hi}, return_tensors="pt")
+    for (w, h), (lo, hi) in itertools.product(
+        [(90, 70), (300, 200), (1000, 37), (513, 511), (28, 28), (2000, 1500)],
+        [(784, 50176), (784, 200704), (3136, 1003520), (784, 12845056)],
+    ):
+        out = proc.image_processor(
+            images=[Image.new("RGB", (w, h))], size={"shortest_edge": lo, "longest_edge": hi}, return_tensors="pt"
+        )
         _, gh, gw = out["image_grid_thw"][0].tolist()
         expected = gh * gw // 4
         assert visual_tokens(w, h, hi, lo, patch_size=patch) == expected, (w, h, lo, hi)

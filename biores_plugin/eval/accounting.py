@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from lmms_eval.api.instance import GenerationResult, TokenCounts
 
@@ -28,8 +28,12 @@ from .. import patching
 GROUP = "lmms_eval.accounting"
 #: lmms-eval wrapper classes (module suffix after ``lmms_eval.models.``, class name) biores accounts for.
 WATCHED = {
-    ("simple.qwen2_vl", "Qwen2_VL"), ("simple.qwen2_5_vl", "Qwen2_5_VL"), ("chat.qwen2_5_vl", "Qwen2_5_VL"),
-    ("simple.qwen3_vl", "Qwen3_VL"), ("chat.qwen3_vl", "Qwen3_VL"), ("simple.llava_hf", "LlavaHf"),
+    ("simple.qwen2_vl", "Qwen2_VL"),
+    ("simple.qwen2_5_vl", "Qwen2_5_VL"),
+    ("chat.qwen2_5_vl", "Qwen2_5_VL"),
+    ("simple.qwen3_vl", "Qwen3_VL"),
+    ("chat.qwen3_vl", "Qwen3_VL"),
+    ("simple.llava_hf", "LlavaHf"),
     ("chat.llava_hf", "LlavaHf"),  # llava_hf also runs the -hf LLaVA-NeXT and LLaVA-OneVision checkpoints
 }
 
@@ -38,9 +42,9 @@ WATCHED = {
 class VisualTokenCounts(TokenCounts):
     """lmms-eval token counts plus what the vision side consumed (sizes are ``[width, height]``)."""
 
-    visual_tokens: Optional[int] = None
+    visual_tokens: int | None = None
     visual_tokens_sizes: list = field(default_factory=list)
-    visual_tokens_missing: Optional[str] = None  # why no count could be made
+    visual_tokens_missing: str | None = None  # why no count could be made
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
@@ -61,7 +65,7 @@ class _Call:
     collator: Any = None
     rows_seen: int = 0
     counts: dict = field(default_factory=dict)  # request index -> (tokens, sizes)
-    problem: Optional[str] = None
+    problem: str | None = None
 
 
 _STATE = threading.local()
@@ -94,7 +98,9 @@ def consumed(processor: Any, inputs: Any) -> list[tuple[int, list[tuple[int, int
     return list(zip(counts, per_row))
 
 
-def tower_sizes(processor: Any, inputs: Any, patch: int | None = None, pinpoints: list | None = None) -> list[tuple[int, int]]:
+def tower_sizes(
+    processor: Any, inputs: Any, patch: int | None = None, pinpoints: list | None = None
+) -> list[tuple[int, int]]:
     """``[width, height]`` of each image as the vision tower received it (anyres: its canvas)."""
     image_processor = getattr(processor, "image_processor", None)
     grid = inputs.get("image_grid_thw")
@@ -230,9 +236,11 @@ def _with_counts(result: Any, call: _Call, index: int) -> Any:
     text, base = (result.text, result.token_counts) if isinstance(result, GenerationResult) else (result, None)
     found = call.counts.get(index) if call.problem is None else None
     counts = VisualTokenCounts(
-        input_tokens=getattr(base, "input_tokens", None), output_tokens=getattr(base, "output_tokens", None),
+        input_tokens=getattr(base, "input_tokens", None),
+        output_tokens=getattr(base, "output_tokens", None),
         reasoning_tokens=getattr(base, "reasoning_tokens", None),
-        visual_tokens=found[0] if found else None, visual_tokens_sizes=list(found[1]) if found else [],
+        visual_tokens=found[0] if found else None,
+        visual_tokens_sizes=list(found[1]) if found else [],
         visual_tokens_missing=None if found else (call.problem or "no generate() row was observed for this request"),
     )
     return GenerationResult(text=text, token_counts=counts)

@@ -73,7 +73,9 @@ def doc_to_visual(doc: dict[str, Any]) -> list[Any]:
 
     cell = doc["image"]
     source = images.cell_source("image", cell, None)
-    image = images.checked(doc.get("biores_task", "med_eval"), doc.get("biores_doc_id", -1), source, lambda: _load_cell(cell))
+    image = images.checked(
+        doc.get("biores_task", "med_eval"), doc.get("biores_doc_id", -1), source, lambda: _load_cell(cell)
+    )
     image = images.placeholder() if image is None else image
     return [image if image.mode == "RGB" else image.convert("RGB")]
 
@@ -84,8 +86,10 @@ def doc_to_text(doc: dict[str, Any]) -> str:
 
 def doc_to_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
     parts = [{"type": "image", "url": im} for im in doc_to_visual(doc)]
-    return [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-            {"role": "user", "content": parts + [{"type": "text", "text": doc_to_text(doc)}]}]
+    return [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {"role": "user", "content": parts + [{"type": "text", "text": doc_to_text(doc)}]},
+    ]
 
 
 def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
@@ -103,6 +107,7 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]
 
 def ubench_process_docs(dataset: Any) -> Any:
     """One row per (image, question type): every entry of ``questions``, as med_eval asks them."""
+
     def expand(batch: dict[str, list]) -> dict[str, list]:
         out: dict[str, list] = {"image": [], "question_type": [], "question": [], "options": [], "answer_letter": []}
         for image, questions in zip(batch["image"], batch["questions"]):
@@ -126,8 +131,10 @@ def ubench_doc_to_text(doc: dict[str, Any]) -> str:
 
 def ubench_doc_to_messages(doc: dict[str, Any]) -> list[dict[str, Any]]:
     parts = [{"type": "image", "url": im} for im in doc_to_visual(doc)]
-    return [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-            {"role": "user", "content": parts + [{"type": "text", "text": ubench_doc_to_text(doc)}]}]
+    return [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {"role": "user", "content": parts + [{"type": "text", "text": ubench_doc_to_text(doc)}]},
+    ]
 
 
 def ubench_process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
@@ -143,7 +150,9 @@ def protocol_flags(protocol: str, model: str, model_args: str, flags: list[str])
     if protocol != "med_eval":
         raise BioresConfigError(f"unknown --protocol {protocol!r} (known: med_eval)")
     if "--gen_kwargs" in flags:
-        raise BioresConfigError("--protocol med_eval sets --gen_kwargs itself (temperature 0.2, 128 new tokens); drop --gen_kwargs")
+        raise BioresConfigError(
+            "--protocol med_eval sets --gen_kwargs itself (temperature 0.2, 128 new tokens); drop --gen_kwargs"
+        )
     if model in SYSTEM_PROMPT_ARG:
         model_args = f"{model_args},system_prompt={SYSTEM_PROMPT}"
     out = [*flags, "--gen_kwargs", GEN_KWARGS]

@@ -19,21 +19,27 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import BioresConfigError, BioresError
 from ..io_utils import atomic_write_text
 
 #: lmms-eval model name -> how the budget reaches the model ("args": max_pixels=/min_pixels= model args).
-BUDGET_ROUTES = {"qwen2_vl": "args", "qwen2_5_vl": "args", "qwen3_vl": "args", "biores_llava": "args", "vllm": "mm_processor_kwargs"}
+BUDGET_ROUTES = {
+    "qwen2_vl": "args",
+    "qwen2_5_vl": "args",
+    "qwen3_vl": "args",
+    "biores_llava": "args",
+    "vllm": "mm_processor_kwargs",
+}
 #: Wrappers refused, with the reason a budget cannot reach their model.
 FIXED_INPUT = {
     "llava_hf": "llava_hf runs LLaVA checkpoints at their processor's fixed input size (LLaVA-1.5: every image "
-                "resized and cropped to 336x336), so a pixel budget cannot change what the model sees; "
-                "use `biores sweep` (data-side levels) or biores_llava",
+    "resized and cropped to 336x336), so a pixel budget cannot change what the model sees; "
+    "use `biores sweep` (data-side levels) or biores_llava",
     "llava": "llava runs LLaVA-1.5 at its fixed 336x336 input, so a pixel budget cannot change what the model sees; "
-             "use `biores sweep` (data-side levels) or biores_llava",
+    "use `biores sweep` (data-side levels) or biores_llava",
 }
 BUDGET_FILE = "biores_budget.json"
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception)|biores[\w ]*: error|.*\bERROR\b.*\|).*", re.MULTILINE)
@@ -67,18 +73,25 @@ def budget_model_args(model: str, model_args: str, max_pixels: int, min_pixels: 
         raise BioresConfigError(f"--model {model} is refused: {FIXED_INPUT[model]}")
     route = BUDGET_ROUTES.get(model)
     if route is None:
-        raise BioresConfigError(f"--model {model}: biores run knows how to set a pixel budget only for {', '.join(BUDGET_ROUTES)}")
+        raise BioresConfigError(
+            f"--model {model}: biores run knows how to set a pixel budget only for {', '.join(BUDGET_ROUTES)}"
+        )
     if min_pixels > max_pixels:
         raise BioresConfigError(f"--min-pixels {min_pixels} exceeds the budget max_pixels={max_pixels}")
     keys = _arg_keys(model_args)
     taken = sorted(keys & ({"min_pixels", "max_pixels"} if route == "args" else {"mm_processor_kwargs"}))
     if taken:
-        raise BioresConfigError(f"--model_args already sets {', '.join(taken)}: biores run sets the budget itself (--max-pixels/--min-pixels)")
+        raise BioresConfigError(
+            f"--model_args already sets {', '.join(taken)}: "
+            "biores run sets the budget itself (--max-pixels/--min-pixels)"
+        )
     base = model_args.strip().strip(",")
     if route == "args":
         extra = f"min_pixels={min_pixels},max_pixels={max_pixels}"
     else:  # lmms-eval's vllm wrapper json-loads a {...} value and passes it to vllm.LLM(mm_processor_kwargs=...)
-        extra = "mm_processor_kwargs=" + json.dumps({"min_pixels": min_pixels, "max_pixels": max_pixels}, separators=(",", ":"))
+        extra = "mm_processor_kwargs=" + json.dumps(
+            {"min_pixels": min_pixels, "max_pixels": max_pixels}, separators=(",", ":")
+        )
     return f"{base},{extra}" if base else extra
 
 
@@ -99,7 +112,9 @@ def check_run(folder: Path, tasks: Sequence[str], log: str, returncode: int) -> 
     done = set(data.get("results") or {}) | set(data.get("groups") or {})
     missing = [t for t in tasks if "*" not in t and t not in done]
     if missing:
-        raise BioresRunError(f"lmms-eval's results lack task(s) {', '.join(missing)}: {last or 'no error line in its output'}")
+        raise BioresRunError(
+            f"lmms-eval's results lack task(s) {', '.join(missing)}: {last or 'no error line in its output'}"
+        )
 
 
 def run_budget(args: argparse.Namespace, extra: list[str], budget: int, final: Path) -> float:
@@ -114,13 +129,34 @@ def run_budget(args: argparse.Namespace, extra: list[str], budget: int, final: P
         from .med_eval import protocol_flags
 
         model_args, flags = protocol_flags(args.protocol, args.model, model_args, flags)
-    cmd = [sys.executable, "-m", "lmms_eval", "--model", args.model, "--model_args", model_args, "--tasks", args.tasks,
-           "--output_path", str(partial), *flags]
-    record = {"model": args.model, "max_pixels": budget, "min_pixels": args.min_pixels, "model_args": model_args,
-              "tasks": args.tasks, "protocol": args.protocol, "command": cmd}
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        args.model,
+        "--model_args",
+        model_args,
+        "--tasks",
+        args.tasks,
+        "--output_path",
+        str(partial),
+        *flags,
+    ]
+    record = {
+        "model": args.model,
+        "max_pixels": budget,
+        "min_pixels": args.min_pixels,
+        "model_args": model_args,
+        "tasks": args.tasks,
+        "protocol": args.protocol,
+        "command": cmd,
+    }
     atomic_write_text(partial / BUDGET_FILE, json.dumps(record, indent=2) + "\n")
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **({"TOKENIZERS_PARALLELISM": "false"})})
+    proc = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    )
     log = proc.stdout + proc.stderr
     atomic_write_text(partial / "lmms_eval.log", log)
     check_run(partial, [t.strip() for t in args.tasks.split(",") if t.strip()], log, proc.returncode)
@@ -140,14 +176,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help=f"lmms-eval model name: {', '.join(BUDGET_ROUTES)}")
     parser.add_argument("--model_args", default="", help="lmms-eval --model_args (pretrained=P,...; vllm: model=P,...)")
     parser.add_argument("--tasks", required=True, help="lmms-eval --tasks")
-    parser.add_argument("--max-pixels", dest="max_pixels", required=True, type=parse_budgets,
-                        help="comma-separated pixel budgets, e.g. 50176,1000000,12845056 (the study's)")
-    parser.add_argument("--min-pixels", dest="min_pixels", type=int, default=28 * 28,
-                        help="the processor's min_pixels at every budget (default 784, the study's: no upsampling)")
-    parser.add_argument("--output_path", required=True, help="folder; each budget runs into <output_path>/max_pixels_<N>/")
+    parser.add_argument(
+        "--max-pixels",
+        dest="max_pixels",
+        required=True,
+        type=parse_budgets,
+        help="comma-separated pixel budgets, e.g. 50176,1000000,12845056 (the study's)",
+    )
+    parser.add_argument(
+        "--min-pixels",
+        dest="min_pixels",
+        type=int,
+        default=28 * 28,
+        help="the processor's min_pixels at every budget (default 784, the study's: no upsampling)",
+    )
+    parser.add_argument(
+        "--output_path", required=True, help="folder; each budget runs into <output_path>/max_pixels_<N>/"
+    )
     parser.add_argument("--overwrite", action="store_true", help="rerun budgets whose results exist")
-    parser.add_argument("--protocol", choices=["med_eval"], default=None,
-                        help="the study's evaluation protocol (cliangyu/med_eval): system prompt, sampling; docs/run.md")
+    parser.add_argument(
+        "--protocol",
+        choices=["med_eval"],
+        default=None,
+        help="the study's evaluation protocol (cliangyu/med_eval): system prompt, sampling; docs/run.md",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

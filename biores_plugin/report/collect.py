@@ -250,8 +250,8 @@ def collect(
                     elif sizes:
                         tokens = sum(estimator.visual_tokens(w, h) for w, h in sizes if w and h) / len(sizes)
                         estimated = True
-                cells.append(Cell(run_name, train, dataset, level, accuracy, stderr, n, tokens, estimated, extra, list(sizes),
-                                  list(consumed), len(missing) if rows is not None else 0))
+                cells.append(Cell(run_name, train, dataset, level, accuracy, stderr, n, tokens, estimated, extra,
+                                  list(sizes), list(consumed), len(missing) if rows is not None else 0))
     if not cells:
         raise BioresConfigError("the results hold no biores_<dataset>_<resolution> tasks and no biores run budgets")
     return cells

@@ -20,7 +20,9 @@ STUDY_BUDGETS = (50_176, 1_000_000, 12_845_056)
 STUDY_MIN_PIXELS = 28 * 28
 
 
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 14 * 14 * 4 * 1280) -> tuple[int, int]:
+def smart_resize(
+    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 14 * 14 * 4 * 1280
+) -> tuple[int, int]:
     """``(height, width)`` the processor resizes an image to (transformers' rule, verbatim in effect)."""
     if height < 1 or width < 1:
         raise BioresConfigError(f"image size must be positive, got {width}x{height}")
@@ -39,8 +41,14 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56
     return h_bar, w_bar
 
 
-def visual_tokens(width: int, height: int, max_pixels: int, min_pixels: int = STUDY_MIN_PIXELS, patch_size: int = 14,
-                  merge_size: int = 2) -> int:
+def visual_tokens(
+    width: int,
+    height: int,
+    max_pixels: int,
+    min_pixels: int = STUDY_MIN_PIXELS,
+    patch_size: int = 14,
+    merge_size: int = 2,
+) -> int:
     """Visual tokens one image costs the LLM at a pixel budget: ``(H / factor) * (W / factor)``."""
     factor = patch_size * merge_size
     h, w = smart_resize(height, width, factor, min_pixels, max_pixels)
