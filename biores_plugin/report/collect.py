@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import BioresConfigError
+from ..resolution.levels import level_display, level_order
 
-_TASK = re.compile(r"^(biores_[a-z0-9_]+?)_(native|\d+)$")
+_TASK = re.compile(r"^(biores_[a-z0-9_]+?)_(native|\d+|\d+(?:p\d+)?um)$")
 BUDGET_FILE = "biores_budget.json"  # written by ``biores run`` into each budget's folder
+_BUDGET_LEVEL = re.compile(r"^max_pixels=(\d+)$")
 
 
 @dataclass
@@ -30,7 +32,7 @@ class Cell:
     run: str
     train: str | None
     dataset: str
-    resolution: str  # "224" ... or "native"
+    resolution: str  # "224" ... or "native", or a pixel size "0.5 µm/px"
     accuracy: float
     stderr: float | None
     n: int
@@ -47,9 +49,10 @@ class Cell:
 
 
 def level_value(level: str) -> float:
-    """Sort key of a level: ``native`` last, else its number (``224``, ``max_pixels=50176``)."""
-    number = re.search(r"\d+(?:\.\d+)?", level or "")
-    return math.inf if level == "native" or number is None else float(number.group())
+    """Sort key of a level: a model-side budget ``max_pixels=N`` by N, a data-side level as
+    :func:`~biores_plugin.resolution.levels.level_order` (µm, px, then native)."""
+    budget = _BUDGET_LEVEL.match(str(level))
+    return float(budget.group(1)) if budget else level_order(level)
 
 
 def _budget(results_file: Path) -> dict | None:
@@ -225,7 +228,7 @@ def collect(
                 if task_metric is None:
                     continue
                 dataset = m.group(1)[len("biores_"):] if m else task
-                level = m.group(2) if m else "native"
+                level = level_display(m.group(2)) if m else "native"
                 if budget:  # the model-side axis; a data-side level other than native stays in the name
                     dataset += "" if level == "native" else f" ({level})"
                     level = f"max_pixels={budget['max_pixels']}"

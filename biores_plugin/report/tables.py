@@ -7,7 +7,7 @@ from typing import Iterable, Sequence
 from .collect import Cell, level_value
 
 def _order(values: Iterable[str]) -> list[str]:
-    return sorted(set(values), key=lambda r: (level_value(r), r))  # 224 < 448 < native; max_pixels=N by N
+    return sorted(set(values), key=lambda r: (level_value(r), r))  # µm, px, native; max_pixels=N by N
 
 
 def markdown_table(cells: Sequence[Cell]) -> str:
