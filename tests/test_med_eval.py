@@ -122,6 +122,9 @@ def test_run_protocol_flags():
         flags[flags.index("--gen_kwargs") + 1] == "temperature=0.2,max_new_tokens=128,do_sample=True,top_p=1.0"
         and "--seed" in flags
     )
+    assert "--force_simple" not in flags
+    _, q3 = med_eval.protocol_flags("med_eval", "qwen3_vl", "pretrained=P", [])
+    assert "--force_simple" in q3  # lmms-eval's chat qwen3_vl prepends its own system turn to the task's
     vargs, _ = med_eval.protocol_flags("med_eval", "vllm", "model=P", [])
     assert vargs == "model=P"  # vllm takes the system prompt from the task's messages
     with pytest.raises(BioresConfigError, match="sets --gen_kwargs itself"):

@@ -156,6 +156,8 @@ def protocol_flags(protocol: str, model: str, model_args: str, flags: list[str])
     if model in SYSTEM_PROMPT_ARG:
         model_args = f"{model_args},system_prompt={SYSTEM_PROMPT}"
     out = [*flags, "--gen_kwargs", GEN_KWARGS]
+    if model == "qwen3_vl" and "--force_simple" not in out:  # its chat variant prepends a second system turn
+        out.append("--force_simple")
     if "--seed" not in out:
         out += ["--seed", "0,1234,1234,1234"]
     return model_args, out
