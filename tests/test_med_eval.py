@@ -95,6 +95,7 @@ def test_vqa_task_prompt_and_sampling(tasks):
     assert [p["type"] for p in messages[1]["content"]] == ["image", "text"]
     gen = task.config.generation_kwargs
     assert gen["temperature"] == 0.2 and gen["max_new_tokens"] == 128 and gen["do_sample"] is True
+    assert gen["until"] == []  # nothing cut from the response
 
 
 def test_ubench_every_question_lettered(tasks):
