@@ -65,6 +65,25 @@ def _budget(results_file: Path) -> dict | None:
     return None
 
 
+def budget_collapse_warnings(cells: Sequence[Cell]) -> list[str]:
+    """One line per (model, data set) whose budgets reached the model as the same input: every
+    image the same size at both (e.g. budgets above every image's own size)."""
+    out: list[str] = []
+    groups: dict[tuple[str, str], dict[tuple, list[Cell]]] = {}
+    for c in cells:
+        if _BUDGET_LEVEL.match(c.resolution) and c.consumed_sizes and c.visual_tokens is not None:
+            key = (round(c.visual_tokens, 1), tuple(map(tuple, c.consumed_sizes)))
+            groups.setdefault((c.run, c.dataset), {}).setdefault(key, []).append(c)
+    for (run, dataset), by_input in sorted(groups.items()):
+        for same in by_input.values():
+            if len(same) > 1:
+                same = sorted(same, key=lambda c: c.res_value)
+                names = ", ".join(c.resolution for c in same)
+                out.append(f"{run} / {dataset}: budgets {names} reached the model as the same input "
+                           f"({same[0].visual_tokens:.0f} visual tokens per image on average)")
+    return out
+
+
 def missing_token_warnings(cells: Sequence[Cell]) -> list[str]:
     """One line per cell whose samples lack a visual-token count (the wrapper is not watched, or
     the count failed: each sample's ``visual_tokens_missing`` says why)."""
