@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
-from .collect import Cell, collect
+from .collect import Cell, budget_collapse_warnings, collect, missing_token_warnings
 from .metrics import report_section, robustness
 from .plots import plot_curves, plot_heatmap
 from .tables import markdown_table, matrix, matrix_text, resolution_warnings
@@ -33,11 +33,14 @@ def write_report(
     parts = [f"# {title}\n"]
     if notes:
         parts.append(notes.rstrip() + "\n")
-    warnings = resolution_warnings(cells)
+    warnings = resolution_warnings(cells) + budget_collapse_warnings(cells)
     if warnings:
         parts.append("## Warning: the model did not see the sweep's resolutions\n")
         parts.append("\n".join(f"- {w}" for w in warnings) + "\n\nVisual tokens below are the counts the model consumed "
                      "(docs/accounting.md gives each wrapper's honest settings).\n")
+    missing = missing_token_warnings(cells)
+    if missing:
+        parts.append("## Samples without a visual-token count\n\n" + "\n".join(f"- {m}" for m in missing) + "\n")
     if unreadable:
         parts.append("## Skipped unreadable files\n")
         parts.append("\n".join(f"- `{path}`: {reason}" for path, reason in unreadable) + "\n")
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy, unreadable=unreadable)
     for path, reason in unreadable:
         print(f"biores report: skipped unreadable {path} ({reason})", file=sys.stderr)
+    for line in budget_collapse_warnings(cells) + missing_token_warnings(cells):
+        print(f"biores report: warning: {line}", file=sys.stderr)
     for line in resolution_warnings(cells):
         print(f"biores report: warning: {line}", file=sys.stderr)
     gallery = None
