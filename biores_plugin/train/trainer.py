@@ -30,6 +30,8 @@ from .compose import ComposedLlavaProcessor, compose_llava, load_stock_llava, sa
 from .lora import apply_lora, save_lora
 from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
 from .packing import PackingCollator, enable_lm_packing
+from .qwen_packing import SAMPLE_BOUNDS, QwenPackingCollator
+from .budget import batch_shape
 from .towers import load_pretrained_tower, pretrained_tower_config
 
 LOSS_FILE = "biores_loss.json"
@@ -86,7 +88,9 @@ class BioresTrainer(Trainer):
         weights = inputs.pop("loss_weights")
         groups = inputs.pop("visual_tokens", None)
         indices = inputs.pop("indices", None)
-        cu = inputs.get("cu_seq_lens_q")
+        shape = batch_shape(inputs, groups)  # what the model is fed, for the batch log
+        cu = inputs.pop(SAMPLE_BOUNDS, None)
+        cu = inputs.get("cu_seq_lens_q") if cu is None else cu
         if groups is not None and cu is not None:  # a packed row: each target token carries its sample's group
             groups = torch.repeat_interleave(groups.to(cu.device), (cu[1:] - cu[:-1]).long())[None, 1:]
         outputs = model(**inputs)
@@ -96,7 +100,8 @@ class BioresTrainer(Trainer):
         loss = normalized_loss(ce.view_as(target), weight, groups, self._loss_normalization)
         if self._batch_log is not None and model.training and indices is not None and self.is_world_process_zero():
             with self._batch_log.open("a") as handle:
-                handle.write(json.dumps({"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach())}) + "\n")
+                entry = {"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach()), **shape}
+                handle.write(json.dumps(entry) + "\n")
         return (loss, outputs) if return_outputs else loss
 
 
@@ -378,9 +383,9 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     pad = processor.tokenizer.pad_token_id
     qwen = isinstance(processor, QwenVLTrainProcessor)
     collator: Any = QwenVLCollator(pad, model.config.image_token_id) if qwen else ImageListCollator(pad)
-    if training_args.pack_sequences and not qwen:  # one padding-free row per batch (Qwen-VL's 3-D rope positions stay padded)
+    if training_args.pack_sequences:  # one padding-free row per batch
         enable_lm_packing(model)
-        collator = PackingCollator(collator)
+        collator = QwenPackingCollator(collator, model) if qwen else PackingCollator(collator)
     trainer = BioresTrainer(
         model=model,
         args=training_args,
