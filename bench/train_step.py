@@ -197,7 +197,7 @@ def qwen_section(args, trainer_cls, training_args):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default=",".join(SIZES), help="native sizes of the synthetic set (W or WxH)")
-    ap.add_argument("--per_size", type=int, default=1, help="images per generator and size (4 generators)")
+    ap.add_argument("--per_size", type=int, default=2, help="images per generator and size (4 generators)")
     ap.add_argument("--batch_size", type=int, default=4)
     ap.add_argument("--text_hidden", type=int, default=256)
     ap.add_argument("--text_layers", type=int, default=4)

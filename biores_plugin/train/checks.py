@@ -93,7 +93,10 @@ def check_memory(model: Any, what: str, model_args: Any = None, training_args: A
         trained += param.numel() if _trainable(name, model_args, training_args) else 0
     if getattr(training_args, "lora_enable", False):
         trained += total // 50  # adapters: a small fraction of the weights they adapt
-    need = 4 * total + 12 * trained
+    from .precision import bytes_per_weight
+
+    size = bytes_per_weight(model_args, getattr(model, "config", None))  # --torch_dtype: weights, gradients, AdamW moments
+    need = size * total + 3 * size * trained
     if torch.cuda.is_available():
         budget, where = torch.cuda.mem_get_info()[1], "GPU memory"
     else:
@@ -102,7 +105,7 @@ def check_memory(model: Any, what: str, model_args: Any = None, training_args: A
     if budget and need > budget:
         raise BioresConfigError(
             f"{what} has {total / 1e6:.1f}M parameters ({trained / 1e6:.1f}M trained): training needs about {need / 2**30:.1f} GiB "
-            f"(4 bytes per weight + 12 per trained one) but the machine has {budget / 2**30:.1f} GiB {where}"
+            f"({size} bytes per weight + {3 * size} per trained one) but the machine has {budget / 2**30:.1f} GiB {where}"
         )
     return need
 

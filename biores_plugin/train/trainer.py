@@ -31,7 +31,8 @@ from .lora import apply_lora, save_lora
 from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
 from .packing import PackingCollator, enable_lm_packing
 from .qwen_packing import SAMPLE_BOUNDS, QwenPackingCollator
-from .budget import batch_shape
+from .budget import VisualTokenBudgetSampler, batch_shape, check_visual_budget
+from .precision import apply_dtype, parameter_dtypes, weights_dtype
 from .towers import load_pretrained_tower, pretrained_tower_config
 
 LOSS_FILE = "biores_loss.json"
@@ -370,6 +371,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     if not records:
         raise BioresConfigError(f"--data_path {data_args.data_path} holds no training samples")
     model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed, training_args)
+    apply_dtype(model, model_args.torch_dtype)
     composed = isinstance(processor, ComposedLlavaProcessor)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
@@ -379,6 +381,9 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     world = max(1, training_args.world_size)
     dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, training_args.per_device_train_batch_size * world)
+    budget = training_args.max_visual_tokens_per_batch
+    if budget is not None:  # batches end before their image tokens pass the budget
+        sampler = VisualTokenBudgetSampler(sampler, check_visual_budget(dataset, budget), training_args.per_device_train_batch_size, budget)
     atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "schedule": data_args.mixed_schedule, "seed": training_args.seed, **draw_summary(dataset.draws), "draws": dataset.draws}) + "\n")
     pad = processor.tokenizer.pad_token_id
     qwen = isinstance(processor, QwenVLTrainProcessor)
@@ -426,7 +431,8 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                 save_stock_llava(trainer.model, processor, out, model_args.tune_mm_mlp_adapter)
     stats: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        seen = trainer.state.global_step * training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps
+        forwards = trainer.state.global_step * world * training_args.gradient_accumulation_steps
+        seen = sampler.samples_in(forwards) if budget is not None else forwards * training_args.per_device_train_batch_size
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         stats = {
             "train_resolution_label": processor.resolution.train_resolution_label,
@@ -446,6 +452,8 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)),
             "gradient_checkpointing": _checkpointing(trainer.accelerator.unwrap_model(trainer.model)),
             "bf16": bool(training_args.bf16),
+            "torch_dtype": weights_dtype(trainer.model),  # read from the trained parameters
+            "parameter_dtypes": parameter_dtypes(trainer.model),
             "draws": draw_summary(dataset.draws),
         }
         atomic_write_text(out / "biores_train_stats.json", json.dumps(stats, indent=2) + "\n")
