@@ -37,7 +37,7 @@ def build(args):
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "biores_bench_synth")
     records = []
     for size in args.sizes.split(","):
-        root = write_dataset(cache / f"s{size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False)
+        root = write_dataset(cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False)
         records += load_records(str(root))
     resolution = {"image_aspect_ratio": "native", "patch_size": 16, "merge_size": 1, "min_pixels": 32 * 32, "max_pixels": 1024 * 1024}
     model, processor = build_tiny_llava(vocabulary() + ["options", "answer", "with", "word", "one"], resolution=resolution,
@@ -62,7 +62,7 @@ def build_qwen(args, records_only=False):
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "biores_bench_synth")
     records = []
     for size in args.sizes.split(","):
-        root = write_dataset(cache / f"s{size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False)
+        root = write_dataset(cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False)
         records += load_records(str(root))
     folder = Path(tempfile.mkdtemp()) / "qwen2_vl"
     tok = build_tokenizer("qwen", vocab_size=512)

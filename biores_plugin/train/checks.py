@@ -140,17 +140,17 @@ def check_tiny_config(text: Optional[str]) -> dict[str, Any]:
 
 
 def check_sharding(training_args: Any) -> None:
-    """FSDP / multi-process DeepSpeed without a GPU: accelerate enables FSDP only for accelerator
-    devices (a CPU run would silently train unsharded), and DeepSpeed's CPU ranks each train alone."""
+    """Sharding without a GPU: FSDP2 with several processes runs (train/sharded.py); one process or FSDP1
+    would train unsharded, and DeepSpeed's CPU ranks each train alone: one-line refusals."""
     import os
 
     import torch
 
     if torch.cuda.is_available():
         return
-    if training_args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        raise BioresConfigError("FSDP needs GPUs: accelerate enables it only on accelerator devices, so on CPU the run would train unsharded "
-                                "(use plain multi-process DDP on CPU: accelerate launch --multi_gpu --num_processes N)")
+    from .sharded import check_cpu_fsdp
+
+    check_cpu_fsdp(training_args)  # FSDP2 runs on CPU (train/sharded.py); one process or FSDP1 would not shard
     if training_args.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise BioresConfigError("DeepSpeed with several CPU processes: each rank would train alone with its own data; run DeepSpeed on GPUs")
 

@@ -32,6 +32,7 @@ from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze
 from .packing import PackingCollator, enable_lm_packing
 from .qwen_packing import SAMPLE_BOUNDS, QwenPackingCollator
 from .budget import VisualTokenBudgetSampler, batch_shape, check_visual_budget
+from .sharded import enable_cpu_fsdp, full_state_dict, is_cpu_fsdp, local_shares
 from .precision import apply_dtype, parameter_dtypes, weights_dtype
 from .towers import load_pretrained_tower, pretrained_tower_config
 
@@ -48,6 +49,17 @@ class BioresTrainer(Trainer):
         self._vision_lr = vision_lr
         self._batch_log, self._loss_normalization = batch_log, loss_normalization
         self.prior_loss = (0.0, 0)  # (summed step losses, steps) of the segments before a resume
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        enable_cpu_fsdp(self)  # FSDP2 on a multi-process CPU run, as accelerate sets it up on GPUs
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        if not is_cpu_fsdp(self):
+            return super().save_model(output_dir, _internal_call)
+        state = full_state_dict(self.model)  # every rank gathers; the main process writes
+        if self.args.should_save:
+            self._save(output_dir or self.args.output_dir, state_dict=state)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
@@ -380,7 +392,9 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = max(1, training_args.world_size)
-    dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, training_args.per_device_train_batch_size * world)
+    step_batch = training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps
+    # one optimizer step's samples are grouped together: the same order for N processes or N accumulation steps
+    dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, step_batch)
     budget = training_args.max_visual_tokens_per_batch
     if budget is not None:  # batches end before their image tokens pass the budget
         sampler = VisualTokenBudgetSampler(sampler, check_visual_budget(dataset, budget), training_args.per_device_train_batch_size, budget)
@@ -429,6 +443,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             processor.save_pretrained(out)
             if composed:
                 save_stock_llava(trainer.model, processor, out, model_args.tune_mm_mlp_adapter)
+    shares = local_shares(trainer.model)  # a collective under torch.distributed: every rank calls it
     stats: dict[str, Any] = {}
     if trainer.is_world_process_zero():
         forwards = trainer.state.global_step * world * training_args.gradient_accumulation_steps
@@ -450,6 +465,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
             "world_size": world,
             "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)),
+            "weight_share_per_rank": shares,  # share of the weights each rank holds (about 1/world when sharded)
             "gradient_checkpointing": _checkpointing(trainer.accelerator.unwrap_model(trainer.model)),
             "bf16": bool(training_args.bf16),
             "torch_dtype": weights_dtype(trainer.model),  # read from the trained parameters
