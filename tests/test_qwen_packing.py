@@ -8,10 +8,9 @@ import json
 import tempfile
 from pathlib import Path
 
+import fixtures_models
 import pytest
 import torch
-
-import fixtures_models
 
 PIXELS = ["--image_aspect_ratio", "native", "--min_pixels", "3136", "--max_pixels", "50176"]
 
@@ -23,7 +22,11 @@ def qwen(tmp_path_factory) -> dict[str, Path]:
 
 
 def _setup(folder: Path, synth: Path):
-    from biores_plugin.train.args import DataArguments, ModelArguments, TrainingArguments
+    from biores_plugin.train.args import (
+        DataArguments,
+        ModelArguments,
+        TrainingArguments,
+    )
     from biores_plugin.train.data import ResolutionDataset, load_records
     from biores_plugin.train.qwen_vl import QwenVLCollator, build_qwen_vl
     from biores_plugin.train.trainer import BioresTrainer

@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_models
 import pytest
 import torch
-
-import fixtures_models
 
 BIN = Path(sys.executable).parent
 FSDP_CONFIG = Path(__file__).parents[1] / "biores_plugin" / "train" / "ds_configs" / "fsdp.yaml"
@@ -39,7 +38,7 @@ def runs(synth_small, tmp_path_factory):
     sharded = root / "fsdp"
     cmd = [str(BIN / "accelerate"), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2", "-m", "biores_plugin.train.trainer",
            *_flags(model, synth_small, sharded, "--per_device_train_batch_size", "2")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=_env(), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # one process, the same 4 samples per optimizer step as two accumulated micro-batches of 2
     single = train(_flags(model, synth_small, root / "one", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2"))
@@ -58,7 +57,7 @@ def test_each_rank_holds_about_half_of_each_weight(runs):
 
 
 def test_loss_equals_one_process_run(runs):
-    _, sharded, stats, one, single = runs
+    _, _, stats, _, single = runs
     assert stats["global_step"] == single["global_step"] == 3
     assert abs(stats["train_loss"] - single["train_loss"]) < 1e-4
     assert abs(stats["last_logged_loss"] - single["last_logged_loss"]) < 1e-4  # after two sharded AdamW steps
@@ -70,7 +69,7 @@ def test_saved_checkpoint_is_whole_and_stock_loadable(runs):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     model, sharded, _, one, _ = runs
-    loaded, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(sharded, output_loading_info=True)
+    _, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(sharded, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     saved, reference, start = load_file(str(sharded / "model.safetensors")), load_file(str(one / "model.safetensors")), load_file(str(model / "model.safetensors"))
     assert saved.keys() == reference.keys() == start.keys()

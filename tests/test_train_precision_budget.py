@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
+import fixtures_models
 import pytest
 import torch
-
-import fixtures_models
 
 COMMON = ["--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--logging_steps", "1", "--report_to", "none",
           "--disable_tqdm", "true", "--seed", "0", "--use_cpu", "true", "--save_strategy", "no"]
@@ -47,9 +47,10 @@ def test_bfloat16_weights_train_and_are_saved(kind, models, synth_small, tmp_pat
 
 
 def test_float32_default_and_memory_estimate_follow_the_dtype(models):
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
     from biores_plugin.train.args import ModelArguments
     from biores_plugin.train.checks import check_memory, meta_model
-    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
 
     config = AutoConfig.from_pretrained(models["qwen2_5_vl"])
     meta = meta_model(Qwen2_5_VLForConditionalGeneration, config)
@@ -101,5 +102,5 @@ def test_budget_sampler_keeps_the_order_and_ends_batches_early():
     batches = sampler.batches(0)
     assert [i for b in batches for i in b] == base.order(0)  # same samples, same order
     assert all(len(b) <= 3 and sum(tokens[i] for i in b) <= 100 for b in batches)
-    assert all(sum(tokens[i] for i in b) + tokens[n[0]] > 100 or len(b) == 3 for b, n in zip(batches, batches[1:]))
+    assert all(sum(tokens[i] for i in b) + tokens[n[0]] > 100 or len(b) == 3 for b, n in itertools.pairwise(batches))
     assert sampler.samples_in(len(batches) + 1) == len(tokens) + len(sampler.batches(1)[0])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
@@ -34,7 +35,7 @@ class VisualTokenBudgetSampler(BatchRebalanceSampler):
     resume replays the same batches. Batch sizes vary; the batch log records each forward's image tokens.
     """
 
-    def __init__(self, base: Sampler[int], visual_tokens: Sequence[int], batch_size: int, budget: int):  # noqa: D107
+    def __init__(self, base: Sampler[int], visual_tokens: Sequence[int], batch_size: int, budget: int):
         self.base, self.tokens, self.batch_size, self.budget = base, list(visual_tokens), max(1, int(batch_size)), int(budget)
         self.epoch = 0
 

@@ -12,7 +12,8 @@ kwargs are passed: the Qwen forward hands its kwargs to the vision tower too, wh
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
