@@ -38,7 +38,9 @@ def _setup(folder: Path, synth: Path):
     features = [dataset[i] for i in range(3)]
     collator = QwenVLCollator(processor.tokenizer.pad_token_id, model.config.image_token_id)
     model.config.text_config._attn_implementation = "sdpa"
-    trainer = BioresTrainer(model=model, args=TrainingArguments(output_dir=tempfile.mkdtemp(), report_to=[], use_cpu=True))
+    trainer = BioresTrainer(
+        model=model, args=TrainingArguments(output_dir=tempfile.mkdtemp(), report_to=[], use_cpu=True)
+    )
     return model, trainer, collator, features
 
 
@@ -87,10 +89,39 @@ def test_biores_train_packs_qwen_batches_with_the_padded_loss(qwen, synth_small,
 
     def run(pack: str) -> tuple[dict, list[dict]]:
         out = tmp_path / f"pack_{pack}"
-        stats = train(["--model_name_or_path", str(qwen["qwen2_5_vl"]), "--data_path", f"synth:{synth_small}", "--output_dir", str(out),
-                       *PIXELS, "--mixed_resolution", "native:0.5,112:0.5", "--per_device_train_batch_size", "3", "--learning_rate", "0",
-                       "--max_steps", "2", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0",
-                       "--use_cpu", "true", "--save_strategy", "no", "--pack_sequences", pack])
+        stats = train(
+            [
+                "--model_name_or_path",
+                str(qwen["qwen2_5_vl"]),
+                "--data_path",
+                f"synth:{synth_small}",
+                "--output_dir",
+                str(out),
+                *PIXELS,
+                "--mixed_resolution",
+                "native:0.5,112:0.5",
+                "--per_device_train_batch_size",
+                "3",
+                "--learning_rate",
+                "0",
+                "--max_steps",
+                "2",
+                "--logging_steps",
+                "1",
+                "--report_to",
+                "none",
+                "--disable_tqdm",
+                "true",
+                "--seed",
+                "0",
+                "--use_cpu",
+                "true",
+                "--save_strategy",
+                "no",
+                "--pack_sequences",
+                pack,
+            ]
+        )
         return stats, [json.loads(line) for line in (out / "batches.jsonl").read_text().splitlines()]
 
     packed, packed_log = run("true")

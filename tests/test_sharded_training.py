@@ -19,14 +19,49 @@ FSDP_CONFIG = Path(__file__).parents[1] / "biores_plugin" / "train" / "ds_config
 
 
 def _flags(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["--model_name_or_path", str(model), "--data_path", f"synth:{data}", "--output_dir", str(out),
-            "--image_aspect_ratio", "native", "--min_pixels", "3136", "--max_pixels", "50176", "--max_samples", "8",
-            "--learning_rate", "5e-3", "--max_steps", "3", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true",
-            "--seed", "0", "--save_strategy", "no", "--use_cpu", "true", *extra]
+    return [
+        "--model_name_or_path",
+        str(model),
+        "--data_path",
+        f"synth:{data}",
+        "--output_dir",
+        str(out),
+        "--image_aspect_ratio",
+        "native",
+        "--min_pixels",
+        "3136",
+        "--max_pixels",
+        "50176",
+        "--max_samples",
+        "8",
+        "--learning_rate",
+        "5e-3",
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
+        "--save_strategy",
+        "no",
+        "--use_cpu",
+        "true",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +71,25 @@ def runs(synth_small, tmp_path_factory):
     root = tmp_path_factory.mktemp("sharded")
     model = fixtures_models.build_qwen_vl(root, "qwen2_5_vl")
     sharded = root / "fsdp"
-    cmd = [str(BIN / "accelerate"), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2", "-m", "biores_plugin.train.trainer",
-           *_flags(model, synth_small, sharded, "--per_device_train_batch_size", "2")]
+    cmd = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--config_file",
+        str(FSDP_CONFIG),
+        "--num_processes",
+        "2",
+        "-m",
+        "biores_plugin.train.trainer",
+        *_flags(model, synth_small, sharded, "--per_device_train_batch_size", "2"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=_env(), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # one process, the same 4 samples per optimizer step as two accumulated micro-batches of 2
-    single = train(_flags(model, synth_small, root / "one", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2"))
+    single = train(
+        _flags(
+            model, synth_small, root / "one", "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2"
+        )
+    )
     return model, sharded, json.loads((sharded / "biores_train_stats.json").read_text()), root / "one", single
 
 
@@ -71,7 +119,11 @@ def test_saved_checkpoint_is_whole_and_stock_loadable(runs):
     model, sharded, _, one, _ = runs
     _, info = Qwen2_5_VLForConditionalGeneration.from_pretrained(sharded, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
-    saved, reference, start = load_file(str(sharded / "model.safetensors")), load_file(str(one / "model.safetensors")), load_file(str(model / "model.safetensors"))
+    saved, reference, start = (
+        load_file(str(sharded / "model.safetensors")),
+        load_file(str(one / "model.safetensors")),
+        load_file(str(model / "model.safetensors")),
+    )
     assert saved.keys() == reference.keys() == start.keys()
     assert all(saved[k].shape == start[k].shape for k in saved)  # whole tensors, not one rank's shards
     assert max(float((saved[k] - reference[k]).abs().max()) for k in saved) < 1e-4
@@ -83,4 +135,15 @@ def test_fsdp_with_one_cpu_process_is_refused_in_one_line(synth_small, tmp_path)
     from biores_plugin.train.trainer import train
 
     with pytest.raises(BioresConfigError, match="FSDP on CPU needs several processes"):
-        train(["--data_path", f"synth:{synth_small}", "--output_dir", str(tmp_path), "--use_cpu", "true", "--fsdp", "full_shard"])
+        train(
+            [
+                "--data_path",
+                f"synth:{synth_small}",
+                "--output_dir",
+                str(tmp_path),
+                "--use_cpu",
+                "true",
+                "--fsdp",
+                "full_shard",
+            ]
+        )

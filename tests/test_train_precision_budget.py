@@ -10,25 +10,61 @@ import fixtures_models
 import pytest
 import torch
 
-COMMON = ["--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--logging_steps", "1", "--report_to", "none",
-          "--disable_tqdm", "true", "--seed", "0", "--use_cpu", "true", "--save_strategy", "no"]
+COMMON = [
+    "--per_device_train_batch_size",
+    "4",
+    "--learning_rate",
+    "1e-2",
+    "--logging_steps",
+    "1",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--seed",
+    "0",
+    "--use_cpu",
+    "true",
+    "--save_strategy",
+    "no",
+]
 QWEN_PIXELS = ["--image_aspect_ratio", "native", "--min_pixels", "3136", "--max_pixels", "50176"]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("prec")
-    return {"qwen2_5_vl": fixtures_models.build_qwen_vl(root, "qwen2_5_vl"), "lm": fixtures_models.build_lm(root, "qwen2"),
-            "tower": fixtures_models.build_tower(root, "siglip")}
+    return {
+        "qwen2_5_vl": fixtures_models.build_qwen_vl(root, "qwen2_5_vl"),
+        "lm": fixtures_models.build_lm(root, "qwen2"),
+        "tower": fixtures_models.build_tower(root, "siglip"),
+    }
 
 
 def _kind_flags(kind: str, models: dict[str, Path]) -> list[str]:
     if kind == "qwen":
         return ["--model_name_or_path", str(models["qwen2_5_vl"]), *QWEN_PIXELS]
     if kind == "composed":
-        return ["--model_name_or_path", str(models["lm"]), "--vision_tower", str(models["tower"]), "--version", "qwen_2"]
-    return ["--model_name_or_path", "tiny", "--vision_tower", "siglip", "--tiny_config", '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
-            "--image_aspect_ratio", "native", "--merge_size", "2"]
+        return [
+            "--model_name_or_path",
+            str(models["lm"]),
+            "--vision_tower",
+            str(models["tower"]),
+            "--version",
+            "qwen_2",
+        ]
+    return [
+        "--model_name_or_path",
+        "tiny",
+        "--vision_tower",
+        "siglip",
+        "--tiny_config",
+        '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+        "--image_aspect_ratio",
+        "native",
+        "--merge_size",
+        "2",
+    ]
 
 
 @pytest.mark.parametrize("kind", ["tiny", "composed", "qwen"])
@@ -38,8 +74,20 @@ def test_bfloat16_weights_train_and_are_saved(kind, models, synth_small, tmp_pat
     from biores_plugin.train.trainer import train
 
     out = tmp_path / kind
-    stats = train([*_kind_flags(kind, models), "--data_path", f"synth:{synth_small}", "--output_dir", str(out), *COMMON,
-                   "--max_steps", "2", "--torch_dtype", "bfloat16"])
+    stats = train(
+        [
+            *_kind_flags(kind, models),
+            "--data_path",
+            f"synth:{synth_small}",
+            "--output_dir",
+            str(out),
+            *COMMON,
+            "--max_steps",
+            "2",
+            "--torch_dtype",
+            "bfloat16",
+        ]
+    )
     assert stats["torch_dtype"] == "bfloat16" and set(stats["parameter_dtypes"]) == {"bfloat16"}
     assert stats["train_loss"] == stats["train_loss"]  # finite
     weights = load_file(str(out / "model.safetensors"))
@@ -73,9 +121,24 @@ def test_visual_token_budget_caps_every_forward(models, synth_small, tmp_path):
 
     out = tmp_path / "budget"
     # native 256 px images are 64 tokens, 112 px ones 16: batch 4 would reach 256 tokens without the cap
-    stats = train(["--model_name_or_path", str(models["qwen2_5_vl"]), *QWEN_PIXELS, "--mixed_resolution", "native:0.5,112:0.5",
-                   "--data_path", f"synth:{synth_small}", "--output_dir", str(out), *COMMON, "--max_steps", "6",
-                   "--max_visual_tokens_per_batch", "100"])
+    stats = train(
+        [
+            "--model_name_or_path",
+            str(models["qwen2_5_vl"]),
+            *QWEN_PIXELS,
+            "--mixed_resolution",
+            "native:0.5,112:0.5",
+            "--data_path",
+            f"synth:{synth_small}",
+            "--output_dir",
+            str(out),
+            *COMMON,
+            "--max_steps",
+            "6",
+            "--max_visual_tokens_per_batch",
+            "100",
+        ]
+    )
     log = [json.loads(line) for line in (out / "batches.jsonl").read_text().splitlines()]
     assert len(log) == 6 and all(0 < b["image_tokens"] <= 100 for b in log)
     assert max(b["image_tokens"] for b in log) > 64  # two images did share a forward
@@ -86,9 +149,25 @@ def test_an_image_over_the_budget_is_named_before_training(models, synth_small, 
     from biores_plugin.errors import BioresConfigError
     from biores_plugin.train.trainer import train
 
-    with pytest.raises(BioresConfigError, match=r"training sample \d+ .*256x256 px.* alone has 64 image tokens; lower --max_pixels"):
-        train(["--model_name_or_path", str(models["qwen2_5_vl"]), *QWEN_PIXELS, "--data_path", f"synth:{synth_small}",
-               "--output_dir", str(tmp_path / "x"), *COMMON, "--max_steps", "1", "--max_visual_tokens_per_batch", "50"])
+    with pytest.raises(
+        BioresConfigError, match=r"training sample \d+ .*256x256 px.* alone has 64 image tokens; lower --max_pixels"
+    ):
+        train(
+            [
+                "--model_name_or_path",
+                str(models["qwen2_5_vl"]),
+                *QWEN_PIXELS,
+                "--data_path",
+                f"synth:{synth_small}",
+                "--output_dir",
+                str(tmp_path / "x"),
+                *COMMON,
+                "--max_steps",
+                "1",
+                "--max_visual_tokens_per_batch",
+                "50",
+            ]
+        )
     assert not (tmp_path / "x" / "batches.jsonl").exists()
 
 

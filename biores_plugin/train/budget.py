@@ -36,7 +36,12 @@ class VisualTokenBudgetSampler(BatchRebalanceSampler):
     """
 
     def __init__(self, base: Sampler[int], visual_tokens: Sequence[int], batch_size: int, budget: int):
-        self.base, self.tokens, self.batch_size, self.budget = base, list(visual_tokens), max(1, int(batch_size)), int(budget)
+        self.base, self.tokens, self.batch_size, self.budget = (
+            base,
+            list(visual_tokens),
+            max(1, int(batch_size)),
+            int(budget),
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -46,7 +51,9 @@ class VisualTokenBudgetSampler(BatchRebalanceSampler):
 
     def batches(self, epoch: int | None = None) -> list[list[int]]:
         """The batches of ``epoch`` (default: the current one)."""
-        order = self.base.order(self.epoch if epoch is None else epoch) if hasattr(self.base, "order") else list(self.base)
+        order = (
+            self.base.order(self.epoch if epoch is None else epoch) if hasattr(self.base, "order") else list(self.base)
+        )
         out: list[list[int]] = []
         batch: list[int] = []
         used = 0
@@ -89,9 +96,14 @@ def check_visual_budget(dataset: Any, budget: int | None) -> list[int]:
     for index, count in enumerate(counts):
         if count > budget:
             record = dataset.records[index]
-            source = f"{len(record.image)} image bytes" if isinstance(record.image, (bytes, bytearray)) else str(record.image)
+            source = (
+                f"{len(record.image)} image bytes"
+                if isinstance(record.image, (bytes, bytearray))
+                else str(record.image)
+            )
             raise BioresConfigError(
-                f"--max_visual_tokens_per_batch {budget}: training sample {index} ({source}, {record.size[0]}x{record.size[1]} px) "
+                f"--max_visual_tokens_per_batch {budget}: training sample {index} "
+                f"({source}, {record.size[0]}x{record.size[1]} px) "
                 f"alone has {count} image tokens; lower --max_pixels so every image fits, or raise the budget"
             )
     return counts

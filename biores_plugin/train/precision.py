@@ -35,7 +35,9 @@ def resolve_dtype(name: str, config: Any = None) -> torch.dtype:
 
 
 def bytes_per_weight(model_args: Any, config: Any = None) -> int:
-    return torch.empty((), dtype=resolve_dtype(getattr(model_args, "torch_dtype", "float32") or "float32", config)).element_size()
+    return torch.empty(
+        (), dtype=resolve_dtype(getattr(model_args, "torch_dtype", "float32") or "float32", config)
+    ).element_size()
 
 
 def apply_dtype(model: torch.nn.Module, name: str) -> torch.dtype:

@@ -37,8 +37,14 @@ def rope_index_of(model: torch.nn.Module) -> Callable[..., Any]:
         seen.add(id(module))
         if hasattr(type(module), "get_rope_index"):
             return module.get_rope_index
-        stack += [getattr(module, name) for name in ("model", "base_model", "module") if isinstance(getattr(module, name, None), torch.nn.Module)]
-    raise BioresConfigError(f"{type(model).__name__} has no get_rope_index: Qwen-VL sequence packing needs a Qwen2-VL family model")
+        stack += [
+            getattr(module, name)
+            for name in ("model", "base_model", "module")
+            if isinstance(getattr(module, name, None), torch.nn.Module)
+        ]
+    raise BioresConfigError(
+        f"{type(model).__name__} has no get_rope_index: Qwen-VL sequence packing needs a Qwen2-VL family model"
+    )
 
 
 def pack_qwen_batch(batch: dict[str, Any], rope_index: Callable[..., Any]) -> dict[str, Any]:
@@ -56,7 +62,9 @@ def pack_qwen_batch(batch: dict[str, Any], rope_index: Callable[..., Any]) -> di
     if types is None:
         raise BioresConfigError("Qwen-VL sequence packing needs mm_token_type_ids (QwenVLCollator adds them)")
     with torch.no_grad():
-        rope, _ = rope_index(ids, mm_token_type_ids=types, image_grid_thw=batch.get("image_grid_thw"), attention_mask=mask)
+        rope, _ = rope_index(
+            ids, mm_token_type_ids=types, image_grid_thw=batch.get("image_grid_thw"), attention_mask=mask
+        )
     keep = mask.bool()
     packed = pack_batch({k: v for k, v in batch.items() if k != "mm_token_type_ids"})
     lengths = keep.sum(1).tolist()

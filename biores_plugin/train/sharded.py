@@ -27,9 +27,14 @@ def fsdp_requested(args: Any) -> bool:
 def fsdp_plugin_for(args: Any) -> Any:
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    plugin = FullyShardedDataParallelPlugin(**(args.fsdp_plugin_args or {}))  # the launcher's FSDP_* environment fills the rest
+    plugin = FullyShardedDataParallelPlugin(
+        **(args.fsdp_plugin_args or {})
+    )  # the launcher's FSDP_* environment fills the rest
     if int(plugin.fsdp_version) != 2:
-        raise BioresConfigError(f"FSDP on CPU runs FSDP2 only (torch's fully_shard with gloo): set fsdp_version: 2 (got {plugin.fsdp_version})")
+        raise BioresConfigError(
+            "FSDP on CPU runs FSDP2 only (torch's fully_shard with gloo): "
+            f"set fsdp_version: 2 (got {plugin.fsdp_version})"
+        )
     return plugin
 
 
@@ -39,7 +44,11 @@ def enable_cpu_fsdp(trainer: Any) -> bool:
     from accelerate.utils import DistributedType
 
     state = trainer.accelerator.state
-    if torch.cuda.is_available() or not fsdp_requested(trainer.args) or state.distributed_type != DistributedType.MULTI_CPU:
+    if (
+        torch.cuda.is_available()
+        or not fsdp_requested(trainer.args)
+        or state.distributed_type != DistributedType.MULTI_CPU
+    ):
         return False
     if state.num_processes < 2:
         return False
@@ -57,14 +66,18 @@ def check_cpu_fsdp(args: Any) -> None:
     if torch.cuda.is_available() or not fsdp_requested(args):
         return
     if int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        raise BioresConfigError("FSDP on CPU needs several processes (accelerate launch --num_processes N or torchrun); "
-                                "one process would train unsharded")
+        raise BioresConfigError(
+            "FSDP on CPU needs several processes (accelerate launch --num_processes N or torchrun); "
+            "one process would train unsharded"
+        )
     if args.fsdp_plugin_args is not None:
         version = str(args.fsdp_plugin_args.get("fsdp_version", 2))
     else:
         version = os.environ.get("FSDP_VERSION", "1")
     if version != "2":
-        raise BioresConfigError(f"FSDP on CPU runs FSDP2 only (torch's fully_shard with gloo): set fsdp_version: 2 (got {version})")
+        raise BioresConfigError(
+            f"FSDP on CPU runs FSDP2 only (torch's fully_shard with gloo): set fsdp_version: 2 (got {version})"
+        )
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
