@@ -147,3 +147,20 @@ def test_fsdp_with_one_cpu_process_is_refused_in_one_line(synth_small, tmp_path)
                 "full_shard",
             ]
         )
+
+
+def test_fsdp1_on_cpu_is_refused_and_gpu_like_flags_pass(monkeypatch):
+    from types import SimpleNamespace
+
+    from biores_plugin.errors import BioresConfigError
+    from biores_plugin.train.sharded import check_cpu_fsdp
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.raises(BioresConfigError, match="FSDP2 only"):
+        check_cpu_fsdp(SimpleNamespace(fsdp_plugin_args=None))
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    check_cpu_fsdp(SimpleNamespace(fsdp_plugin_args=None))  # the shipped config's launch: accepted
+    with pytest.raises(BioresConfigError, match="got 1"):
+        check_cpu_fsdp(SimpleNamespace(fsdp_plugin_args={"fsdp_version": 1}))
