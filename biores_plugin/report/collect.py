@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import BioresConfigError
+from ..resolution.levels import level_display, level_order
 
-_TASK = re.compile(r"^(biores_[a-z0-9_]+?)_(native|\d+)$")
+_TASK = re.compile(r"^(biores_[a-z0-9_]+?)_(native|\d+|\d+(?:p\d+)?um)$")
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Cell:
     run: str
     train: str | None
     dataset: str
-    resolution: str  # "224" ... or "native"
+    resolution: str  # "224" ... or "native", or a pixel size "0.5 µm/px"
     accuracy: float
     stderr: float | None
     n: int
@@ -39,7 +40,7 @@ class Cell:
 
     @property
     def res_value(self) -> float:
-        return math.inf if self.resolution == "native" else float(self.resolution)
+        return level_order(self.resolution)
 
 
 def _results_files(folder: Path) -> list[Path]:
@@ -213,7 +214,7 @@ def collect(
                     elif sizes:
                         tokens = sum(estimator.visual_tokens(w, h) for w, h in sizes if w and h) / len(sizes)
                         estimated = True
-                cells.append(Cell(run_name, train, dataset, m.group(2), accuracy, stderr, n, tokens, estimated, extra, list(sizes), list(consumed)))
+                cells.append(Cell(run_name, train, dataset, level_display(m.group(2)), accuracy, stderr, n, tokens, estimated, extra, list(sizes), list(consumed)))
     if not cells:
         raise BioresConfigError("the results hold no biores_<dataset>_<resolution> tasks")
     return cells

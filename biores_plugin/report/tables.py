@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Sequence
 
+from ..resolution.levels import level_order
 from .collect import Cell
 
 def _order(values: Iterable[str]) -> list[str]:
-    return sorted(set(values), key=lambda r: math.inf if r == "native" else float(r) if r.replace(".", "").isdigit() else 1e18)
+    return sorted(set(values), key=level_order)
 
 
 def markdown_table(cells: Sequence[Cell]) -> str:

@@ -76,7 +76,8 @@ def _prepare(dataset: Any) -> Any:
 
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
-__getattr__ = sweep_getattr(prepare=_prepare, image_column="image")
+# Pixel-size levels (2um, 0p5um, ...) resample each image by its microns_per_pixel.
+__getattr__ = sweep_getattr(prepare=_prepare, image_column="image", mpp_column="microns_per_pixel")
 
 
 def doc_to_visual(doc):
