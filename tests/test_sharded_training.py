@@ -54,6 +54,14 @@ def _flags(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _env() -> dict[str, str]:
     return {
         **os.environ,
@@ -78,6 +86,8 @@ def runs(synth_small, tmp_path_factory):
         str(FSDP_CONFIG),
         "--num_processes",
         "2",
+        "--main_process_port",
+        str(_free_port()),  # not the default 29500: other distributed runs may share the machine
         "-m",
         "biores_plugin.train.trainer",
         *_flags(model, synth_small, sharded, "--per_device_train_batch_size", "2"),
