@@ -21,7 +21,7 @@ def _deepspeed():
 
 
 def _filled(name: str, tmp_path: Path) -> dict:
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
 
     from biores_plugin.train.args import TrainingArguments
 
@@ -29,7 +29,9 @@ def _filled(name: str, tmp_path: Path) -> dict:
     args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=True,
                              per_device_train_batch_size=2, gradient_accumulation_steps=3)
     hf.trainer_config_process(args)
-    return hf.config
+    config = dict(hf.config)
+    unset_hf_deepspeed_config()  # the config object registers itself globally (ZeRO-3 init for later loads)
+    return config
 
 
 @pytest.mark.parametrize("name, stage", [("zero2", 2), ("zero3", 3)])
