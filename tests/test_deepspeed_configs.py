@@ -21,7 +21,10 @@ def _deepspeed():
 
 
 def _filled(name: str, tmp_path: Path) -> dict:
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
+    from transformers.integrations.deepspeed import (
+        HfTrainerDeepSpeedConfig,
+        unset_hf_deepspeed_config,
+    )
 
     from biores_plugin.train.args import TrainingArguments
 
