@@ -37,12 +37,27 @@ def build(args):
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "biores_bench_synth")
     records = []
     for size in args.sizes.split(","):
-        root = write_dataset(cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False)
+        root = write_dataset(
+            cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False
+        )
         records += load_records(str(root))
-    resolution = {"image_aspect_ratio": "native", "patch_size": 16, "merge_size": 1, "min_pixels": 32 * 32, "max_pixels": 1024 * 1024}
-    model, processor = build_tiny_llava(vocabulary() + ["options", "answer", "with", "word", "one"], resolution=resolution,
-                                        text_hidden=args.text_hidden, text_layers=args.text_layers, heads=args.heads,
-                                        vision_hidden=64, vision_layers=2, seed=0)
+    resolution = {
+        "image_aspect_ratio": "native",
+        "patch_size": 16,
+        "merge_size": 1,
+        "min_pixels": 32 * 32,
+        "max_pixels": 1024 * 1024,
+    }
+    model, processor = build_tiny_llava(
+        vocabulary() + ["options", "answer", "with", "word", "one"],
+        resolution=resolution,
+        text_hidden=args.text_hidden,
+        text_layers=args.text_layers,
+        heads=args.heads,
+        vision_hidden=64,
+        vision_layers=2,
+        seed=0,
+    )
     return model, processor, records
 
 
@@ -62,27 +77,51 @@ def build_qwen(args, records_only=False):
     cache = Path(args.cache or Path(tempfile.gettempdir()) / "biores_bench_synth")
     records = []
     for size in args.sizes.split(","):
-        root = write_dataset(cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False)
+        root = write_dataset(
+            cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False
+        )
         records += load_records(str(root))
     folder = Path(tempfile.mkdtemp()) / "qwen2_vl"
     tok = build_tokenizer("qwen", vocab_size=512)
     tid = tok.convert_tokens_to_ids
-    text = dict(vocab_size=len(tok), hidden_size=args.text_hidden, intermediate_size=4 * args.text_hidden, num_hidden_layers=args.text_layers,
-                num_attention_heads=args.heads, num_key_value_heads=max(1, args.heads // 2), max_position_embeddings=8192,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
-                rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=args.text_hidden,
+        intermediate_size=4 * args.text_hidden,
+        num_hidden_layers=args.text_layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=max(1, args.heads // 2),
+        max_position_embeddings=8192,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+    )
     half = args.text_hidden // args.heads // 2  # mrope sections (t, h, w) cover half the head dim
     text["rope_parameters"]["mrope_section"] = [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]
-    config = tf.Qwen2VLConfig(text_config=text, vision_config=dict(depth=1, embed_dim=32, hidden_size=args.text_hidden, num_heads=4, patch_size=14),
-                              image_token_id=tid("<|image_pad|>"), video_token_id=tid("<|video_pad|>"),
-                              vision_start_token_id=tid("<|vision_start|>"), vision_end_token_id=tid("<|vision_end|>"))
+    config = tf.Qwen2VLConfig(
+        text_config=text,
+        vision_config=dict(depth=1, embed_dim=32, hidden_size=args.text_hidden, num_heads=4, patch_size=14),
+        image_token_id=tid("<|image_pad|>"),
+        video_token_id=tid("<|video_pad|>"),
+        vision_start_token_id=tid("<|vision_start|>"),
+        vision_end_token_id=tid("<|vision_end|>"),
+    )
     torch.manual_seed(0)
     tf.Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
     unit = 28 * 28
-    image = tf.Qwen2VLImageProcessor(patch_size=14, merge_size=2, size={"shortest_edge": 4 * unit, "longest_edge": 1024 * unit})
-    tf.Qwen2VLProcessor(image_processor=image, tokenizer=tok, video_processor=tf.Qwen2VLVideoProcessor(patch_size=14),
-                        chat_template=QWEN2_VL_TEMPLATE).save_pretrained(folder)
-    data = DataArguments(data_path="synth:unused", image_aspect_ratio="native", min_pixels=4 * unit, max_pixels=1024 * unit)
+    image = tf.Qwen2VLImageProcessor(
+        patch_size=14, merge_size=2, size={"shortest_edge": 4 * unit, "longest_edge": 1024 * unit}
+    )
+    tf.Qwen2VLProcessor(
+        image_processor=image,
+        tokenizer=tok,
+        video_processor=tf.Qwen2VLVideoProcessor(patch_size=14),
+        chat_template=QWEN2_VL_TEMPLATE,
+    ).save_pretrained(folder)
+    data = DataArguments(
+        data_path="synth:unused", image_aspect_ratio="native", min_pixels=4 * unit, max_pixels=1024 * unit
+    )
     model, processor = build_qwen_vl(ModelArguments(model_name_or_path=str(folder)), data)
     return model, processor, records
 
@@ -150,7 +189,9 @@ def compare(model, processor, trainer, features, batch_size, label, padded_colla
     packed_for = packed_for or (lambda twin: PackingCollator(padded_collate))
     batches = [features[i : i + batch_size] for i in range(0, len(features) - batch_size + 1, batch_size)]
     if len(batches) < 2:
-        raise SystemExit(f"train_step needs at least 2 batches (the first warms up): {len(features)} samples, batch {batch_size}")
+        raise SystemExit(
+            f"train_step needs at least 2 batches (the first warms up): {len(features)} samples, batch {batch_size}"
+        )
     pad = sum(padding_fraction(padded_collate(b)) * max(len(f["input_ids"]) for f in b) * len(b) for b in batches)
     slots = sum(max(len(f["input_ids"]) for f in b) * len(b) for b in batches)
     model.config.text_config._attn_implementation = "sdpa"
@@ -159,7 +200,7 @@ def compare(model, processor, trainer, features, batch_size, label, padded_colla
     packed_collate = packed_for(twin)
     padded, packed = Runner(model, trainer, padded_collate), Runner(twin, trainer, packed_collate)
     for i, features_i in enumerate(batches):  # interleaved, alternating order: machine noise hits both
-        for runner in ((padded, packed) if i % 2 else (packed, padded)):
+        for runner in (padded, packed) if i % 2 else (packed, padded):
             runner.step(features_i, timed=i > 0)  # the first step warms allocators and kernels
     del twin
     packed_pad = max(padding_fraction(packed_collate(b)) for b in batches)
@@ -168,10 +209,12 @@ def compare(model, processor, trainer, features, batch_size, label, padded_colla
     tokens = [len(f["input_ids"]) for f in features]
     ratios = sorted(a / b for a, b in zip(padded.times, packed.times))  # per batch: both ran it back to back
     median, low, high = ratios[len(ratios) // 2], ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
-    print(f"{label:8s} tokens/sample {min(tokens)}..{max(tokens)}  padded {samples / padded.seconds:6.2f} samples/s "
-          f"(pad {100 * pad / slots:4.1f}%)  packed[{backend}] {samples / packed.seconds:6.2f} samples/s (pad {100 * packed_pad:.1f}%)  "
-          f"median {median:.2f}x per batch (quartiles {low:.2f}..{high:.2f}, {len(ratios)} batches), "
-          f"total {padded.seconds / packed.seconds:.2f}x  max loss gap {gap:.1e}")
+    print(
+        f"{label:8s} tokens/sample {min(tokens)}..{max(tokens)}  padded {samples / padded.seconds:6.2f} samples/s "
+        f"(pad {100 * pad / slots:4.1f}%)  packed[{backend}] {samples / packed.seconds:6.2f} samples/s (pad {100 * packed_pad:.1f}%)  "
+        f"median {median:.2f}x per batch (quartiles {low:.2f}..{high:.2f}, {len(ratios)} batches), "
+        f"total {padded.seconds / packed.seconds:.2f}x  max loss gap {gap:.1e}"
+    )
     return median, 100 * pad / slots, 100 * packed_pad, gap, (low, high)
 
 
@@ -184,14 +227,34 @@ def qwen_section(args, trainer_cls, training_args):
     model.to(args.device, dtype).train()
     trainer = trainer_cls(model=model, args=training_args)
     collate = QwenVLCollator(processor.tokenizer.pad_token_id, model.config.image_token_id)
-    print(f"qwen2_vl: {len(records)} samples, batch {args.batch_size}, LM {args.text_hidden}x{args.text_layers}, {args.device} {dtype}")
-    native = compare(model, processor, trainer, features_for(processor, records, None, args.seed), args.batch_size, "q-native",
-                     collate, lambda twin: QwenPackingCollator(collate, twin))
-    mixed = compare(model, processor, trainer, features_for(processor, records, args.mixed_resolution, args.seed), args.batch_size,
-                    "q-mixed", collate, lambda twin: QwenPackingCollator(collate, twin))
-    print(f"SUMMARY packed-qwen {native[0]:.2f}x samples/s, pad {native[2]:.0f}% (quartiles {native[4][0]:.2f}..{native[4][1]:.2f}; "
-          f"padded batches {native[1]:.0f}%; "
-          f"mixed {mixed[0]:.2f}x, padded {mixed[1]:.0f}%; max loss gap {max(native[3], mixed[3]):.1e})")
+    print(
+        f"qwen2_vl: {len(records)} samples, batch {args.batch_size}, LM {args.text_hidden}x{args.text_layers}, {args.device} {dtype}"
+    )
+    native = compare(
+        model,
+        processor,
+        trainer,
+        features_for(processor, records, None, args.seed),
+        args.batch_size,
+        "q-native",
+        collate,
+        lambda twin: QwenPackingCollator(collate, twin),
+    )
+    mixed = compare(
+        model,
+        processor,
+        trainer,
+        features_for(processor, records, args.mixed_resolution, args.seed),
+        args.batch_size,
+        "q-mixed",
+        collate,
+        lambda twin: QwenPackingCollator(collate, twin),
+    )
+    print(
+        f"SUMMARY packed-qwen {native[0]:.2f}x samples/s, pad {native[2]:.0f}% (quartiles {native[4][0]:.2f}..{native[4][1]:.2f}; "
+        f"padded batches {native[1]:.0f}%; "
+        f"mixed {mixed[0]:.2f}x, padded {mixed[1]:.0f}%; max loss gap {max(native[3], mixed[3]):.1e})"
+    )
 
 
 def main(argv=None) -> int:
@@ -207,9 +270,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16"), help="default: bfloat16 on CUDA, else float32")
+    ap.add_argument(
+        "--dtype", default=None, choices=("float32", "bfloat16"), help="default: bfloat16 on CUDA, else float32"
+    )
     ap.add_argument("--cpu-smoke", action="store_true", help="two small sizes, a tiny LM: a quick crash test")
-    ap.add_argument("--model", default="both", choices=("both", "llava", "qwen"), help="LLaVA (packed-lm), Qwen2-VL (packed-qwen) or both")
+    ap.add_argument(
+        "--model",
+        default="both",
+        choices=("both", "llava", "qwen"),
+        help="LLaVA (packed-lm), Qwen2-VL (packed-qwen) or both",
+    )
     args = ap.parse_args(argv)
     if args.cpu_smoke:
         args.device, args.sizes, args.text_hidden, args.text_layers, args.batch_size = "cpu", "128,256", 64, 1, 2
@@ -228,13 +298,26 @@ def main(argv=None) -> int:
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
     model.to(args.device, dtype).train()
     trainer = BioresTrainer(model=model, args=training_args)
-    print(f"train_step: {len(records)} samples, batch {args.batch_size}, LM {args.text_hidden}x{args.text_layers}, "
-          f"{args.device} {dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    native = compare(model, processor, trainer, features_for(processor, records, None, args.seed), args.batch_size, "native")
-    mixed = compare(model, processor, trainer, features_for(processor, records, args.mixed_resolution, args.seed), args.batch_size, "mixed")
+    print(
+        f"train_step: {len(records)} samples, batch {args.batch_size}, LM {args.text_hidden}x{args.text_layers}, "
+        f"{args.device} {dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    native = compare(
+        model, processor, trainer, features_for(processor, records, None, args.seed), args.batch_size, "native"
+    )
+    mixed = compare(
+        model,
+        processor,
+        trainer,
+        features_for(processor, records, args.mixed_resolution, args.seed),
+        args.batch_size,
+        "mixed",
+    )
     print(f"mixed: {mixed[0]:.2f}x samples/s, padded batches {mixed[1]:.0f}% padding")
-    print(f"SUMMARY packed-lm {native[0]:.2f}x samples/s (quartiles {native[4][0]:.2f}..{native[4][1]:.2f}), pad {native[2]:.0f}% "
-          f"(padded batches {native[1]:.0f}%; mixed {mixed[0]:.2f}x)")
+    print(
+        f"SUMMARY packed-lm {native[0]:.2f}x samples/s (quartiles {native[4][0]:.2f}..{native[4][1]:.2f}), pad {native[2]:.0f}% "
+        f"(padded batches {native[1]:.0f}%; mixed {mixed[0]:.2f}x)"
+    )
     return 0
 
 

@@ -445,7 +445,8 @@ def test_packed_llava_hook_equals_padded(world, llava_pkg):
     padded.loss.backward()
     packed.loss.backward()
     assert abs(float(padded.loss) - float(packed.loss)) < 1e-5
-    worst = max(float((a.grad - b.grad).abs().max()) for a, b in zip(model.parameters(), twin.parameters()) if a.grad is not None)
+    pairs = [(a.grad, b.grad) for a, b in zip(model.parameters(), twin.parameters()) if a.grad is not None]
+    worst = max(float((a - b).abs().max()) for a, b in pairs)
     assert worst < 1e-5
     joined = twin(inputs_embeds=packed_embeds, position_ids=torch.arange(sum(lengths))[None], labels=packed_labels)
     assert abs(float(joined.loss) - float(padded.loss)) > 1e-4  # without the boundaries the samples would mix
@@ -454,21 +455,26 @@ def test_packed_llava_hook_equals_padded(world, llava_pkg):
 def test_pack_sequences_trains_with_the_padded_loss(world):
     """``--pack_sequences True`` through llava's own train(): one row per step, the padded run's losses (lr 0)."""
     g = torch.Generator().manual_seed(1)  # llava draws the projector unseeded: both runs load this one
-    projector = {"model.mm_projector.0.weight": torch.randn(64, 32, generator=g) * 0.1, "model.mm_projector.0.bias": torch.zeros(64),
-                 "model.mm_projector.2.weight": torch.randn(64, 64, generator=g) * 0.1, "model.mm_projector.2.bias": torch.zeros(64)}
+    projector = {"model.mm_projector.0.weight": torch.randn(64, 32, generator=g) * 0.1,
+                 "model.mm_projector.0.bias": torch.zeros(64),
+                 "model.mm_projector.2.weight": torch.randn(64, 64, generator=g) * 0.1,
+                 "model.mm_projector.2.bias": torch.zeros(64)}
     torch.save(projector, world / "projector.bin")
     native = ("--image_aspect_ratio", "native", "--min_pixels", str(MIN_PIXELS), "--max_pixels", str(MAX_PIXELS),
-              "--learning_rate", "0", "--save_strategy", "no", "--pretrain_mm_mlp_adapter", str(world / "projector.bin"))
+              "--learning_rate", "0", "--save_strategy", "no",
+              "--pretrain_mm_mlp_adapter", str(world / "projector.bin"))
     procs = {}
     for pack in ("True", "False"):
         out = world / f"out-pack-{pack}"
         cmd = [*_cmd(world, out), *native, "--pack_sequences", pack]
-        procs[pack] = (out, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=world))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=world)
+        procs[pack] = (out, proc)
     losses = {}
     for pack, (out, proc) in procs.items():
         text, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, text[-4000:]
-        losses[pack] = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        losses[pack] = [h["loss"] for h in history if "loss" in h]
     assert len(losses["True"]) == 3 and max(abs(a - b) for a, b in zip(losses["True"], losses["False"])) < 2e-4
     packed = _events(world / "out-pack-True", "packed")
     assert len(packed) == 3 and all(p["rows"] == 1 and p["tokens"] < p["padded_slots"] for p in packed)

@@ -95,7 +95,8 @@ def check_memory(model: Any, what: str, model_args: Any = None, training_args: A
         trained += total // 50  # adapters: a small fraction of the weights they adapt
     from .precision import bytes_per_weight
 
-    size = bytes_per_weight(model_args, getattr(model, "config", None))  # --torch_dtype: weights, gradients, AdamW moments
+    # --torch_dtype sizes the weights, gradients and AdamW moments
+    size = bytes_per_weight(model_args, getattr(model, "config", None))
     need = size * total + 3 * size * trained
     if torch.cuda.is_available():
         budget, where = torch.cuda.mem_get_info()[1], "GPU memory"
@@ -105,7 +106,8 @@ def check_memory(model: Any, what: str, model_args: Any = None, training_args: A
     if budget and need > budget:
         raise BioresConfigError(
             f"{what} has {total / 1e6:.1f}M parameters ({trained / 1e6:.1f}M trained): training needs about {need / 2**30:.1f} GiB "
-            f"({size} bytes per weight + {3 * size} per trained one) but the machine has {budget / 2**30:.1f} GiB {where}"
+            f"({size} bytes per weight + {3 * size} per trained one) "
+            f"but the machine has {budget / 2**30:.1f} GiB {where}"
         )
     return need
 

@@ -123,7 +123,8 @@ def build_qwen_vl(model_args: Any, data_args: Any, training_args: Any = None) ->
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     from .precision import resolve_dtype
 
-    model = model_cls.from_pretrained(path, dtype=resolve_dtype(getattr(model_args, "torch_dtype", "float32"), config), **extra)
+    dtype = resolve_dtype(getattr(model_args, "torch_dtype", "float32"), config)
+    model = model_cls.from_pretrained(path, dtype=dtype, **extra)
     processor = QwenVLTrainProcessor(AutoProcessor.from_pretrained(path), resolution)
     model.config.biores = resolution.to_dict()
     return model, processor

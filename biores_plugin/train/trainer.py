@@ -113,7 +113,8 @@ class BioresTrainer(Trainer):
         loss = normalized_loss(ce.view_as(target), weight, groups, self._loss_normalization)
         if self._batch_log is not None and model.training and indices is not None and self.is_world_process_zero():
             with self._batch_log.open("a") as handle:
-                entry = {"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach()), **shape}
+                entry = {"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach())}
+                entry.update(shape)
                 handle.write(json.dumps(entry) + "\n")
         return (loss, outputs) if return_outputs else loss
 
@@ -397,7 +398,8 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, step_batch)
     budget = training_args.max_visual_tokens_per_batch
     if budget is not None:  # batches end before their image tokens pass the budget
-        sampler = VisualTokenBudgetSampler(sampler, check_visual_budget(dataset, budget), training_args.per_device_train_batch_size, budget)
+        tokens = check_visual_budget(dataset, budget)
+        sampler = VisualTokenBudgetSampler(sampler, tokens, training_args.per_device_train_batch_size, budget)
     atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "schedule": data_args.mixed_schedule, "seed": training_args.seed, **draw_summary(dataset.draws), "draws": dataset.draws}) + "\n")
     pad = processor.tokenizer.pad_token_id
     qwen = isinstance(processor, QwenVLTrainProcessor)
@@ -447,7 +449,8 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     if trainer.is_world_process_zero():
         forwards = trainer.state.global_step * world * training_args.gradient_accumulation_steps
-        seen = sampler.samples_in(forwards) if budget is not None else forwards * training_args.per_device_train_batch_size
+        per_forward = training_args.per_device_train_batch_size
+        seen = sampler.samples_in(forwards) if budget is not None else forwards * per_forward
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         stats = {
             "train_resolution_label": processor.resolution.train_resolution_label,
