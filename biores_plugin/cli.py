@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("biores_plugin.eval.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
     "sweep": ("biores_plugin.eval.wrap", "wrap any lmms-eval task (upstream or --include_path) into a resolution sweep"),
     "export-task": ("biores_plugin.eval.export", "write a self-contained lmms-eval task folder (no biores import) for a data set biores adds"),
+    "run": ("biores_plugin.eval.run", "pixel-budget sweep: lmms-eval once per --max-pixels budget"),
 }
 
 
@@ -197,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub_parser = parser._subparsers._group_actions[0].choices[first.command]  # type: ignore[union-attr]
     try:
         module.add_arguments(sub_parser)
-        args = parser.parse_args(argv)
+        if getattr(module, "PASSTHROUGH", False):  # flags it does not know go on to the tool it runs
+            args, args.passthrough = parser.parse_known_args(argv)
+        else:
+            args = parser.parse_args(argv)
     except BioresError as exc:  # a type converter or an option check refused a value
         print(f"biores {first.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -21,8 +21,9 @@ from biores_plugin.resolution.levels import (
 )
 
 DICOM = pathlib.Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"  # 64 x 64
-#: per fixture row (5 rows, row 2 has no classification question): µm per pixel, None = unknown
-MPP = [0.25, 0.5, 0.5, 0.5, None]
+#: per fixture row (8 rows; row 2 has no classification question, row 6's data set is not in the authors'
+#: list): µm per pixel, None = unknown
+MPP = [0.25, 0.5, 0.5, 0.5, None, None, None, None]
 
 
 def _ubench_with_pixel_sizes(root: pathlib.Path) -> pathlib.Path:
@@ -81,22 +82,23 @@ def test_ubench_swept_in_microns_through_lmms_eval_and_report(tmp_path_factory, 
            "OMP_NUM_THREADS": "1"}
     results = run_lmms_eval(args, out, env=env)
 
-    # stored sizes of the 4 rows with a classification question: 1200x900 @0.25, DICOM 64x64 @0.5,
-    # 640x480 @0.5, 700x1000 unknown
+    # stored sizes of the 6 rows asked: 1200x900 @0.25, DICOM 64x64 @0.5, 640x480 @0.5, then 700x1000,
+    # 200x150 and 1200x900 of unknown pixel size (kept as stored)
+    unknown = [[700, 1000], [200, 150], [1200, 900]]
     expected = {
-        "2um": [[150, 112], [16, 16], [160, 120], [700, 1000]],
-        "1um": [[300, 225], [32, 32], [320, 240], [700, 1000]],
-        "native": [[1200, 900], [64, 64], [640, 480], [700, 1000]],
+        "2um": [[150, 112], [16, 16], [160, 120], *unknown],
+        "1um": [[300, 225], [32, 32], [320, 240], *unknown],
+        "native": [[1200, 900], [64, 64], [640, 480], *unknown],
     }
     for name in names:
         label = name.rsplit("_", 1)[1]
-        assert results["n-samples"][name]["effective"] == 4
+        assert results["n-samples"][name]["effective"] == 6
         [samples_file] = list(out.glob(f"**/*_samples_{name}.jsonl"))
         samples = sorted((json.loads(line) for line in samples_file.read_text().splitlines() if line.strip()),
                          key=lambda s: s["doc_id"])
         # the size record every biores metric carries (whatever the protocol names its metrics)
         records = [next(v for v in s.values() if isinstance(v, dict) and "eff_size" in v) for s in samples]
-        assert [r["resolution"] for r in records] == [label] * 4
+        assert [r["resolution"] for r in records] == [label] * 6
         assert [r["eff_size"] for r in records] == expected[label]
         assert records[1]["orig_size"] == [64, 64]  # the DICOM row, read through the checked loader
         assert results["results"][name]["biores_skipped_images,none"] == 0.0

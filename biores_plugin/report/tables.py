@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..resolution.levels import level_order
-from .collect import Cell
+from .collect import Cell, level_value
 
 def _order(values: Iterable[str]) -> list[str]:
-    return sorted(set(values), key=level_order)
+    return sorted(set(values), key=lambda r: (level_value(r), r))  # µm, px, native; max_pixels=N by N
 
 
 def markdown_table(cells: Sequence[Cell]) -> str:
