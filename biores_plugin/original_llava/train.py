@@ -32,6 +32,8 @@ def _new_fields(base: type) -> list[tuple[str, Any, Any]]:
 
     have = {f.name for f in dataclasses.fields(base)}
     fields = resolution_fields(_FLAGS, **_LLAVA_DEFAULTS)
+    fields.append(("pack_sequences", bool, dataclasses.field(default=False, metadata={
+        "help": "padding-free training batches: the samples of a batch in one row (same loss as padding)"})))
     if "image_grid_pinpoints" not in have:
         fields.append(("image_grid_pinpoints", Optional[str], dataclasses.field(default=None, metadata={
             "help": "anyres grid pinpoints, e.g. '[(336, 672), (672, 336), (672, 672)]'"})))
@@ -149,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_module = import_llava_train()
         _model_args, data_args, training_args, resolution = parse_and_validate(argv, train_module)
         installed = hooks.install_hooks(train_module)
+        from biores_plugin.original_llava.packing import set_packing
+
+        set_packing(bool(getattr(data_args, "pack_sequences", False)))
         state = None
         if resolution is not None:
             log_path = Path(training_args.output_dir) / hooks.LOG_NAME
@@ -161,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_pixels=data_args.max_pixels,
             mixed_resolution=data_args.mixed_resolution,
             seed=training_args.seed,
+            pack_sequences=bool(getattr(data_args, "pack_sequences", False)),
             resolution=resolution.to_dict() if resolution is not None else None,
             mixed=state.mixed.to_dict() if state is not None and state.mixed is not None else None,
             shims=applied_shims(),

@@ -45,8 +45,13 @@ def build_qwen_vl(model_args: Any, data_args: Any, training_args: Any = None) ->
     if data_args.image_aspect_ratio != "native":
         raise BioresConfigError("a Qwen2-VL family model sees images at native resolution: use --image_aspect_ratio native (with --min_pixels/--max_pixels)")
     check_memory(empty_model(path), str(path), model_args, training_args)
-    return load(path, ResolutionConfig.from_flags(data_args), training=True, attn_implementation=model_args.attn_implementation,
-                flag="--model_name_or_path")
+    from transformers import AutoConfig
+
+    from .precision import resolve_dtype
+
+    dtype = resolve_dtype(getattr(model_args, "torch_dtype", "float32"), AutoConfig.from_pretrained(path))
+    return load(path, ResolutionConfig.from_flags(data_args), training=True, dtype=dtype,
+                attn_implementation=model_args.attn_implementation, flag="--model_name_or_path")
 
 
 def freeze_for_qwen(model: Any, model_args: Any) -> None:
