@@ -31,7 +31,9 @@ SIZES = [(224, 224), (512, 512), (1024, 768), (2048, 1536), (3000, 3000), (4096,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", default=",".join(str(b) for b in STUDY_BUDGETS))
-    parser.add_argument("--min-pixels", type=int, default=STUDY_MIN_PIXELS)
+    from biores_plugin.resolution import add_resolution_arguments
+
+    add_resolution_arguments(parser, ("min_pixels",), dashes=True, min_pixels=STUDY_MIN_PIXELS)
     args = parser.parse_args(argv)
     budgets = [int(b) for b in args.budgets.split(",")]
     print("| image (W x H) | " + " | ".join(f"max_pixels={b:,} (<= {max_tokens(b):,})" for b in budgets) + " |")

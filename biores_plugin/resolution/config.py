@@ -209,12 +209,17 @@ def resolution_fields(names: Sequence[str], **defaults: Any) -> list[tuple[str, 
 
 
 def add_resolution_arguments(
-    parser: Any, names: Sequence[str], *, dashes: bool = False, typed: bool = True, **defaults: Any
+    parser: Any, names: Sequence[str], *, dashes: bool = False, typed: bool = True,
+    options: Optional[dict[str, dict[str, Any]]] = None, **defaults: Any,
 ) -> None:
     """:class:`ResolutionConfig`'s fields ``names`` as argparse flags (``--max_pixels``; with
-    ``dashes`` also ``--max-pixels``), their types, defaults (``defaults`` replace them) and help."""
+    ``dashes`` also ``--max-pixels``), their types, defaults (``defaults`` replace them) and help;
+    ``options[name]`` adds or replaces ``add_argument`` keywords (a budget list's ``type``, ``required``)."""
     for name, hint, spec in resolution_fields(names, **defaults):
         kind = int if int in (hint, *getattr(hint, "__args__", ())) else str
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if dashes and "_" in name else [])
-        parser.add_argument(*flags, dest=name, type=kind if typed else None, default=spec.default,
-                            help=spec.metadata.get("help"))
+        kwargs = {"dest": name, "type": kind if typed else None, "default": spec.default, "help": spec.metadata.get("help")}
+        kwargs.update((options or {}).get(name, {}))
+        if kwargs.get("required"):
+            kwargs.pop("default")
+        parser.add_argument(*flags, **kwargs)
