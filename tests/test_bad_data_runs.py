@@ -4,7 +4,7 @@ lmms-eval retries a failing data-set load (tenacity), prints the tracebacks and 
 ``--verbosity DEBUG``; biores' data-set hook stops a biores task's run with one stderr line naming
 the task and the cause, at every verbosity. The four faults: an image path leaving the data root
 (``..``), a symlink leaving it, a copy without the task's split, a copy whose data file is not
-what it claims to be.
+what it claims to be; and biores_llava refusing its checkpoint.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ CASES = {
     "traversal": ("biores_slake_native", _slake_with, ["biores_slake_native", "'../../secret.jpg'", "leaves the data root"]),
     "symlink": ("biores_slake_native", _slake_with, ["biores_slake_native", "xmlab1/source.jpg", "outside the data root"]),
     "missing_split": ("biores_vqa_rad_224", _vqa_rad_with, ["biores_vqa_rad_224", "BIORES_VQA_RAD_PATH", "'test'"]),
+    # biores_llava itself refusing its arguments (before any task is built)
+    "checkpoint": ("biores_vqa_rad_224", lambda root, fault: {}, ["biores_llava", "nowhere", "not a local checkpoint folder"]),
     "malformed": ("biores_vqa_rad_224", _vqa_rad_with, ["biores_vqa_rad_224", "BIORES_VQA_RAD_PATH", "test-00000-of-00001.parquet"]),
 }
 
@@ -66,12 +68,15 @@ def _start(task: str, env: dict[str, str], tmp_path: Path, model_args: tuple[str
 
 
 def test_bad_local_copies_end_their_runs_with_one_line(lmms_model_args, tmp_path):
-    """The four faults, each in its own real CLI run (run side by side: each is mostly start-up)."""
+    """The faults, each in its own real CLI run (run side by side: each is mostly start-up)."""
     runs = {}
-    for fault, verbosity in [("traversal", "INFO"), ("symlink", "DEBUG"), ("missing_split", "WARNING"), ("malformed", "INFO")]:
+    for fault, verbosity in [("traversal", "INFO"), ("symlink", "DEBUG"), ("missing_split", "WARNING"), ("malformed", "INFO"),
+                             ("checkpoint", "INFO")]:
         task, build, _ = CASES[fault]
         where = tmp_path / fault
-        runs[fault] = (where, _start(task, build(where / "data", fault), where, lmms_model_args, verbosity))
+        model = lmms_model_args if fault != "checkpoint" else ("biores_llava", f"pretrained={where / 'nowhere'},device=cpu")
+        where.mkdir()
+        runs[fault] = (where, _start(task, build(where / "data", fault), where, model, verbosity))
     for fault, (where, proc) in runs.items():
         stdout, stderr = proc.communicate(timeout=600)
         text = stdout + stderr
