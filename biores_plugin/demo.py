@@ -163,8 +163,8 @@ class OutputLock:
         try:
             if int(self.path.read_text().split()[0]) == os.getpid():
                 self.path.unlink()
-        except (OSError, ValueError, IndexError):
-            pass
+        except (OSError, ValueError, IndexError):  # the lock file is gone or unreadable: nothing of ours to remove
+            return
 
 
 def stage_data(cfg: DemoConfig, out: Path, log: Any) -> Path:

@@ -346,8 +346,8 @@ def _run(shim: Shim) -> None:
         return
     try:
         needed = shim.needed()
-    except Exception as exc:  # a hook point that does not exist in this llava flavour: skip cleanly
-        logger.debug("biores llava shim %s skipped: %s", shim.name, exc)
+    except Exception as exc:  # noqa: BLE001 - a hook point this llava flavour lacks (ImportError, AttributeError, ...)
+        logger.warning("biores llava shim %s not applied (%s: %s); it fixes: %s", shim.name, type(exc).__name__, exc, shim.fixes)
         return
     if needed:
         shim.apply()
