@@ -72,6 +72,7 @@ def plot(results: dict[str, dict[int, dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors: dict[str, str] = {}  # one colour per model / recipe, every seed alike
     for row, per_seed in results.items():
         for seed, r in per_seed.items():
             for model, marker in (("low", "v"), ("native", "^"), ("mixed", "o")):
@@ -79,7 +80,8 @@ def plot(results: dict[str, dict[int, dict]], path: Path) -> None:
                     continue  # the specialists are shared by every row: plotted once
                 label = {"low": "64 px model", "native": "native model"}.get(model, ROWS[row][0].strip("*"))
                 train_label = {"low": "64", "native": "native", "mixed": "mixed"}[model]
-                ax.scatter([r["tokens"][model] / 1e6], [r["acc"].get((train_label, "native"))], marker=marker,
+                color = colors.setdefault(label, f"C{len(colors) % 10}")
+                ax.scatter([r["tokens"][model] / 1e6], [r["acc"].get((train_label, "native"))], marker=marker, color=color,
                            label=label if seed == min(per_seed) else None)
     ax.set_xlabel("training compute (M visual tokens seen)")
     ax.set_ylabel("accuracy at native resolution (%)")
