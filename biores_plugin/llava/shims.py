@@ -187,7 +187,7 @@ def _save_ckpt_apply() -> None:
 def _deepspeed_needed() -> bool:
     try:
         import deepspeed  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - not installed (ImportError) or broken on import: unusable either way, so shimmed
         return True
     return False
 
@@ -238,7 +238,7 @@ def _plain_size(value: Any) -> Any:
         return value
     try:
         items = dict(value.items()) if hasattr(value, "items") else {k: v for k, v in value}
-    except Exception:
+    except (TypeError, ValueError, AttributeError):  # not a mapping nor pairs: handed on unchanged, as before the shim
         return value
     return _CompatSize({k: v for k, v in items.items() if v is not None})
 
