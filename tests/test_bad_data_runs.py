@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from fixtures_real import build_slake, build_vqa_rad, image_bytes
 
 
@@ -48,33 +47,80 @@ def _vqa_rad_with(root: Path, fault: str) -> dict[str, str]:
 
 
 CASES = {
-    "traversal": ("biores_slake_native", _slake_with, ["biores_slake_native", "'../../secret.jpg'", "leaves the data root"]),
-    "symlink": ("biores_slake_native", _slake_with, ["biores_slake_native", "xmlab1/source.jpg", "outside the data root"]),
+    "traversal": (
+        "biores_slake_native",
+        _slake_with,
+        ["biores_slake_native", "'../../secret.jpg'", "leaves the data root"],
+    ),
+    "symlink": (
+        "biores_slake_native",
+        _slake_with,
+        ["biores_slake_native", "xmlab1/source.jpg", "outside the data root"],
+    ),
     "missing_split": ("biores_vqa_rad_224", _vqa_rad_with, ["biores_vqa_rad_224", "BIORES_VQA_RAD_PATH", "'test'"]),
     # biores_llava itself refusing its arguments (before any task is built)
-    "checkpoint": ("biores_vqa_rad_224", lambda root, fault: {}, ["biores_llava", "nowhere", "not a local checkpoint folder"]),
-    "malformed": ("biores_vqa_rad_224", _vqa_rad_with, ["biores_vqa_rad_224", "BIORES_VQA_RAD_PATH", "test-00000-of-00001.parquet"]),
+    "checkpoint": (
+        "biores_vqa_rad_224",
+        lambda root, fault: {},
+        ["biores_llava", "nowhere", "not a local checkpoint folder"],
+    ),
+    "malformed": (
+        "biores_vqa_rad_224",
+        _vqa_rad_with,
+        ["biores_vqa_rad_224", "BIORES_VQA_RAD_PATH", "test-00000-of-00001.parquet"],
+    ),
 }
 
 
-def _start(task: str, env: dict[str, str], tmp_path: Path, model_args: tuple[str, str], verbosity: str) -> subprocess.Popen:
+def _start(
+    task: str, env: dict[str, str], tmp_path: Path, model_args: tuple[str, str], verbosity: str
+) -> subprocess.Popen:
     model, args = model_args
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-            "HF_HOME": str(tmp_path / "hf"), "LMMS_EVAL_DATASETS_CACHE": str(tmp_path / "cache"),
-            "XDG_CACHE_HOME": str(tmp_path / "xdg"), **env}
-    cmd = [sys.executable, "-m", "lmms_eval", "--model", model, "--model_args", args, "--tasks", task, "--limit", "2",
-           "--output_path", str(tmp_path / "out"), "--verbosity", verbosity]
+    full = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "LMMS_EVAL_DATASETS_CACHE": str(tmp_path / "cache"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        **env,
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        "--model",
+        model,
+        "--model_args",
+        args,
+        "--tasks",
+        task,
+        "--limit",
+        "2",
+        "--output_path",
+        str(tmp_path / "out"),
+        "--verbosity",
+        verbosity,
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full, cwd=tmp_path)
 
 
 def test_bad_local_copies_end_their_runs_with_one_line(lmms_model_args, tmp_path):
     """The faults, each in its own real CLI run (run side by side: each is mostly start-up)."""
     runs = {}
-    for fault, verbosity in [("traversal", "INFO"), ("symlink", "DEBUG"), ("missing_split", "WARNING"), ("malformed", "INFO"),
-                             ("checkpoint", "INFO")]:
+    for fault, verbosity in [
+        ("traversal", "INFO"),
+        ("symlink", "DEBUG"),
+        ("missing_split", "WARNING"),
+        ("malformed", "INFO"),
+        ("checkpoint", "INFO"),
+    ]:
         task, build, _ = CASES[fault]
         where = tmp_path / fault
-        model = lmms_model_args if fault != "checkpoint" else ("biores_llava", f"pretrained={where / 'nowhere'},device=cpu")
+        model = (
+            lmms_model_args if fault != "checkpoint" else ("biores_llava", f"pretrained={where / 'nowhere'},device=cpu")
+        )
         where.mkdir()
         runs[fault] = (where, _start(task, build(where / "data", fault), where, model, verbosity))
     for fault, (where, proc) in runs.items():

@@ -39,8 +39,9 @@ def local_copy(task: Any) -> tuple[str, Path] | None:
     return (env, Path(value).expanduser()) if value else None
 
 
-def load_task_data(task: Any, original: Callable[..., Any], dataset_kwargs: Any,
-                   resolve: Callable[[Any, Any], Any]) -> Any:
+def load_task_data(
+    task: Any, original: Callable[..., Any], dataset_kwargs: Any, resolve: Callable[[Any, Any], Any]
+) -> Any:
     """lmms-eval's ``download`` for a biores task (``resolve`` points it at local data)."""
     name = getattr(task.config, "task", None) or "?"
     try:

@@ -20,11 +20,20 @@ from pathlib import Path
 
 #: recipe rows: name -> (label, DemoConfig changes for the mixed model)
 ROWS = {
-    "balanced50_800": ("balanced 50/50, 800 steps", {"mixed": "64:0.5,native:0.5", "mixed_schedule": "balanced", "mixed_steps": 800}),
+    "balanced50_800": (
+        "balanced 50/50, 800 steps",
+        {"mixed": "64:0.5,native:0.5", "mixed_schedule": "balanced", "mixed_steps": 800},
+    ),
     "balanced60": ("balanced 64:0.6, 1,200 steps", {"mixed": "64:0.6,native:0.4", "mixed_schedule": "balanced"}),
     "draw70": ("draw 64:0.7, 1,200 steps", {"mixed_schedule": "draw"}),
-    "dataset": ("dataset (every image at both levels), 1,200 steps", {"mixed": "64:0.5,native:0.5", "mixed_schedule": "dataset"}),
-    "paired": ("paired (each image at both levels in one batch), 1,200 steps", {"mixed": "64:0.5,native:0.5", "mixed_schedule": "paired"}),
+    "dataset": (
+        "dataset (every image at both levels), 1,200 steps",
+        {"mixed": "64:0.5,native:0.5", "mixed_schedule": "dataset"},
+    ),
+    "paired": (
+        "paired (each image at both levels in one batch), 1,200 steps",
+        {"mixed": "64:0.5,native:0.5", "mixed_schedule": "paired"},
+    ),
     "demo": ("**balanced 64:0.7, 1,200 steps (the demo)**", {}),
 }
 
@@ -48,20 +57,31 @@ def run_row(cfg, out: Path, row: str, log) -> dict:
 
 
 def table(results: dict[str, dict[int, dict]]) -> str:
-    lines = ["| mixed model | seed | mixed @64 / @128 / @native | gap to the best other model @64 / @native | finding 3 | cost (M tokens) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| mixed model | seed | mixed @64 / @128 / @native | gap to the best other model @64 / @native "
+        "| finding 3 | cost (M tokens) |",
+        "|---|---|---|---|---|---|",
+    ]
     for row, per_seed in results.items():
         seeds = sorted(per_seed)
         accs, gaps, holds, cost = [], [], [], 0.0
         for seed in seeds:
             r = per_seed[seed]
             accs.append(" / ".join(f"{r['acc'].get(('mixed', lvl), float('nan')):.1f}" for lvl in r["levels"]))
-            best = {lvl: max(v for (t, res), v in r["acc"].items() if res == lvl and t != "mixed") for lvl in ("64", "native")}
+            best = {
+                lvl: max(v for (t, res), v in r["acc"].items() if res == lvl and t != "mixed")
+                for lvl in ("64", "native")
+            }
             gaps.append(" / ".join(f"{best[lvl] - r['acc'][('mixed', lvl)]:.1f}" for lvl in ("64", "native")))
             holds.append(bool(r["verdicts"].get("finding3")))
             cost = r["tokens"]["mixed"] / 1e6
-        verdict = "holds on all" if all(holds) else ("fails" if not any(holds) else f"holds on {sum(holds)}/{len(holds)}")
-        lines.append(f"| {ROWS[row][0]} | {' / '.join(map(str, seeds))} | {'; '.join(accs)} | {'; '.join(gaps)} | {verdict} | {cost:.2f} |")
+        verdict = (
+            "holds on all" if all(holds) else ("fails" if not any(holds) else f"holds on {sum(holds)}/{len(holds)}")
+        )
+        lines.append(
+            f"| {ROWS[row][0]} | {' / '.join(map(str, seeds))} | {'; '.join(accs)} | {'; '.join(gaps)} "
+            f"| {verdict} | {cost:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -81,8 +101,13 @@ def plot(results: dict[str, dict[int, dict]], path: Path) -> None:
                 label = {"low": "64 px model", "native": "native model"}.get(model, ROWS[row][0].strip("*"))
                 train_label = {"low": "64", "native": "native", "mixed": "mixed"}[model]
                 color = colors.setdefault(label, f"C{len(colors) % 10}")
-                ax.scatter([r["tokens"][model] / 1e6], [r["acc"].get((train_label, "native"))], marker=marker, color=color,
-                           label=label if seed == min(per_seed) else None)
+                ax.scatter(
+                    [r["tokens"][model] / 1e6],
+                    [r["acc"].get((train_label, "native"))],
+                    marker=marker,
+                    color=color,
+                    label=label if seed == min(per_seed) else None,
+                )
     ax.set_xlabel("training compute (M visual tokens seen)")
     ax.set_ylabel("accuracy at native resolution (%)")
     ax.legend(fontsize=7)
@@ -96,7 +121,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="1")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {', '.join(ROWS)}")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--specialist-steps", type=int, default=None, help="steps of the 64 px and native models (default the demo's)")
+    parser.add_argument(
+        "--specialist-steps", type=int, default=None, help="steps of the 64 px and native models (default the demo's)"
+    )
     parser.add_argument("--quick", action="store_true", help="the quick demo's sizes (a smoke run of this script)")
     args = parser.parse_args(argv)
     import torch
@@ -122,8 +149,11 @@ def main(argv=None) -> int:
     text = table(results)
     plot(results, out / "demo_compute.png")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\n{text}\n\nconditions: {args.threads} torch thread(s), {os.cpu_count()} CPUs, load average {load:.1f} at the end, "
-          f"torch {torch.__version__}, {time.time() - start:.0f} s; wrote {out / 'demo_compute.png'}")
+    print(
+        f"\n{text}\n\nconditions: {args.threads} torch thread(s), {os.cpu_count()} CPUs, "
+        f"load average {load:.1f} at the end, "
+        f"torch {torch.__version__}, {time.time() - start:.0f} s; wrote {out / 'demo_compute.png'}"
+    )
     (out / "schedules.md").write_text(text + "\n")
     return 0
 

@@ -32,7 +32,7 @@ def _interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str,
         fn()  # warm-up
     times: dict[str, list[float]] = {name: [] for name in fns}
     for r in range(rounds):
-        for name in (list(fns) if r % 2 == 0 else list(reversed(list(fns)))):
+        for name in list(fns) if r % 2 == 0 else list(reversed(list(fns))):
             start = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - start)
@@ -67,11 +67,17 @@ def attention(rounds: int) -> None:
         with torch.set_grad_enabled(backward):
             times = _interleaved({"seg": run("sdpa_segments"), "blk": run("sdpa_blockdiag")}, rounds)
         ratios = [b / s for s, b in zip(times["seg"], times["blk"])]
-        label = ("forward+backward " if backward else "") + (f"{len(lengths)} x [{lengths[0]}]" if len(set(lengths)) == 1 else str(lengths))
-        print(f"| {label} | {_ms(statistics.median(times['seg']))} | {_ms(statistics.median(times['blk']))} | "
-              f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] |")
-    print(f"\nconditions: 12 heads x 64, fp32, CPU, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-          f"{rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
+        label = ("forward+backward " if backward else "") + (
+            f"{len(lengths)} x [{lengths[0]}]" if len(set(lengths)) == 1 else str(lengths)
+        )
+        print(
+            f"| {label} | {_ms(statistics.median(times['seg']))} | {_ms(statistics.median(times['blk']))} | "
+            f"{statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] |"
+        )
+    print(
+        f"\nconditions: 12 heads x 64, fp32, CPU, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{rounds} interleaved rounds, load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def decode(rounds: int) -> None:
@@ -82,10 +88,15 @@ def decode(rounds: int) -> None:
 
     rng = np.random.default_rng(0)
     w, h = 3650, 2740
-    base = np.asarray(Image.fromarray(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC))
+    base = np.asarray(
+        Image.fromarray(rng.integers(0, 256, (h // 16, w // 16, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+    )
     files = {}
-    for name, image, fmt in (("PNG", Image.fromarray(base), "PNG"), ("JPEG", Image.fromarray(base), "JPEG"),
-                             ("16-bit TIFF", Image.fromarray((base[..., 0].astype(np.uint16) * 257)), "TIFF")):
+    for name, image, fmt in (
+        ("PNG", Image.fromarray(base), "PNG"),
+        ("JPEG", Image.fromarray(base), "JPEG"),
+        ("16-bit TIFF", Image.fromarray((base[..., 0].astype(np.uint16) * 257)), "TIFF"),
+    ):
         buf = io.BytesIO()
         image.save(buf, fmt)
         files[name] = buf.getvalue()
@@ -94,7 +105,10 @@ def decode(rounds: int) -> None:
     for name, data in files.items():
         times = _interleaved({"full": lambda d=data: load_image(d), "header": lambda d=data: image_size(d)}, rounds)
         print(f"| {name} | {_ms(statistics.median(times['full']))} | {_ms(statistics.median(times['header']))} |")
-    print(f"\nconditions: {rounds} interleaved rounds, median; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\nconditions: {rounds} interleaved rounds, median; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 def main(argv=None) -> int:
