@@ -53,7 +53,8 @@ def stock_comparison(n: int, max_new_tokens: int, rounds: int) -> str:
     requests = [Instance("generate_until", (d["question"], dict(gen), lambda doc: [doc["image"]], i, "bench", "test"), i, {"task": "bench", "doc_id": i, "repeats": 1}) for i, d in enumerate(docs)]
 
     def batch():
-        return [Instance(r.request_type, (r.args[0], dict(gen), *r.args[2:]), r.idx, dict(r.metadata)) for r in requests]
+        return [Instance(r.request_type, (r.args[0], dict(gen), *r.args[2:]), r.idx, dict(r.metadata))
+                for r in requests]
 
     from lmms_eval.models.simple.llava_hf import LlavaHf
 
@@ -84,11 +85,13 @@ def stock_comparison(n: int, max_new_tokens: int, rounds: int) -> str:
         return f"{statistics.median(values):.2f}x [{min(values):.2f}-{max(values):.2f}]"
 
     print(f"stock   {n} requests, {rounds} interleaved rounds; llava_hf (batch 1, its only size) "
-          f"{n / statistics.median(times['llava_hf']):.2f} samples/s; biores_llava vs llava_hf, median [min-max] of the "
+          f"{n / statistics.median(times['llava_hf']):.2f} samples/s; biores_llava vs llava_hf, "
+          f"median [min-max] of the "
           f"per-round ratios: batch 1 {spread(ratio['biores b1'])}, identical outputs {same['biores b1']}/{n}; "
           f"batch 4 {spread(ratio['biores b4'])}, identical {same['biores b4']}/{n}")
     if same["biores b1"] != n:
-        raise SystemExit(f"eval_throughput: biores_llava's greedy outputs differ from llava_hf's on {n - same['biores b1']}/{n} requests")
+        raise SystemExit(f"eval_throughput: biores_llava's greedy outputs differ from llava_hf's on "
+                         f"{n - same['biores b1']}/{n} requests")
     return (f"biores_llava {spread(ratio['biores b1'])} llava_hf at batch 1 (identical {same['biores b1']}/{n}), "
             f"{spread(ratio['biores b4'])} at batch 4 (identical {same['biores b4']}/{n})")
 
@@ -135,7 +138,8 @@ def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: 
     gap = max(float((got[0, a:b] - ref[i, : b - a]).abs().max()) for i, (a, b) in enumerate(zip(starts, starts[1:])))
     pad = 1 - sum(lengths) / batch["input_ids"].numel()
     print(f"native  scoring batch {batch_size}, tokens/sample {min(lengths)}..{max(lengths)}: padded {padded_rate:.2f} samples/s "
-          f"(pad {pad:.0%}), packed[{backend}] {packed_rate:.2f} samples/s, per-round ratio median {statistics.median(ratios):.2f}x "
+          f"(pad {pad:.0%}), packed[{backend}] {packed_rate:.2f} samples/s, "
+          f"per-round ratio median {statistics.median(ratios):.2f}x "
           f"[{min(ratios):.2f}-{max(ratios):.2f}] of {rounds}, max logit gap {gap:.1e}")
     return (f"packed native {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] padded "
             f"(scoring, pad {pad:.0%} -> 0%, median [min-max] of {rounds} interleaved rounds)")

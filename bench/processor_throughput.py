@@ -188,7 +188,8 @@ def main(argv=None) -> int:
         check_anyres,
     )
     print(f"\nSUMMARY median of {args.rounds} interleaved rounds [min-max]: native "
-          f"{native['ratio']:.2f}x hf [{native['ratio_min']:.2f}-{native['ratio_max']:.2f}], floor {native['floor']:.2f}x biores "
+          f"{native['ratio']:.2f}x hf [{native['ratio_min']:.2f}-{native['ratio_max']:.2f}], "
+          f"floor {native['floor']:.2f}x biores "
           f"[{native['floor_min']:.2f}-{native['floor_max']:.2f}]; anyres {anyres['ratio']:.2f}x hf "
           f"[{anyres['ratio_min']:.2f}-{anyres['ratio_max']:.2f}]")
     return 0
