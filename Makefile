@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/packed_vision.py
 	$(PY) bench/train_step.py
 	$(PY) bench/eval_throughput.py
+	$(PY) bench/slide_read.py
 	$(PY) bench/gpu_attention.py --quick
 	bash bench/gpu_check.sh || true  # reports "did not run" without a GPU
 

@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("biores_plugin.eval.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
     "sweep": ("biores_plugin.eval.wrap", "wrap any lmms-eval task (upstream or --include_path) into a resolution sweep"),
     "export-task": ("biores_plugin.eval.export", "write a self-contained lmms-eval task folder (no biores import) for a data set biores adds"),
+    "run": ("biores_plugin.eval.run", "pixel-budget sweep: lmms-eval once per --max-pixels budget"),
 }
 
 
@@ -31,7 +32,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, TIFF incl. 16-bit / multi-channel)")
+    parser.add_argument(
+        "images", nargs="+", help="image files (PNG, JPEG, TIFF incl. 16-bit / multi-channel, OME-TIFF pyramids, DICOM)"
+    )
+    parser.add_argument(
+        "--mpp", type=_positive_float, default=None,
+        help="read each image at this pixel size in micrometres per pixel (pyramid level + exact resampling; "
+        "never finer than stored)",
+    )
     parser.add_argument(
         "--policy",
         action="append",
@@ -46,6 +54,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", "--max_pixels", type=int, default=None, help="native policies only")
     parser.add_argument("--image-size", "--image_size", type=int, default=336, help="fixed / anyres base size")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of micrometres per pixel, got {text!r}")
+    return value
 
 
 def info_configs(policies: Sequence[str], **options: Any) -> list[Any]:
@@ -76,12 +94,27 @@ def info_rows(paths: Sequence[str], policies: Sequence[str], **options: Any) -> 
     The flags are checked before any image is read; every image is then decoded in full
     (``image_size(verify=True)``), so a truncated or corrupt file is an error, not a row.
     """
-    from .image_io import image_size
+    from .image_io import image_meta, image_size, load_image
 
     policy_objects = [config.policy() for config in info_configs(policies, **options)]
+    target = options.get("mpp")
     rows = []
     for path in paths:
-        width, height = image_size(path, verify=True)
+        meta = image_meta(path)
+        if target is None:
+            width, height = image_size(path, verify=True)
+        else:  # decodes the pyramid level that serves the target, not the base level
+            width, height = load_image(path, mpp=target).size
+        stored = meta.get("mpp")
+        physical = {
+            "format": meta["format"],
+            "frames": meta.get("frames", 1),
+            "stored_width": meta["width"],
+            "stored_height": meta["height"],
+            "pixel_spacing_mm": meta.get("pixel_spacing_mm"),
+            "mpp": None if stored is None else stored * meta["width"] / width,
+            "stored_mpp": stored,
+        }
         for policy in policy_objects:
             out_w, out_h = policy.resize_target(width, height)
             rows.append(
@@ -93,6 +126,7 @@ def info_rows(paths: Sequence[str], policies: Sequence[str], **options: Any) -> 
                     "out_width": out_w,
                     "out_height": out_h,
                     "visual_tokens": policy.visual_tokens(width, height),
+                    **physical,
                 }
             )
     return rows
@@ -117,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         min_pixels=args.min_pixels,
         max_pixels=args.max_pixels,
         image_size=args.image_size,
+        mpp=args.mpp,
     )
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -124,12 +159,10 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         row["before"] = f"{row['width']}x{row['height']}"
         row["after"] = f"{row['out_width']}x{row['out_height']}"
-    print(
-        format_table(
-            rows,
-            [("image", "image"), ("policy", "policy"), ("before", "before"), ("after", "after"), ("visual_tokens", "visual tokens")],
-        )
-    )
+        row["um_px"] = "-" if row["mpp"] is None else f"{row['mpp']:.4g}"
+    columns = [("image", "image"), ("policy", "policy"), ("before", "before"), ("after", "after")]
+    columns += [("um_px", "um/px"), ("visual_tokens", "visual tokens")]
+    print(format_table(rows, columns))
     return 0
 
 
@@ -165,7 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub_parser = parser._subparsers._group_actions[0].choices[first.command]  # type: ignore[union-attr]
     try:
         module.add_arguments(sub_parser)
-        args = parser.parse_args(argv)
+        if getattr(module, "PASSTHROUGH", False):  # flags it does not know go on to the tool it runs
+            args, args.passthrough = parser.parse_known_args(argv)
+        else:
+            args = parser.parse_args(argv)
     except BioresError as exc:  # a type converter or an option check refused a value
         print(f"biores {first.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -195,6 +195,34 @@ def build_pmc_vqa(root: Path) -> Fixture:
     return Fixture("biores_pmc_vqa", "BIORES_PMC_VQA_PATH", root, rows, multiple_choice=True)
 
 
+def build_pmc_vqa2(root: Path) -> Fixture:
+    """Version-2 layout: ``test_2.csv`` (index, Figure_path, Caption, Question, Choice A..D, Answer
+    = the letter, split) + ``images_2.zip``; a v1 ``test_clean.csv`` beside it must not be read."""
+    root.mkdir(parents=True, exist_ok=True)
+    items = [
+        ("PMC5000001_F2.jpg", MID, "Which organ shows the lesion?", ["Liver", "Spleen", "Kidney", "Pancreas"], "C"),
+        ("PMC6000002_F1.jpg", BIG, "What does the arrow point to?",
+         ["A cyst", "A calcification", "A vessel", "A stent"], "A"),
+        ("PMC7000003_F4.jpg", SMALL, "What imaging technique is shown?", ["X-ray", "CT", "MRI", "Ultrasound"], "D"),
+    ]
+    header = ["index", "Figure_path", "Caption", "Question", "Choice A", "Choice B", "Choice C", "Choice D",
+              "Answer", "split"]
+    with open(root / "test_2.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for i, (fig, _, question, options, letter) in enumerate(items):
+            choices = [f"{'ABCD'[k]}:{o}" for k, o in enumerate(options)]
+            writer.writerow([i, fig, f"caption {i}", question, *choices, letter, "test"])
+    v1_header = "Figure_path,Question,Answer,Choice A,Choice B,Choice C,Choice D,Answer_label\n"
+    (root / "test_clean.csv").write_text(v1_header)
+    with zipfile.ZipFile(root / "images_2.zip", "w") as zf:
+        for i, (fig, size, *_rest) in enumerate(items):
+            zf.writestr(f"figures/{fig}", image_bytes(size, 80 + i))
+    rows = [Row(q, letter, size, options=options, wrong="ABCD"[("ABCD".index(letter) + 1) % 4])
+            for _f, size, q, options, letter in items]
+    return Fixture("biores_pmc_vqa2", "BIORES_PMC_VQA2_PATH", root, rows, multiple_choice=True)
+
+
 # ----------------------------------------------------------------------------- MicroVQA
 
 
@@ -246,7 +274,8 @@ def build_ubench(root: Path) -> Fixture:
     q = {"question": Value("string"), "options": List(Value("string")), "answer": Value("string"),
          "answer_idx": Value("int64"), "id": Value("string"), "name": Value("string")}
     qtypes = ["classification", "domain", "modality", "stain", "subdomain", "submodality"]
-    names = ["lymphocyte", "neutrophil", "basophil", "metaphase", "anaphase", "adipose", "stroma"]
+    names = ["lymphocyte", "neutrophil", "basophil", "metaphase", "anaphase", "adipose", "stroma", "g1", "s", "g2",
+             "pollen", "debris"]
     features = Features({
         "image_id": Value("string"), "image": HFImage(), "label": ClassLabel(names=names), "label_name": Value("string"),
         "dataset": Value("string"), "domain": Value("string"), "modality": Value("string"), "stain": Value("string"),
@@ -258,6 +287,11 @@ def build_ubench(root: Path) -> Fixture:
         (MID, "kather_et_al_2016", None, None, None),
         (MID, "kather_et_al_2016", "What tissue class is shown?", ["adipose", "stroma", "none of the above"], 1),
         (TALL, "acevedo_et_al_2020", "What type of blood cell is shown?", ["lymphocyte", "neutrophil", "basophil", "none of the above"], 0),
+        # eVLLM's list keeps it; its post-hoc table drops it
+        (SMALL, "eulenberg_et_al_2017_darkfield", "Which phase?", ["g1", "s", "g2", "none of the above"], 2),
+        (MID, "not_in_the_paper_2030", "What is shown?", ["pollen", "debris", "none of the above"], 0),  # dropped
+        # a null data set asking kather_et_al_2016's options: resolved to it
+        (BIG, None, "What tissue class is shown?", ["adipose", "stroma", "none of the above"], 0),
     ]
     columns: dict[str, list] = {k: [] for k in features}
     for i, (size, source, question, options, idx) in enumerate(items):
@@ -283,9 +317,9 @@ def build_ubench(root: Path) -> Fixture:
     shutil.copy(next(saved.glob("*.arrow")), target / "ubench-test-00000-of-00001.arrow")
     shutil.copy(saved / "dataset_info.json", target / "dataset_info.json")
     shutil.rmtree(saved)
-    rows = []
-    for size, _source, question, options, idx in items:
-        if question is None:
+    rows = []  # the fine-grained rows of eVLLM's data-set list, in order
+    for size, source, question, options, idx in items:
+        if question is None or source == "not_in_the_paper_2030":
             continue
         rows.append(Row(question, "ABCD"[idx], size, options=options, wrong="ABCD"[(idx + 1) % len(options)]))
     return Fixture("biores_ubench", "BIORES_UBENCH_PATH", root, rows, multiple_choice=True)
@@ -296,6 +330,7 @@ BUILDERS = {
     "slake": build_slake,
     "pathvqa": build_pathvqa,
     "pmc_vqa": build_pmc_vqa,
+    "pmc_vqa2": build_pmc_vqa2,
     "microvqa": build_microvqa,
     "ubench": build_ubench,
 }

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import run_lmms_eval
 
-SHIPPED = ["synth", "vqa_rad", "pathvqa", "pmc_vqa", "microvqa", "ubench"]  # folders; SLAKE is lmms-eval's task wrapped
+SHIPPED = ["synth", "vqa_rad", "pathvqa", "pmc_vqa", "pmc_vqa2", "microvqa", "ubench", "ubench_coarse"]  # folders; SLAKE is lmms-eval's task wrapped
 
 
 @pytest.fixture(scope="module")

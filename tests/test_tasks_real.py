@@ -26,15 +26,17 @@ SWEEPS = {
     "slake": ["biores_slake"],
     "pathvqa": ["biores_pathvqa", "biores_pathvqa_direct"],
     "pmc_vqa": ["biores_pmc_vqa", "biores_pmc_vqa_direct"],
+    "pmc_vqa2": ["biores_pmc_vqa2"],
     "microvqa": ["biores_microvqa", "biores_microvqa_direct"],
-    "ubench": ["biores_ubench"],
+    "ubench": ["biores_ubench", "biores_ubench_direct"],
 }
-FOLDER_DATASETS = ["vqa_rad", "pathvqa", "pmc_vqa", "microvqa", "ubench"]  # shipped as biores task folders
+FOLDER_DATASETS = ["vqa_rad", "pathvqa", "pmc_vqa", "pmc_vqa2", "microvqa", "ubench"]  # shipped as biores task folders
 HUB_IDS = {
     "vqa_rad": "flaviagiammarino/vqa-rad",
     "slake": "BoKelvin/SLAKE",
     "pathvqa": "flaviagiammarino/path-vqa",
     "pmc_vqa": "xmcmic/PMC-VQA",
+    "pmc_vqa2": "xmcmic/PMC-VQA",
     "microvqa": "jmhb/microvqa",
     "ubench": "jnirschl/uBench",
 }
@@ -149,9 +151,10 @@ def test_slake_keeps_english_questions_only(tasks):
 
 def test_ubench_asks_the_classification_question(tasks, fixtures):
     docs = tasks["biores_ubench_native"].test_docs()
-    assert list(docs["image_id"]) == ["img0", "img1", "img3", "img4"]  # img2 has no classification question
+    # img2 has no classification question; img6's data set is not in the authors' list
+    assert list(docs["image_id"]) == ["img0", "img1", "img3", "img4", "img5", "img7"]
     assert [d["question"] for d in docs] == [r.question for r in fixtures["ubench"].rows]
-    assert docs[1]["source_dataset"] == "unknown"  # null ``dataset`` in the release
+    assert docs[1]["source_dataset"] == "dataset_null:1"  # null ``dataset`` in the release, not resolvable
 
 
 # ----------------------------------------------------------------------------- visuals, prompts
@@ -173,8 +176,10 @@ def test_doc_to_visual_gives_rgb_images_at_the_effective_size(tasks, dataset):
 
 PROMPTS = {  # how each sweep shows option i (0-based) of a multiple-choice question
     "biores_pmc_vqa": lambda i, option: f"{'ABCD'[i]}:",  # MedVInT: the stored "A:text" / " A: text"
+    "biores_pmc_vqa2": lambda i, option: f"{'ABCD'[i]}:{option}",
     "biores_microvqa": lambda i, option: f"({i + 1}): {option}",  # the owners' numbered options
     "biores_ubench": lambda i, option: f"{'ABCDEFGH'[i]}) {option}",
+    "biores_ubench_direct": lambda i, option: f"{'ABCDEFGH'[i]}) {option}",
 }
 
 
@@ -270,7 +275,8 @@ def test_vqa_aggregations_split_closed_and_open(tasks):
     records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     agg = task.aggregation()
     values = {name: agg[name]([r[name] for r in records]) for name in agg}
-    assert values == {"accuracy": 0.5, "closed_accuracy": 0.5, "open_accuracy": 0.5, "open_recall": 0.5, "biores_skipped_images": 0.0}
+    assert values == {"accuracy": 0.5, "closed_accuracy": 0.5, "open_accuracy": 0.5, "open_recall": 0.5,
+                      "biores_skipped_images": 0.0, "original_answer_type": 0.0}  # the hub copy: no answer_type, closed = yes/no answer
     task = tasks["biores_vqa_rad_native"]  # LLaVA-Med: closed hits 1, 0; open recalls 1 ("left lung"), 0
     records = [task.process_results(doc, [resp]) for doc, resp in zip(task.test_docs_no_media(), responses, strict=True)]
     values = {name: task.aggregation()[name]([r[name] for r in records]) for name in ("accuracy", "closed_accuracy", "open_recall")}
@@ -278,13 +284,14 @@ def test_vqa_aggregations_split_closed_and_open(tasks):
 
 
 @pytest.mark.parametrize("prefix,dataset", [("biores_pmc_vqa", "pmc_vqa"), ("biores_pmc_vqa_direct", "pmc_vqa"),
-                                            ("biores_microvqa_direct", "microvqa"), ("biores_ubench", "ubench")])
+                                            ("biores_pmc_vqa2", "pmc_vqa2"),
+                                            ("biores_microvqa_direct", "microvqa"), ("biores_ubench_direct", "ubench")])
 def test_multiple_choice_scoring(tasks, fixtures, prefix, dataset):
     task = tasks[f"{prefix}_native"]
     for doc, row in zip(task.test_docs_no_media(), fixtures[dataset].rows, strict=True):
         correct = row.options["ABCDEFGH".index(row.answer)]
         wrong = row.options["ABCDEFGH".index(row.wrong)]
-        rights = [f"{row.answer}:{correct}", correct] if prefix == "biores_pmc_vqa" else [
+        rights = [f"{row.answer}:{correct}", correct] if prefix in ("biores_pmc_vqa", "biores_pmc_vqa2") else [
             row.answer, f"({row.answer})", f"{row.answer}. {correct}", f"{row.answer}) {correct}", correct, f"The answer is {correct}."]
         for response in rights:
             assert _scores(task, doc, response)["accuracy"] == 1.0, response
@@ -293,13 +300,15 @@ def test_multiple_choice_scoring(tasks, fixtures, prefix, dataset):
 
 
 def test_ubench_macro_average_over_source_datasets(tasks):
-    task = tasks["biores_ubench_native"]
-    docs = task.test_docs_no_media()
-    records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, ["C", "B", "B", "B"], strict=True)]
-    agg = task.aggregation()
-    assert agg["accuracy"]([r["accuracy"] for r in records]) == 0.5
-    # acevedo 1/2, unknown 0/1, kather 1/1 -> (0.5 + 0 + 1) / 3
-    assert agg["macro_dataset_accuracy"]([r["macro_dataset_accuracy"] for r in records]) == pytest.approx(0.5)
+    for name in ("biores_ubench_native", "biores_ubench_direct_native"):
+        task = tasks[name]
+        docs = task.test_docs_no_media()
+        responses = ["C", "B", "B", "B", "C", "A"]
+        records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
+        agg = task.aggregation()
+        assert agg["accuracy"]([r["accuracy"] for r in records]) == pytest.approx(4 / 6)
+        # acevedo 1/2, dataset_null:1 0/1, kather 2/2 (one resolved from a null dataset), eulenberg 1/1
+        assert agg["macro_dataset_accuracy"]([r["macro_dataset_accuracy"] for r in records]) == pytest.approx(2.5 / 4)
 
 
 def test_pmc_vqa_reads_both_csv_versions():

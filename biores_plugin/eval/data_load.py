@@ -40,14 +40,21 @@ def local_copy(task: Any) -> tuple[str, Path] | None:
 
 
 def load_task_data(
-    task: Any, original: Callable[..., Any], dataset_kwargs: Any, resolve: Callable[[Any, Any], Any]
+    task: Any,
+    original: Callable[..., Any],
+    dataset_kwargs: Any,
+    resolve: Callable[[Any, Any], Any],
+    adjust: Callable[[Any], None] | None = None,
 ) -> Any:
-    """lmms-eval's ``download`` for a biores task (``resolve`` points it at local data)."""
+    """lmms-eval's ``download`` for a biores task (``resolve`` points it at local data; ``adjust``
+    fixes the loaded splits, e.g. a split renamed upstream, before the task's split is checked)."""
     name = getattr(task.config, "task", None) or "?"
     try:
         kwargs = resolve(task, dataset_kwargs)
         local = local_copy(task)
         out = _download(task, original, kwargs, local)
+        if adjust is not None:
+            adjust(task)
         _check_split(task, local)
         return out
     except BioresError as exc:

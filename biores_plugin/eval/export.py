@@ -131,6 +131,11 @@ def process_results(doc, results):
 '''
 
 _UBENCH_GLUE = '''
+
+class BioresConfigError(ValueError):
+    """Bad data (biores' error class, standing in here)."""
+
+
 process_docs = _prepare
 
 
@@ -140,8 +145,7 @@ def doc_to_visual(doc):
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
     kwargs = lmms_eval_specific_kwargs or {}
-    text = f"{doc['question']}\\n{lettered(doc['options'], '{letter}) {text}')}"
-    return f"{kwargs.get('pre_prompt', '')}{text}{kwargs.get('post_prompt', '')}"
+    return f"{kwargs.get('pre_prompt', '')}{prompt(doc['question'], doc['options'])}{kwargs.get('post_prompt', '')}"
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
@@ -150,25 +154,28 @@ def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
 
 
 def doc_to_target(doc):
-    return LETTERS[int(doc["answer_idx"])]
+    return gold(doc["options"], int(doc["answer_idx"]))
 
 
 def process_results(doc, results):
-    options = [str(o) for o in doc["options"]]
-    chosen = choose_option(results[0] if results else "", options, letters=True)
-    record = {"score": float(chosen is not None and chosen == options[int(doc["answer_idx"])]), "dataset": doc["source_dataset"]}
-    return {"accuracy": record, "macro_dataset_accuracy": record}
+    score = float(check_prediction(results[0] if results else "", doc["options"], int(doc["answer_idx"])))
+    record = {"score": score, "dataset": doc["source_dataset"]}
+    return {"accuracy": record, "accuracy_without_eulenberg": record, "macro_dataset_accuracy": record}
 
 
 def aggregate_accuracy(results):
-    return mean(r["score"] for r in results) if results else 0.0
+    return sum(r["score"] for r in results) / len(results) if results else 0.0
+
+
+def aggregate_without_eulenberg(results):
+    return aggregate_accuracy([r for r in results if r["dataset"] not in POSTHOC_DROPPED])
 
 
 def aggregate_macro_dataset(results):
     groups = {}
     for r in results:
         groups.setdefault(str(r["dataset"]), []).append(r["score"])
-    return mean(mean(v) for v in groups.values()) if groups else 0.0
+    return sum(sum(v) / len(v) for v in groups.values()) / len(groups) if groups else 0.0
 '''
 
 
@@ -195,15 +202,20 @@ EXPORTS = {
         ("biores_plugin.eval.protocols", ("medvint_prompt", "nearest_choice")),
         ("biores_plugin.tasks.biores_pmc_vqa.utils", ("LETTERS", "_PREFIX", "strip_letter", "_column", "_prepare")),
     ), _PMC_GLUE, ("accuracy",)),
-    "ubench": Export("uBench (μ-Bench perception)", "μ-Bench's closed VQA, lettered options", "biores_ubench", (
-        ("biores_plugin.eval.scoring", ("LETTERS", "_PUNCT", "_ARTICLES", "normalize_answer", "choose_option", "mean", "lettered")),
-        ("biores_plugin.tasks.biores_ubench.utils", ("QUESTION", "_correct_index", "_usable", "_prepare")),
-    ), _UBENCH_GLUE, ("accuracy", "macro_dataset_accuracy")),
+    "ubench": Export("uBench (μ-Bench perception)", "the authors' protocol (eVLLM prompt and check_prediction)",
+                     "biores_ubench", (
+        ("biores_plugin.eval.evllm", ("INSTRUCTION", "CHECK_LETTERS", "PREFIXES", "DATASETS", "POSTHOC_DROPPED", "FINE",
+                                      "UNRESOLVED", "correct_index", "usable", "lettered_options", "prompt", "gold",
+                                      "check_prediction", "resolve_datasets", "in_paper")),
+        ("biores_plugin.tasks.biores_ubench.utils",
+         ("QUESTION", "_correct_index", "_usable", "sources", "flatten", "_prepare")),
+    ), _UBENCH_GLUE, ("accuracy", "accuracy_without_eulenberg", "macro_dataset_accuracy")),
 }
 EXPORTS["pathvqa"] = Export("PathVQA", EXPORTS["vqa_rad"].protocol, "biores_pathvqa", EXPORTS["vqa_rad"].pieces, _VQA_GLUE,
                             EXPORTS["vqa_rad"].metrics)
 _CUSTOM_AGG = {"closed_accuracy": "aggregate_closed", "open_recall": "aggregate_open_recall", "accuracy": "aggregate_accuracy",
-               "macro_dataset_accuracy": "aggregate_macro_dataset"}
+               "macro_dataset_accuracy": "aggregate_macro_dataset",
+               "accuracy_without_eulenberg": "aggregate_without_eulenberg"}
 
 
 def source_of(module_name: str, names: Sequence[str]) -> str:

@@ -49,9 +49,11 @@ def decode(data: bytes, *, exif_transpose: bool = True) -> Image.Image:
     would have seen upstream. ``exif_transpose`` as ``datasets.Image`` does it (on) or as a
     plain ``Image.open`` (off).
     """
-    from ..image_io import load_image
+    from ..image_io import is_dicom, load_image
 
     rgb = load_image(data, exif_transpose=exif_transpose)  # raises on truncated / corrupt input
+    if is_dicom(data):  # Pillow cannot open DICOM: the rendered frame is what a task can see
+        return rgb
     with Image.open(io.BytesIO(data)) as probe:
         plain_rgb = probe.mode == "RGB" and "transparency" not in probe.info
     if plain_rgb:

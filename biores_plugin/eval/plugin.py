@@ -134,7 +134,7 @@ def install() -> None:
                 return original(self, dataset_kwargs)  # other tasks: lmms-eval's own path, untouched
             from .data_load import load_task_data
 
-            out = load_task_data(self, original, dataset_kwargs, _resolve_local_copy)
+            out = load_task_data(self, original, dataset_kwargs, _resolve_local_copy, adjust=_renamed_split)
             _name_sweep_docs(self)
             return out
 
@@ -149,6 +149,29 @@ def install() -> None:
     patching.wrap(TaskManager, "initialize_tasks", initialize_tasks, group=GROUP)
     patching.wrap(ConfigurableTask, "download", download, group=GROUP)
     patching.wrap(TaskManager, "match_tasks", match_tasks, group=GROUP)
+
+
+#: data sets whose hub split was renamed: {dataset_path: (current name, older name)}
+RENAMED_SPLITS = {"jmhb/microvqa": ("test", "train")}  # jmhb0/microvqa c5727fb, July 2025
+
+
+def _renamed_split(task: Any) -> None:
+    """A biores task over a copy saved before its split was renamed: read the old split as the new."""
+    if not task_metadata(task.config).get("local_path_env"):
+        return  # not a biores task: the host's own tasks load as they always did
+    renamed = RENAMED_SPLITS.get(str(task.config.dataset_path))
+    if renamed is None or task.config.test_split != renamed[0]:
+        return
+    for attr in ("dataset", "dataset_no_image"):
+        splits = getattr(task, attr, None)
+        if splits is not None and renamed[0] not in splits and renamed[1] in splits:
+            splits[renamed[0]] = splits.pop(renamed[1])
+            if attr == "dataset":
+                import logging
+
+                logging.getLogger(__name__).warning(
+                    "biores: %s has no split %r; reading its %r split (the name before July 2025, same %d questions)",
+                    task.config.task, renamed[0], renamed[1], len(splits[renamed[0]]))
 
 
 def _name_sweep_docs(task: Any) -> None:

@@ -14,7 +14,8 @@ from typing import Any, Callable, Iterable, Sequence
 from PIL import Image
 
 from ..errors import BioresConfigError
-from ..resolution import NATIVE, downsample, effective_size, parse_resolution, resolution_label
+from ..resolution import NATIVE, downsample, effective_size, parse_resolution, resize_exact, resolution_label
+from ..resolution.levels import micron_size
 
 
 def image_feature(feature: Any) -> Any:
@@ -37,11 +38,15 @@ def undecoded(dataset: Any) -> tuple[Any, list[str]]:
     return dataset, columns
 
 
-def sweep_image(image: Image.Image, resolution: int) -> Image.Image:
-    """The image the model sees at ``resolution`` (RGB; downsample only, antialiased)."""
+def sweep_image(image: Image.Image, resolution: int, size: tuple[int, int] | None = None) -> Image.Image:
+    """The image the model sees at ``resolution`` (RGB; downsample only, antialiased); a pixel-size
+    level (< 0) resamples to the ``size`` its doc's µm/px gave (``biores_eff_width/height``)."""
     from ..image_io import load_image
 
-    return downsample(load_image(image, copy=False), resolution)
+    image = load_image(image, copy=False)
+    if resolution < 0 and size is not None and all(size):
+        return resize_exact(image, size)
+    return downsample(image, resolution)
 
 
 def cell_size(cell: Any) -> tuple[int, int]:
@@ -63,15 +68,26 @@ def add_resolution_columns(
     image_column: str | None = "image",
     sizes: Sequence[tuple[int, int]] | None = None,
     extra: dict[str, list[Any]] | None = None,
+    mpp_column: str | None = None,
 ) -> Any:
     """Add the ``biores_*`` columns to a ``datasets.Dataset`` (no pixel decoding); its image
-    columns come back undecoded, for :func:`doc_images`' checked decoding."""
+    columns come back undecoded, for :func:`doc_images`' checked decoding. A pixel-size level
+    needs ``mpp_column`` (µm per pixel of each image; a row without one stays as stored)."""
     dataset, _ = undecoded(dataset)
     if sizes is None:
         if image_column is None or image_column not in dataset.column_names:
             raise BioresConfigError(f"dataset has no image column {image_column!r}; pass sizes=")
         sizes = [cell_size(cell) for cell in dataset[image_column]]
-    eff = [effective_size(w, h, resolution) if w and h else (0, 0) for w, h in sizes]
+    if resolution < 0:
+        if mpp_column is None or mpp_column not in dataset.column_names:
+            raise BioresConfigError(
+                f"resolution {resolution_label(resolution)} is a pixel size, and this data set has no "
+                f"{mpp_column or 'µm-per-pixel'} column; use longest sides in pixels"
+            )
+        mpps = [None if v is None else float(v) for v in dataset[mpp_column]]
+        eff = [micron_size(w, h, resolution, m) if w and h else (0, 0) for (w, h), m in zip(sizes, mpps)]
+    else:
+        eff = [effective_size(w, h, resolution) if w and h else (0, 0) for w, h in sizes]
     columns = {
         "biores_resolution": [resolution] * len(dataset),
         "biores_doc_id": list(range(len(dataset))),
@@ -109,7 +125,8 @@ def doc_images(doc: dict[str, Any], column: str = "image") -> list[Image.Image]:
             continue
         source = images.cell_source(column, cell, k if len(cells) > 1 else None)
         image = images.checked(_task(doc), doc.get("biores_doc_id", -1), source, lambda c=cell: _load_cell(c))
-        out.append(sweep_image(images.placeholder() if image is None else image, int(doc["biores_resolution"])))
+        size = (int(doc.get("biores_eff_width") or 0), int(doc.get("biores_eff_height") or 0))
+        out.append(sweep_image(images.placeholder() if image is None else image, int(doc["biores_resolution"]), size))
     return out
 
 
@@ -150,6 +167,7 @@ def sweep_functions(
     *,
     image_column: str | None = "image",
     sizes_fn: Callable[[Any], Sequence[tuple[int, int]]] | None = None,
+    mpp_column: str | None = None,
 ) -> dict[str, Callable[[Any], Any]]:
     """``process_docs_<label>`` functions for a task folder's ``utils.py``.
 
@@ -165,7 +183,9 @@ def sweep_functions(
             if prepare is not None:
                 dataset = prepare(dataset)
             sizes = sizes_fn(dataset) if sizes_fn is not None else None
-            return add_resolution_columns(dataset, resolution, image_column=image_column, sizes=sizes)
+            return add_resolution_columns(
+                dataset, resolution, image_column=image_column, sizes=sizes, mpp_column=mpp_column
+            )
 
         process_docs.__name__ = f"process_docs_{resolution_label(resolution)}"
         return process_docs
@@ -195,7 +215,7 @@ def chat_messages(images: Image.Image | Sequence[Image.Image], text: str, *, tex
     return [{"role": "user", "content": text_part + parts if text_first else parts + text_part}]
 
 
-_PROCESS_DOCS = re.compile(r"^process_docs_(native|\d+)$")
+_PROCESS_DOCS = re.compile(r"^process_docs_(native|\d+|\d+(?:p\d+)?um)$")
 
 
 def sweep_getattr(
@@ -203,6 +223,7 @@ def sweep_getattr(
     *,
     image_column: str | None = "image",
     sizes_fn: Callable[[Any], Sequence[tuple[int, int]]] | None = None,
+    mpp_column: str | None = None,
 ) -> Callable[[str], Callable[[Any], Any]]:
     """A module ``__getattr__`` that serves ``process_docs_<N>`` / ``process_docs_native``.
 
@@ -214,6 +235,8 @@ def sweep_getattr(
         m = _PROCESS_DOCS.match(name)
         if not m:
             raise AttributeError(name)
-        return next(iter(sweep_functions([m.group(1)], prepare, image_column=image_column, sizes_fn=sizes_fn).values()))
+        functions = sweep_functions([m.group(1)], prepare, image_column=image_column, sizes_fn=sizes_fn,
+                                    mpp_column=mpp_column)
+        return next(iter(functions.values()))
 
     return module_getattr

@@ -16,9 +16,12 @@ from typing import Iterable, Sequence
 from ..errors import BioresConfigError
 from ..io_utils import atomic_write_text
 from ..resolution import DEFAULT_RESOLUTIONS, parse_levels, resolution_label
+from ..resolution.levels import level_display
 
 
 TEMPLATE = "_default_template_yaml"
+#: data sets whose rows carry the pixel size that µm/px levels (``2um``, ``0.5um``) need: the column
+PIXEL_SIZE_DATASETS = {"ubench": "microns_per_pixel"}
 
 
 def folder_sweeps(folder: Path) -> dict[str, str]:
@@ -41,6 +44,8 @@ def shipped_datasets() -> dict[str, Path]:
 def variant_yaml(task: str, resolution: int, template: str = TEMPLATE) -> str:
     label = resolution_label(resolution)
     what = "native resolution (no resizing)" if label == "native" else f"longest side {label} px (downsampled only)"
+    if resolution < 0:
+        what = f"{level_display(label)} (from each image's pixel size; never upsampled)"
     return (
         f"# {what}\n"
         f"include: {template}\n"
@@ -82,7 +87,7 @@ def write_sweep(
     if prune:
         for old in folder.glob(f"{task}_*.yaml"):
             label = old.stem[len(task) + 1:]
-            if old.name not in wanted and (label.isdigit() or label == "native"):
+            if old.name not in wanted and (label.isdigit() or label == "native" or level_display(label) != label):
                 old.unlink()
     for r in values:
         written.append(atomic_write_text(folder / f"{task}_{resolution_label(r)}.yaml", variant_yaml(task, r, template)))
@@ -105,7 +110,14 @@ def write_custom_sweep(dataset: str, resolutions: Iterable[int | str], out: str 
         raise BioresConfigError(f"task name must be letters, digits and underscores, got {task!r}")
     if task == f"biores_{dataset}":
         raise BioresConfigError(f"{task!r} would clash with the shipped tasks; pick another --name")
-    labels = [resolution_label(r) for r in parse_levels(resolutions)]
+    levels = parse_levels(resolutions)
+    labels = [resolution_label(r) for r in levels]
+    if any(r < 0 for r in levels) and dataset not in PIXEL_SIZE_DATASETS:
+        raise BioresConfigError(
+            f"pixel-size levels ({', '.join(level_display(label) for label in labels if level_display(label) != label)}) "
+            f"need a data set that carries each image's pixel size ({', '.join(sorted(PIXEL_SIZE_DATASETS))}); "
+            f"{dataset} does not: use longest sides in pixels"
+        )
     if dataset in wrapped:
         import lmms_eval
 
@@ -148,7 +160,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the shipped data sets and their task folders")
     parser.add_argument("--path", action="store_true", help="print the folder to pass as lmms-eval --include_path")
     parser.add_argument("--dataset", help="data set to write a sweep for (see --list)")
-    parser.add_argument("--resolutions", default=",".join(map(str, DEFAULT_RESOLUTIONS)), help="comma list, e.g. 128,256,512,native")
+    parser.add_argument("--resolutions", default=",".join(map(str, DEFAULT_RESOLUTIONS)), help="comma list, e.g. 128,256,512,native, or pixel sizes 2um,1um,0.5um,native (ubench)")
     parser.add_argument("--out", help="folder to write the task folder into")
     parser.add_argument("--name", help="task name prefix (default biores_<dataset>_r)")
 

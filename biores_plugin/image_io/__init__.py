@@ -7,6 +7,8 @@ and :func:`image_size` reads only the header; every failure raises a one-line
 
 from __future__ import annotations
 
+from .dicom import is_dicom
+from .meta import image_meta
 from .options import (
     DEFAULT_MAX_PIXELS,
     MAX_GUESSED_CHANNELS,
@@ -20,7 +22,9 @@ __all__ = [
     "MAX_GUESSED_CHANNELS",
     "MAX_STACK_FACTOR",
     "ImageOptionError",
+    "image_meta",
     "image_size",
+    "is_dicom",
     "load_array",
     "load_image",
 ]

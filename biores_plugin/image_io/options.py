@@ -6,6 +6,7 @@ defaults) for :func:`load_image`, :func:`load_array` and :func:`image_size`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -52,6 +53,10 @@ class _LoadOptions(TypedDict, total=False):
     background: tuple[int, int, int] | int | str
     exif_transpose: bool
     nonfinite: str
+    frame: int | None
+    window: tuple[float, float] | None
+    mpp: float | None
+    region: tuple[int, int, int, int] | None
 
 
 _OPTION_NAMES = frozenset(_LoadOptions.__annotations__)
@@ -67,6 +72,10 @@ class _Options:
     background: tuple[int, int, int]
     exif_transpose: bool
     nonfinite: str = "error"
+    frame: int | None = None  # DICOM multi-frame: which frame (None: the middle one)
+    window: tuple[float, float] | None = None  # DICOM (center, width) override
+    mpp: float | None = None  # target pixel size in micrometres per pixel (never finer than stored)
+    region: tuple[int, int, int, int] | None = None  # (x, y, w, h) in base-level pixels
 
 
 def _check_options(
@@ -82,6 +91,10 @@ def _check_options(
     background: Any = (255, 255, 255),
     exif_transpose: Any = True,
     nonfinite: Any = "error",
+    frame: Any = None,
+    window: Any = None,
+    mpp: Any = None,
+    region: Any = None,
 ) -> _Options:
     def bad(problem: str) -> ImageOptionError:
         return _fail(name, problem, ImageOptionError)  # type: ignore[return-value]
@@ -161,8 +174,43 @@ def _check_options(
         raise bad(f"nonfinite must be one of 'error', 'zero', 'clip', got {nonfinite!r}")
 
     return _Options(
-        sel, projection, normalize, (lo, hi), max_pixels, bg, bool(exif_transpose), nonfinite
+        sel, projection, normalize, (lo, hi), max_pixels, bg, bool(exif_transpose), nonfinite,
+        *_check_physical(bad, frame, window, mpp, region),
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
+
+
+def _check_physical(bad: Any, frame: Any, window: Any, mpp: Any, region: Any) -> tuple[Any, ...]:
+    """``frame=``, ``window=``, ``mpp=`` and ``region=`` (docs/image_loading.md)."""
+    if frame is not None and (not _is_int(frame) or frame < 0):
+        raise bad(f"frame must be None or an int >= 0, got {frame!r}")
+    win = None
+    if window is not None:
+        items = list(window) if isinstance(window, (tuple, list)) else []
+        if len(items) != 2 or not all(_is_number(v) for v in items) or not float(items[1]) >= 1.0:
+            raise bad(f"window must be (center, width) with width >= 1, got {window!r}")
+        win = (float(items[0]), float(items[1]))
+    if mpp is not None:
+        if not _is_number(mpp) or not float(mpp) > 0:
+            raise bad(f"mpp must be a positive number of micrometres per pixel, got {mpp!r}")
+        mpp = float(mpp)
+    box = None
+    if region is not None:
+        items = list(region) if isinstance(region, (tuple, list)) else []
+        if len(items) != 4 or not all(_is_int(v) for v in items):
+            raise bad(f"region must be (x, y, width, height) in ints, got {region!r}")
+        x, y, w, h = (int(v) for v in items)
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            raise bad(f"region must have x, y >= 0 and width, height > 0, got {tuple(items)}")
+        box = (x, y, w, h)
+    return (None if frame is None else int(frame)), win, mpp, box
 
 
 def _check_background(background: Any) -> tuple[int, int, int] | None:

@@ -15,6 +15,7 @@ from PIL import Image
 from ..errors import BioresError, BioresImageError
 from ._messages import _describe, _exc_text, _fail, _one_line
 from .arrays import _array_decode, _array_hw
+from .dicom import _dicom_decode, _dicom_size, _is_dicom
 from .guards import _check_size
 from .intensity import (
     _clip_raw,
@@ -32,6 +33,7 @@ from .options import (
     _LoadOptions,
     _Options,
 )
+from .physical import _apply_physical
 from .pil import (
     _pil_check_open,
     _pil_decode,
@@ -51,6 +53,16 @@ _T = TypeVar("_T")
 
 
 def _decode(src: _Source, opts: _Options) -> _Decoded:
+    stream = src.stream
+    if stream is not None and _is_dicom(stream):
+        return _apply_physical(src.name, _dicom_decode(src.name, stream, opts), opts)
+    if opts.frame is not None or opts.window is not None:
+        given = "frame=" if opts.frame is not None else "window="
+        raise _fail(src.name, f"{given} applies to DICOM files only, and this is not one")
+    return _apply_physical(src.name, _decode_other(src, opts), opts)
+
+
+def _decode_other(src: _Source, opts: _Options) -> _Decoded:
     if src.kind == "array":
         return _array_decode(src, opts)
     if src.kind == "pil":
@@ -266,6 +278,8 @@ def _size_step(name: str, src: _Source, opts: _Options) -> tuple[int, int]:
         return w, h
     stream = src.stream
     assert stream is not None
+    if _is_dicom(stream):
+        return _dicom_size(name, stream, opts.max_pixels)
     if _is_tiff(stream):
         return _tiff_size(name, stream, opts.max_pixels, opts.exif_transpose)
     return _pil_size(name, stream, opts.max_pixels, opts.exif_transpose)

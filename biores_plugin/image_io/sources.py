@@ -128,3 +128,9 @@ class _Decoded:
         None  # 8-bit image that converts straight to RGB (fast path)
     )
     pil_is_input: bool = False
+    #: micrometres per pixel of the decoded pixels (None: unknown)
+    mpp: float | None = None
+    #: the decoder already applied ``region=`` (and chose a pyramid level)
+    cropped: bool = False
+    #: the size the pixels must be resampled to (``mpp=``), decided by the decoder
+    out_size: tuple[int, int] | None = None

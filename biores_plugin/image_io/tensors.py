@@ -48,7 +48,7 @@ def _tensor_hwc(name: str, tensor: Any) -> np.ndarray:
         data = data.float()
     try:
         arr = data.cpu().resolve_conj().resolve_neg().numpy()
-    except Exception as exc:  # noqa: BLE001 - e.g. quantized dtypes numpy does not have
+    except Exception as exc:
         raise _fail(name, f"unsupported tensor dtype {tensor.dtype} ({_exc_text(exc)})") from exc
     if layout == "HW":
         return arr[:, :, None]

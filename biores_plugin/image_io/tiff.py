@@ -17,6 +17,7 @@ from ._messages import _exc_text, _fail
 from .arrays import _orient_array, _project
 from .guards import _check_size
 from .options import MAX_GUESSED_CHANNELS, MAX_STACK_FACTOR, _Options
+from .physical import _tiff_mpp
 from .sources import _Decoded
 
 _T = TypeVar("_T")
@@ -117,7 +118,18 @@ def _with_tiff(
 
 
 def _tiff_decode_open(name: str, tf: Any, opts: _Options) -> _Decoded:
+    if opts.mpp is not None or opts.region is not None:
+        from .pyramid import _tiff_pyramid
+
+        return _tiff_pyramid(name, tf, opts)
     series, axes, shape, width, height = _tiff_layout(name, tf)
+    levels = len(getattr(series, "levels", None) or ())
+    if levels > 1 and opts.max_pixels is not None and width * height > opts.max_pixels:
+        raise _fail(
+            name,
+            f"base level of {width}x{height} = {width * height} pixels exceeds max_pixels={opts.max_pixels}; "
+            f"the file is a pyramid of {levels} levels: read a smaller one with mpp= (biores info --mpp)",
+        )
     _check_size(name, width, height, opts.max_pixels)
     total = math.prod(shape)
     if opts.max_pixels is not None and total > MAX_STACK_FACTOR * opts.max_pixels:
@@ -131,10 +143,6 @@ def _tiff_decode_open(name: str, tf: Any, opts: _Options) -> _Decoded:
         if getattr(series, "keyframe", None) is not None
         else series.pages[0]
     )
-    photometric_value = getattr(page, "photometric", None)
-    photometric = -1 if photometric_value is None else int(photometric_value)
-    extrasamples = tuple(int(e) for e in (getattr(page, "extrasamples", ()) or ()))
-    colormap = getattr(page, "colormap", None)
     try:
         data = series.asarray()
     except (KeyError, ValueError, ImportError, ModuleNotFoundError) as exc:
@@ -142,14 +150,25 @@ def _tiff_decode_open(name: str, tf: Any, opts: _Options) -> _Decoded:
             raise _CodecMissing(str(exc)) from exc
         raise
     data = np.asarray(data)
-    # big-endian files: work in native byte order
-    if data.dtype.byteorder not in ("=", "|"):
-        data = data.astype(data.dtype.newbyteorder("="))
     if data.shape != shape:  # defensive: tifffile should honour series.shape
         raise _fail(
             name,
             f"TIFF data shape {data.shape} does not match its series shape {shape}",
         )
+    dec = _tiff_arrange(data, axes, page, opts, _tiff_orientation(series) if opts.exif_transpose else 1)
+    dec.mpp = _tiff_mpp(tf, page)
+    return dec
+
+
+def _tiff_arrange(data: np.ndarray, axes: str, page: Any, opts: _Options, orientation: int) -> _Decoded:
+    """TIFF data with ``axes`` -> ``H x W x C``: photometric, alpha, stack projection, orientation."""
+    photometric_value = getattr(page, "photometric", None)
+    photometric = -1 if photometric_value is None else int(photometric_value)
+    extrasamples = tuple(int(e) for e in (getattr(page, "extrasamples", ()) or ()))
+    colormap = getattr(page, "colormap", None)
+    # big-endian files: work in native byte order
+    if data.dtype.byteorder not in ("=", "|"):
+        data = data.astype(data.dtype.newbyteorder("="))
 
     # photometric interpretation: MINISWHITE (0) inverts, PALETTE (3) maps through the colormap
     if photometric == 0 and data.dtype.kind in "ub":
@@ -207,6 +226,5 @@ def _tiff_decode_open(name: str, tf: Any, opts: _Options) -> _Decoded:
     data = np.transpose(data, order)
     data = data.reshape(data.shape[0], data.shape[1], -1)
 
-    if opts.exif_transpose:
-        data = _orient_array(data, _tiff_orientation(series))
+    data = _orient_array(data, orientation)
     return _Decoded(array=data, alpha=alpha, premultiplied=premultiplied)

@@ -1,7 +1,9 @@
 """Read lmms-eval output folders into :class:`Cell` s: one (run, data set, resolution) each.
 
 Accuracy and its standard error from ``*_results.json``; sample counts, visual tokens and
-effective sizes from the samples log (``*_samples_<task>.jsonl``) when it was written.
+effective sizes from the samples log (``*_samples_<task>.jsonl``) when it was written. Two axes:
+data-side levels (``biores_<dataset>_<level>`` sweep variants) and model-side budgets (folders
+``biores run`` wrote, with ``biores_budget.json``: every task, level ``max_pixels=<N>``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import BioresConfigError
+from ..resolution.levels import level_display, level_order
 
-_TASK = re.compile(r"^(biores_[a-z0-9_]+?)_(native|\d+)$")
+_TASK = re.compile(r"^(biores_[a-z0-9_]+?)_(native|\d+|\d+(?:p\d+)?um)$")
+BUDGET_FILE = "biores_budget.json"  # written by ``biores run`` into each budget's folder
+_BUDGET_LEVEL = re.compile(r"^max_pixels=(\d+)$")
 
 
 @dataclass
@@ -27,7 +32,7 @@ class Cell:
     run: str
     train: str | None
     dataset: str
-    resolution: str  # "224" ... or "native"
+    resolution: str  # "224" ... or "native", or a pixel size "0.5 µm/px"
     accuracy: float
     stderr: float | None
     n: int
@@ -36,10 +41,54 @@ class Cell:
     extra: dict[str, float] = field(default_factory=dict)
     eff_sizes: list[tuple[int, int]] = field(default_factory=list)  # what biores' sweep handed the model
     consumed_sizes: list[tuple[int, int]] = field(default_factory=list)  # what the model's processor fed its tower
+    tokens_missing: int = 0  # samples whose visual tokens could not be counted (the log says why)
 
     @property
     def res_value(self) -> float:
-        return math.inf if self.resolution == "native" else float(self.resolution)
+        return level_value(self.resolution)
+
+
+def level_value(level: str) -> float:
+    """Sort key of a level: a model-side budget ``max_pixels=N`` by N, a data-side level as
+    :func:`~biores_plugin.resolution.levels.level_order` (µm, px, then native)."""
+    budget = _BUDGET_LEVEL.match(str(level))
+    return float(budget.group(1)) if budget else level_order(level)
+
+
+def _budget(results_file: Path) -> dict | None:
+    """The ``biores run`` budget of a results file (its folder or the one above holds the record)."""
+    for folder in (results_file.parent, results_file.parent.parent):
+        record = folder / BUDGET_FILE
+        if record.is_file():
+            data = json.loads(record.read_text())
+            return data if isinstance(data, dict) and isinstance(data.get("max_pixels"), int) else None
+    return None
+
+
+def budget_collapse_warnings(cells: Sequence[Cell]) -> list[str]:
+    """One line per (model, data set) whose budgets reached the model as the same input: every
+    image the same size at both (e.g. budgets above every image's own size)."""
+    out: list[str] = []
+    groups: dict[tuple[str, str], dict[tuple, list[Cell]]] = {}
+    for c in cells:
+        if _BUDGET_LEVEL.match(c.resolution) and c.consumed_sizes and c.visual_tokens is not None:
+            key = (round(c.visual_tokens, 1), tuple(map(tuple, c.consumed_sizes)))
+            groups.setdefault((c.run, c.dataset), {}).setdefault(key, []).append(c)
+    for (run, dataset), by_input in sorted(groups.items()):
+        for same in by_input.values():
+            if len(same) > 1:
+                same = sorted(same, key=lambda c: c.res_value)
+                names = ", ".join(c.resolution for c in same)
+                out.append(f"{run} / {dataset}: budgets {names} reached the model as the same input "
+                           f"({same[0].visual_tokens:.0f} visual tokens per image on average)")
+    return out
+
+
+def missing_token_warnings(cells: Sequence[Cell]) -> list[str]:
+    """One line per cell whose samples lack a visual-token count (the wrapper is not watched, or
+    the count failed: each sample's ``visual_tokens_missing`` says why)."""
+    return [f"{c.run} / {c.dataset} / {c.resolution}: {c.tokens_missing} of {c.n} samples have no visual-token count"
+            for c in cells if c.tokens_missing]
 
 
 def _results_files(folder: Path) -> list[Path]:
@@ -61,8 +110,8 @@ def _samples_file(results_file: Path, task: str) -> Path | None:
 def _model_path(config: dict) -> str | None:
     args = str(config.get("model_args") or "")
     for part in args.split(","):
-        if part.startswith("pretrained="):
-            return part[len("pretrained="):]
+        if part.startswith(("pretrained=", "model=")):  # HF wrappers; lmms-eval's vllm
+            return part.split("=", 1)[1]
     return None
 
 
@@ -121,7 +170,7 @@ def _read_lines(path: Path, unreadable: list | None) -> list[dict] | None:
     return rows
 
 
-def _read_samples(rows: list[dict], metric: str) -> tuple[list[float], list[float], list[tuple[int, int]], list[tuple[int, int]]]:
+def _read_samples(rows: list[dict], metric: str, missing: list | None = None):
     scores, tokens, sizes, consumed = [], [], [], []
     for sample in rows:
         if not isinstance(sample, dict):
@@ -139,6 +188,8 @@ def _read_samples(rows: list[dict], metric: str) -> tuple[list[float], list[floa
             if isinstance(counts, dict) and counts.get("visual_tokens") is not None:
                 tokens.append(float(counts["visual_tokens"]))
                 consumed.extend(tuple(s) for s in counts.get("visual_tokens_sizes") or [])
+            elif isinstance(counts, dict) and counts.get("visual_tokens_missing") and missing is not None:
+                missing.append(counts["visual_tokens_missing"])
     return scores, tokens, sizes, consumed
 
 
@@ -186,12 +237,20 @@ def collect(
             run = labels.get(str(folder.resolve()), None)
             train = run or _train_label(config)
             run_name = run or Path(_model_path(config) or folder).name
+            budget = _budget(results_file)
             for task, values in (data.get("results") or {}).items():
                 m = _TASK.match(task)
-                task_metric = _task_metric(data, task, values, metric) if m else None
+                task_metric = _task_metric(data, task, values, metric) if m or budget else None
+                if task_metric is None and budget:  # any task of a budget run: its first metric
+                    task_metric = next((k.split(",")[0] for k, v in values.items() if k.endswith(",none")
+                                        and "stderr" not in k and isinstance(v, (int, float))), None)
                 if task_metric is None:
                     continue
-                dataset = m.group(1)[len("biores_"):]
+                dataset = m.group(1)[len("biores_"):] if m else task
+                level = level_display(m.group(2)) if m else "native"
+                if budget:  # the model-side axis; a data-side level other than native stays in the name
+                    dataset += "" if level == "native" else f" ({level})"
+                    level = f"max_pixels={budget['max_pixels']}"
                 accuracy = float(values[f"{task_metric},none"])
                 stderr = values.get(f"{task_metric}_stderr,none")
                 stderr = float(stderr) if isinstance(stderr, (int, float)) else None
@@ -204,7 +263,7 @@ def collect(
                 rows = _read_lines(samples, unreadable) if samples is not None else None
                 sizes, consumed = [], []
                 if rows is not None:
-                    scores, token_list, sizes, consumed = _read_samples(rows, metric)
+                    scores, token_list, sizes, consumed = _read_samples(rows, metric, missing := [])
                     if scores:
                         n = len(scores)
                         stderr = _binomial_stderr(scores) if stderr is None else stderr
@@ -213,9 +272,10 @@ def collect(
                     elif sizes:
                         tokens = sum(estimator.visual_tokens(w, h) for w, h in sizes if w and h) / len(sizes)
                         estimated = True
-                cells.append(Cell(run_name, train, dataset, m.group(2), accuracy, stderr, n, tokens, estimated, extra, list(sizes), list(consumed)))
+                cells.append(Cell(run_name, train, dataset, level, accuracy, stderr, n, tokens, estimated, extra,
+                                  list(sizes), list(consumed), len(missing) if rows is not None else 0))
     if not cells:
-        raise BioresConfigError("the results hold no biores_<dataset>_<resolution> tasks")
+        raise BioresConfigError("the results hold no biores_<dataset>_<resolution> tasks and no biores run budgets")
     return cells
 
 

@@ -39,7 +39,8 @@ def plot_curves(cells: Sequence[Cell], path: Path) -> Path:
             if with_tokens:
                 axes[row][1].plot([c.visual_tokens for c in with_tokens], [100 * c.accuracy for c in with_tokens], marker="o", label=label)
         axes[row][0].set_xticks(range(len(cols)), cols)
-        axes[row][0].set_xlabel("inference resolution (longest side, px)")
+        unit = "pixel size, µm/px" if any("µm" in c for c in cols) else "longest side, px"
+        axes[row][0].set_xlabel(f"inference resolution ({unit})")
         axes[row][0].set_ylabel("accuracy (%)")
         axes[row][0].set_title(f"{dataset}: accuracy vs inference resolution")
         axes[row][1].set_xscale("log")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Sequence
 
-from .collect import Cell
+from .collect import Cell, level_value
 
 def _order(values: Iterable[str]) -> list[str]:
-    return sorted(set(values), key=lambda r: math.inf if r == "native" else float(r) if r.replace(".", "").isdigit() else 1e18)
+    return sorted(set(values), key=lambda r: (level_value(r), r))  # µm, px, native; max_pixels=N by N
 
 
 def markdown_table(cells: Sequence[Cell]) -> str:

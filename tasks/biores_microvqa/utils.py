@@ -15,7 +15,7 @@ a question may show several micrographs), ``question`` (str, the full question s
 plus the question-generation columns (``question_0`` .. ``question_3``, ``choices_1`` ..,
 ``context_*``, ``images_source``, ``image_caption``, ``key_person``). Split: ``test`` (1,042
 rows) on the current card; older revisions of the repository named the same rows ``train``
-(a local copy with only ``train`` needs ``test_split: train``; not changed here).
+(a copy with only ``train`` loads it as ``test``: ``biores_plugin.eval.plugin.RENAMED_SPLITS``).
 
 Protocol: shuffle-free. The choices are shown in their stored order, lettered ``A.``, ``B.``,
 ...; the correct letter is ``choices[correct_index]``'s. Metric: multiple-choice ``accuracy``

@@ -1,82 +1,98 @@
-"""biores_ubench: uBench / μ-Bench perception (fine-grained classification VQA) as a sweep.
+"""biores_ubench: uBench / μ-Bench perception, fine-grained questions, as a resolution sweep.
 
 Data: ``jnirschl/uBench`` on the Hugging Face hub, or a local copy named by
 ``$BIORES_UBENCH_PATH`` (see README.md).
 
-Schema. The repository (verified from its file listing) stores the perception set as
-``datasets`` Arrow shards, ``perception/0.1.0/ubench-test-0000N-of-00007.arrow`` plus
-``dataset_info.json``: one split, ``test`` (17,315 images, one row each). Columns (from the
-``dataset_info.json`` features, which the card page shows only in part, and from public loaders):
-``image_id``, ``image`` (``datasets.Image``; light, fluorescence and electron micrographs of
-very different sizes), ``label`` (ClassLabel) / ``label_name``, ``dataset`` (source data set;
-null for some rows), ``domain``, ``subdomain``, ``modality``, ``submodality``, ``stain``,
-``institution``, ``license``, ``microns_per_pixel``, ``ncbitaxon_*``, ``pmid``, ``split``,
-``synthetic``, ``captions``, ``bbox``, ``polygon`` and ``questions``: a struct keyed by
-question type (``classification``, ``domain``, ``modality``, ``stain``, ``subdomain``,
-``submodality``), each ``{question, options, answer, answer_idx, id, name}`` or null. The
-options end with "none of the above" in the official release (not relied on here).
+Schema. The repository stores the perception set as ``datasets`` Arrow shards,
+``perception/0.1.0/ubench-test-0000N-of-00007.arrow`` plus ``dataset_info.json``: one split,
+``test`` (17,315 images, one row each). Columns: ``image_id``, ``image``, ``label`` /
+``label_name``, ``dataset`` (source data set; null for some rows), ``domain``, ``subdomain``,
+``modality``, ``submodality``, ``stain``, ... and ``questions``: a struct keyed by question type
+(``classification``, ``domain``, ``modality``, ``stain``, ``subdomain``, ``submodality``), each
+``{question, options, answer, answer_idx, id, name}`` or null.
 
-Task: μ-Bench's closed-VQA format for *fine-grained perception*, i.e. the ``classification``
-question of each image (cell type, cell-cycle phase, tissue class, ...), the question most
-sensitive to resolution; rows without one are dropped. Coarse questions (domain, modality,
-stain, ...) are not asked. All source data sets in the release are kept (the paper's tables
-leave out two that the hub release adds; not filtered here).
+Rows: each image's ``classification`` question (fine-grained perception), restricted to the
+authors' fine-grained data-set list (``biores_plugin.eval.evllm.DATASETS``, from
+``Ale9806/eVLLM``); a null ``dataset`` is resolved from the named rows asking the same options,
+else kept as ``dataset_null:<n>`` and reported so. The coarse questions are the
+``biores_ubench_coarse`` folder's.
 
-Prompt: the question, then the options lettered ``A) ...``, ``B) ...`` as in the official
-generative evaluation, then "Answer with a single letter". The correct option is
-``options.index(answer)`` (``answer_idx`` when the answer text is not among the options).
-Metrics: ``accuracy`` (pooled over questions, as the paper's tables) and
-``macro_dataset_accuracy`` (unweighted mean over source data sets; an extra).
+Protocol (``_default_template_yaml``): eVLLM's prompt and ``check_prediction``
+(``biores_plugin.eval.evllm``). ``_direct_template_yaml``: biores' own variant on the same rows
+(instruction last, the leading letter or else the first option text named).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from biores_plugin.errors import BioresConfigError
+from biores_plugin.eval.evllm import (
+    FINE,
+    POSTHOC_DROPPED,
+    check_prediction,
+    correct_index,
+    gold,
+    in_paper,
+    prompt,
+    resolve_datasets,
+    usable,
+)
 from biores_plugin.eval.images import aggregate_skipped  # noqa: F401  (yaml !function target)
-from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered, mean
+from biores_plugin.eval.scoring import LETTERS, aggregate_score, choice_record, lettered, mean, sweep_fields
 from biores_plugin.eval.sweep import chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
 
-QUESTION = "classification"
+QUESTION = FINE
+_correct_index = correct_index
+_usable = usable
 
 
-def _correct_index(q: dict[str, Any]) -> int:
-    options = [str(o) for o in q["options"]]
-    answer = q.get("answer")
-    if answer is not None and str(answer) in options:
-        return options.index(str(answer))
-    return int(q["answer_idx"])
-
-
-def _usable(q: Any) -> bool:
-    return isinstance(q, dict) and bool(q.get("question")) and bool(q.get("options")) and (
-        q.get("answer") is not None or q.get("answer_idx") is not None
+def sources(dataset: Any) -> list[str]:
+    """Each row's source data set, null ones resolved (``resolve_datasets``)."""
+    names = (
+        [str(d) if d else "" for d in dataset["dataset"]] if "dataset" in dataset.column_names else [""] * len(dataset)
     )
+    fine = [(qs or {}).get(QUESTION) for qs in dataset.select_columns(["questions"])["questions"]]
+    return resolve_datasets(names, [q["options"] if _usable(q) else None for q in fine])
 
 
-def _prepare(dataset: Any) -> Any:
-    """Flatten ``questions.classification`` into ``question`` / ``options`` / ``answer_idx``."""
-    rows = [(qs or {}).get(QUESTION) for qs in dataset.select_columns(["questions"])["questions"]]
-    keep = [i for i, q in enumerate(rows) if _usable(q)]
+def flatten(
+    dataset: Any, keep: list[int], questions: list[dict], resolved: list[str], extra: dict | None = None
+) -> Any:
+    """``dataset`` rows ``keep`` (repeats allowed) with ``question`` / ``options`` / ``answer_idx``
+    / ``source_dataset`` from ``questions`` (one per kept row)."""
     columns = {
-        "question": [str(q["question"]).strip() if _usable(q) else "" for q in rows],
-        "options": [[str(o) for o in q["options"]] if _usable(q) else [] for q in rows],
-        "answer_idx": [_correct_index(q) if _usable(q) else -1 for q in rows],
-        "source_dataset": [str(d) if d else "unknown" for d in dataset["dataset"]]
-        if "dataset" in dataset.column_names
-        else ["unknown"] * len(dataset),
+        "question": [str(q["question"]) for q in questions],
+        "options": [[str(o) for o in q["options"]] for q in questions],
+        "answer_idx": [_correct_index(q) for q in questions],
+        "source_dataset": [resolved[i] for i in keep],
+        **(extra or {}),
     }
+    if keep != list(range(len(dataset))):
+        dataset = dataset.select(keep)
     for name, values in columns.items():
         if name in dataset.column_names:
             dataset = dataset.remove_columns(name)
         dataset = dataset.add_column(name, values)
-    # Every image of the release has a classification question, so this is normally a no-op
-    # (a selection would make the size columns rewrite the table once).
-    return dataset if len(keep) == len(dataset) else dataset.select(keep)
+    return dataset
+
+
+def _prepare(dataset: Any) -> Any:
+    """The fine-grained rows of the authors' data-set list, flattened."""
+    fine = [(qs or {}).get(QUESTION) for qs in dataset.select_columns(["questions"])["questions"]]
+    resolved = sources(dataset)
+    keep = [i for i, q in enumerate(fine) if _usable(q) and in_paper(resolved[i])]
+    if len(dataset) and not keep:
+        raise BioresConfigError(
+            "uBench: no row of the release belongs to eVLLM's fine-grained data-set list "
+            f"(data sets found: {sorted(set(resolved))[:5]})"
+        )
+    return flatten(dataset, keep, [fine[i] for i in keep], resolved)
 
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
-__getattr__ = sweep_getattr(prepare=_prepare, image_column="image")
+# Pixel-size levels (2um, 0p5um, ...) resample each image by its microns_per_pixel.
+__getattr__ = sweep_getattr(prepare=_prepare, image_column="image", mpp_column="microns_per_pixel")
 
 
 def doc_to_visual(doc):
@@ -84,7 +100,9 @@ def doc_to_visual(doc):
 
 
 def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    return prompt_text(f"{doc['question']}\n{lettered(doc['options'], '{letter}) {text}')}", lmms_eval_specific_kwargs)
+    """eVLLM's prompt, verbatim (pre/post prompts empty by default)."""
+    kwargs = lmms_eval_specific_kwargs or {}
+    return f"{kwargs.get('pre_prompt', '')}{prompt(doc['question'], doc['options'])}{kwargs.get('post_prompt', '')}"
 
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
@@ -92,17 +110,34 @@ def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
 
 
 def doc_to_target(doc):
-    return LETTERS[int(doc["answer_idx"])]
+    return gold(doc["options"], int(doc["answer_idx"]))
+
+
+def evllm_record(doc, response) -> dict[str, Any]:
+    idx = int(doc["answer_idx"])
+    return {
+        "score": float(check_prediction(response, doc["options"], idx)),
+        "answer": gold(doc["options"], idx),
+        "response": str(response),
+        "image_id": doc.get("image_id"),
+        "dataset": doc.get("source_dataset", ""),
+        **sweep_fields(doc),
+    }
 
 
 def process_results(doc, results):
-    response = results[0] if results else ""
-    record = choice_record(doc, response, doc["options"], int(doc["answer_idx"]),
-                           image_id=doc.get("image_id"), dataset=doc.get("source_dataset", "unknown"))
-    return skipped_results(doc, {"accuracy": record, "macro_dataset_accuracy": record})
+    record = evllm_record(doc, results[0] if results else "")
+    return skipped_results(
+        doc, {"accuracy": record, "accuracy_without_eulenberg": record, "macro_dataset_accuracy": record}
+    )
 
 
 aggregate_accuracy = aggregate_score
+
+
+def aggregate_without_eulenberg(results) -> float:
+    """eVLLM's post-hoc fine-grained table: the two Eulenberg sets dropped."""
+    return aggregate_score([r for r in results if isinstance(r, dict) and r.get("dataset") not in POSTHOC_DROPPED])
 
 
 def aggregate_macro_dataset(results) -> float:
@@ -112,3 +147,33 @@ def aggregate_macro_dataset(results) -> float:
         if isinstance(r, dict):
             groups.setdefault(str(r.get("dataset")), []).append(r["score"])
     return mean(mean(v) for v in groups.values()) if groups else 0.0
+
+
+# biores' own variant (_direct_template_yaml): same rows, instruction last, lenient letter reading
+
+
+def direct_doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return prompt_text(
+        f"{str(doc['question']).strip()}\n{lettered(doc['options'], '{letter}) {text}')}", lmms_eval_specific_kwargs
+    )
+
+
+def direct_doc_to_messages(doc, lmms_eval_specific_kwargs=None):
+    return chat_messages(doc_to_visual(doc), direct_doc_to_text(doc, lmms_eval_specific_kwargs))
+
+
+def direct_doc_to_target(doc):
+    return LETTERS[int(doc["answer_idx"])]
+
+
+def direct_process_results(doc, results):
+    response = results[0] if results else ""
+    record = choice_record(
+        doc,
+        response,
+        doc["options"],
+        int(doc["answer_idx"]),
+        image_id=doc.get("image_id"),
+        dataset=doc.get("source_dataset", "unknown"),
+    )
+    return skipped_results(doc, {"accuracy": record, "macro_dataset_accuracy": record})
