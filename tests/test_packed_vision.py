@@ -12,7 +12,6 @@ import sys
 import pytest
 import torch
 
-import transformers
 from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
