@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-
 from transformers import (
     CLIPVisionConfig,
     CLIPVisionModel,
