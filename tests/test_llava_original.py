@@ -410,3 +410,72 @@ def test_hooks_and_shims_revert_to_the_exact_originals(llava_pkg):
         again = apply()  # the later tests run with everything installed again
     assert again == installed
     assert {group: sorted(p.label for p in patching.patches(group)) for group in groups} == labels
+
+
+# ------------------------------------------------------------------------------------------------ packing
+def test_packed_llava_hook_equals_padded(world, llava_pkg):
+    """``maybe_pack`` on the splice's padded output: one row, the padded batch's loss and gradients."""
+    import copy
+
+    from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
+
+    from biores_plugin.llava.packing import maybe_pack, set_packing
+
+    model = LlavaLlamaForCausalLM.from_pretrained(world / "base", attn_implementation="sdpa").train()
+    twin = copy.deepcopy(model)
+    lengths = [9, 4, 7]
+    g = torch.Generator().manual_seed(0)
+    embeds = torch.randn(3, 9, model.config.hidden_size, generator=g)
+    mask = torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]
+    labels = torch.randint(0, model.config.vocab_size, (3, 9), generator=g).masked_fill(~mask, -100)
+    labels[:, :2] = -100  # prompt tokens
+    out = (None, None, mask, None, embeds, labels)
+    set_packing(False)
+    assert maybe_pack(twin, out) is out  # off: llava's own padded batch
+    set_packing(True)
+    try:
+        _, position_ids, attention, _, packed_embeds, packed_labels = maybe_pack(twin, out)
+    finally:
+        set_packing(False)
+    assert packed_embeds.shape == (1, sum(lengths), model.config.hidden_size) and attention is None
+    assert position_ids[0].tolist() == [p for n in lengths for p in range(n)]
+    padded = model(inputs_embeds=embeds, attention_mask=mask, labels=labels)
+    packed = twin(inputs_embeds=packed_embeds, position_ids=position_ids, labels=packed_labels)
+    padded.loss.backward()
+    packed.loss.backward()
+    assert abs(float(padded.loss) - float(packed.loss)) < 1e-5
+    pairs = [(a.grad, b.grad) for a, b in zip(model.parameters(), twin.parameters()) if a.grad is not None]
+    worst = max(float((a - b).abs().max()) for a, b in pairs)
+    assert worst < 1e-5
+    joined = twin(inputs_embeds=packed_embeds, position_ids=torch.arange(sum(lengths))[None], labels=packed_labels)
+    assert abs(float(joined.loss) - float(padded.loss)) > 1e-4  # without the boundaries the samples would mix
+
+
+def test_pack_sequences_trains_with_the_padded_loss(world):
+    """``--pack_sequences True`` through llava's own train(): one row per step, the padded run's losses (lr 0)."""
+    g = torch.Generator().manual_seed(1)  # llava draws the projector unseeded: both runs load this one
+    projector = {"model.mm_projector.0.weight": torch.randn(64, 32, generator=g) * 0.1,
+                 "model.mm_projector.0.bias": torch.zeros(64),
+                 "model.mm_projector.2.weight": torch.randn(64, 64, generator=g) * 0.1,
+                 "model.mm_projector.2.bias": torch.zeros(64)}
+    torch.save(projector, world / "projector.bin")
+    native = ("--image_aspect_ratio", "native", "--min_pixels", str(MIN_PIXELS), "--max_pixels", str(MAX_PIXELS),
+              "--learning_rate", "0", "--save_strategy", "no",
+              "--pretrain_mm_mlp_adapter", str(world / "projector.bin"))
+    procs = {}
+    for pack in ("True", "False"):
+        out = world / f"out-pack-{pack}"
+        cmd = [*_cmd(world, out), *native, "--pack_sequences", pack]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=world)
+        procs[pack] = (out, proc)
+    losses = {}
+    for pack, (out, proc) in procs.items():
+        text, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, text[-4000:]
+        history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+        losses[pack] = [h["loss"] for h in history if "loss" in h]
+    assert len(losses["True"]) == 3 and max(abs(a - b) for a, b in zip(losses["True"], losses["False"])) < 2e-4
+    packed = _events(world / "out-pack-True", "packed")
+    assert len(packed) == 3 and all(p["rows"] == 1 and p["tokens"] < p["padded_slots"] for p in packed)
+    assert not _events(world / "out-pack-False", "packed")
+    assert _events(world / "out-pack-True", "flags")[-1]["pack_sequences"] is True

@@ -1,22 +1,15 @@
-"""LoRA with LLaVA's flags (merged and adapter-only saves), FSDP with two CPU processes, and the
-gradient-checkpointing / bf16 flags reaching the model."""
+"""LoRA with LLaVA's flags (merged and adapter-only saves) and the gradient-checkpointing / bf16 flags reaching
+the model (sharded training: tests/test_sharded_training.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import fixtures_models
 import pytest
 import torch
 from test_compose import current_layout
-
-import fixtures_models
-
-BIN = Path(sys.executable).parent
-FSDP_CONFIG = Path(__file__).parents[1] / "biores_plugin" / "train" / "ds_configs" / "fsdp.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -101,22 +94,3 @@ def test_gradient_checkpointing_and_bf16_reach_the_model(parts, synth_small, tmp
         handle.remove()
     assert stats["gradient_checkpointing"] is True and stats["global_step"] == 1
     assert torch.bfloat16 in dtypes, dtypes  # bf16 reached the forward pass, not only the flag
-
-
-def test_fsdp_on_two_cpu_processes_is_refused_in_one_line(parts, synth_small, tmp_path):
-    """accelerate 1.x enables FSDP only on accelerator devices: on CPU the shipped FSDP config would
-    train unsharded, so biores-train refuses (each rank, one line) before loading anything."""
-    import yaml
-
-    config = yaml.safe_load(FSDP_CONFIG.read_text())
-    assert config["distributed_type"] == "FSDP" and config["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
-    out = tmp_path / "fsdp"
-    cmd = [str(BIN / "accelerate"), "launch", "--config_file", str(FSDP_CONFIG), "-m", "biores_plugin.train.trainer",
-           "--model_name_or_path", str(parts["lm"]), "--vision_tower", str(parts["tower"]), "--version", "v1", "--max_steps", "2",
-           *_common(synth_small, out)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode != 0
-    ours = [line for line in proc.stderr.splitlines() if line.startswith("biores-train: error:")]
-    assert len(ours) == 2 and all("FSDP needs GPUs" in line for line in ours), proc.stderr[-2000:]
-    assert not (out / "model.safetensors").exists()

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from biores_plugin.errors import BioresConfigError
+from biores_plugin.llava.packing import maybe_pack
 from biores_plugin.llava.points import HOOK_GROUP, import_or_none, wrap_point
 from biores_plugin.llava.processor import NativeImages, image_at_policy, native_processor_for
 from biores_plugin.llava.resolution import inference_policy
@@ -130,13 +131,13 @@ def _prepare_inputs(orig):
         bound = signature.bind(self, *args, **kwargs)
         images = bound.arguments.get("images")
         if not _wants_native(self, images):
-            return orig(*bound.args, **bound.kwargs)
+            return maybe_pack(self, orig(*bound.args, **bound.kwargs))
         native = NativeImages(images)
         bound.arguments["images"] = native
         out = orig(*bound.args, **bound.kwargs)
         if getattr(self, "training", False) and active_state() is not None:
             _log_batch(native, out)
-        return out
+        return maybe_pack(self, out)  # --pack_sequences True: one padding-free row
 
     return prepare_inputs_labels_for_multimodal
 

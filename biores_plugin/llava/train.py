@@ -34,6 +34,8 @@ def _new_fields(base: type) -> list[tuple[str, Any, Any]]:
         ("mixed_resolution", Optional[str], dataclasses.field(default=None, metadata={
             "help": "native only: per-sample resolution mix, e.g. native:0.5,448:0.25,224:0.25 "
                     "(N = longest side capped at N, then native); seeded by --seed and the sample index"})),
+        ("pack_sequences", bool, dataclasses.field(default=False, metadata={
+            "help": "padding-free training batches: the samples of a batch in one row (same loss as padding)"})),
     ]
     if "image_grid_pinpoints" not in have:
         fields.append(("image_grid_pinpoints", Optional[str], dataclasses.field(default=None, metadata={
@@ -151,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_module = import_llava_train()
         _model_args, data_args, training_args, resolution = parse_and_validate(argv, train_module)
         installed = hooks.install_hooks(train_module)
+        from biores_plugin.llava.packing import set_packing
+
+        set_packing(bool(getattr(data_args, "pack_sequences", False)))
         state = None
         if resolution is not None:
             log_path = Path(training_args.output_dir) / hooks.LOG_NAME
@@ -163,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_pixels=data_args.max_pixels,
             mixed_resolution=data_args.mixed_resolution,
             seed=training_args.seed,
+            pack_sequences=bool(getattr(data_args, "pack_sequences", False)),
             resolution=resolution.to_dict() if resolution is not None else None,
             mixed=state.mixed.to_dict() if state is not None and state.mixed is not None else None,
             shims=applied_shims(),

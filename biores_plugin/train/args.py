@@ -35,6 +35,10 @@ class ModelArguments:
     attn_implementation: Optional[str] = field(default=None)
     vision_backend: str = field(default="auto", metadata={"help": "packed vision attention backend"})
     image_placement: str = field(default="before", metadata={"help": "where a prompt without <image> gets its image tokens: before or after the text"})
+    torch_dtype: str = field(
+        default="float32",
+        metadata={"help": "dtype of the trained weights: float32, bfloat16, float16 or auto (the checkpoint's)"},
+    )
     init: str = field(default="torch", metadata={"help": "for tiny models: 'torch' (PyTorch module defaults) or 'hf' (transformers' N(0, 0.02))"})
 
 
@@ -78,6 +82,9 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_dropout: float = field(default=0.05)
     lora_bias: str = field(default="none")
     lora_save: str = field(default="merged", metadata={"help": "merged (a plain checkpoint) or adapter (peft adapter files)"})
+    max_visual_tokens_per_batch: Optional[int] = field(
+        default=None, metadata={"help": "cap on the image tokens of one forward: batches end early to stay under it"}
+    )
     pack_sequences: bool = field(default=True, metadata={"help": "padding-free LM batches: a batch's samples in one row with per-sample position ids / cu_seqlens (same loss as padding)"})
 
 
@@ -146,6 +153,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
         raise BioresConfigError("--data_path is required (LLaVA JSON or a biores synth folder)")
     check_training_flags(training_args)
     check_tiny_config(model_args.tiny_config)
+    from .precision import check_dtype
+
+    check_dtype(model_args.torch_dtype)
     if model_args.model_name_or_path == "tiny":
         pretrained_tower_config(model_args.vision_tower)  # a tower kind or a saved tower folder
     else:

@@ -93,7 +93,11 @@ def check_memory(model: Any, what: str, model_args: Any = None, training_args: A
         trained += param.numel() if _trainable(name, model_args, training_args) else 0
     if getattr(training_args, "lora_enable", False):
         trained += total // 50  # adapters: a small fraction of the weights they adapt
-    need = 4 * total + 12 * trained
+    from .precision import bytes_per_weight
+
+    # --torch_dtype sizes the weights, gradients and AdamW moments
+    size = bytes_per_weight(model_args, getattr(model, "config", None))
+    need = size * total + 3 * size * trained
     if torch.cuda.is_available():
         budget, where = torch.cuda.mem_get_info()[1], "GPU memory"
     else:
@@ -102,7 +106,8 @@ def check_memory(model: Any, what: str, model_args: Any = None, training_args: A
     if budget and need > budget:
         raise BioresConfigError(
             f"{what} has {total / 1e6:.1f}M parameters ({trained / 1e6:.1f}M trained): training needs about {need / 2**30:.1f} GiB "
-            f"(4 bytes per weight + 12 per trained one) but the machine has {budget / 2**30:.1f} GiB {where}"
+            f"({size} bytes per weight + {3 * size} per trained one) "
+            f"but the machine has {budget / 2**30:.1f} GiB {where}"
         )
     return need
 
@@ -137,17 +142,17 @@ def check_tiny_config(text: Optional[str]) -> dict[str, Any]:
 
 
 def check_sharding(training_args: Any) -> None:
-    """FSDP / multi-process DeepSpeed without a GPU: accelerate enables FSDP only for accelerator
-    devices (a CPU run would silently train unsharded), and DeepSpeed's CPU ranks each train alone."""
+    """Sharding without a GPU: FSDP2 with several processes runs (train/sharded.py); one process or FSDP1
+    would train unsharded, and DeepSpeed's CPU ranks each train alone: one-line refusals."""
     import os
 
     import torch
 
     if torch.cuda.is_available():
         return
-    if training_args.fsdp or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-        raise BioresConfigError("FSDP needs GPUs: accelerate enables it only on accelerator devices, so on CPU the run would train unsharded "
-                                "(use plain multi-process DDP on CPU: accelerate launch --multi_gpu --num_processes N)")
+    from .sharded import check_cpu_fsdp
+
+    check_cpu_fsdp(training_args)  # FSDP2 runs on CPU (train/sharded.py); one process or FSDP1 would not shard
     if training_args.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise BioresConfigError("DeepSpeed with several CPU processes: each rank would train alone with its own data; run DeepSpeed on GPUs")
 

@@ -121,7 +121,10 @@ def build_qwen_vl(model_args: Any, data_args: Any, training_args: Any = None) ->
     check_memory(meta_model(model_cls, config), str(path), model_args, training_args)
     resolution = ResolutionConfig.from_dict({**ResolutionConfig.from_flags(data_args).to_dict(), "merge_size": merge}).resolved(patch)
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
-    model = model_cls.from_pretrained(path, dtype=torch.float32, **extra)
+    from .precision import resolve_dtype
+
+    dtype = resolve_dtype(getattr(model_args, "torch_dtype", "float32"), config)
+    model = model_cls.from_pretrained(path, dtype=dtype, **extra)
     processor = QwenVLTrainProcessor(AutoProcessor.from_pretrained(path), resolution)
     model.config.biores = resolution.to_dict()
     return model, processor

@@ -30,6 +30,10 @@ from .compose import ComposedLlavaProcessor, compose_llava, load_stock_llava, sa
 from .lora import apply_lora, save_lora
 from .qwen_vl import QwenVLCollator, QwenVLTrainProcessor, build_qwen_vl, freeze_for_qwen
 from .packing import PackingCollator, enable_lm_packing
+from .qwen_packing import SAMPLE_BOUNDS, QwenPackingCollator
+from .budget import VisualTokenBudgetSampler, batch_shape, check_visual_budget
+from .sharded import enable_cpu_fsdp, full_state_dict, is_cpu_fsdp, local_shares
+from .precision import apply_dtype, parameter_dtypes, weights_dtype
 from .towers import load_pretrained_tower, pretrained_tower_config
 
 LOSS_FILE = "biores_loss.json"
@@ -45,6 +49,17 @@ class BioresTrainer(Trainer):
         self._vision_lr = vision_lr
         self._batch_log, self._loss_normalization = batch_log, loss_normalization
         self.prior_loss = (0.0, 0)  # (summed step losses, steps) of the segments before a resume
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        enable_cpu_fsdp(self)  # FSDP2 on a multi-process CPU run, as accelerate sets it up on GPUs
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        if not is_cpu_fsdp(self):
+            return super().save_model(output_dir, _internal_call)
+        state = full_state_dict(self.model)  # every rank gathers; the main process writes
+        if self.args.should_save:
+            self._save(output_dir or self.args.output_dir, state_dict=state)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         super()._save_checkpoint(model, trial)
@@ -86,7 +101,9 @@ class BioresTrainer(Trainer):
         weights = inputs.pop("loss_weights")
         groups = inputs.pop("visual_tokens", None)
         indices = inputs.pop("indices", None)
-        cu = inputs.get("cu_seq_lens_q")
+        shape = batch_shape(inputs, groups)  # what the model is fed, for the batch log
+        cu = inputs.pop(SAMPLE_BOUNDS, None)
+        cu = inputs.get("cu_seq_lens_q") if cu is None else cu
         if groups is not None and cu is not None:  # a packed row: each target token carries its sample's group
             groups = torch.repeat_interleave(groups.to(cu.device), (cu[1:] - cu[:-1]).long())[None, 1:]
         outputs = model(**inputs)
@@ -96,7 +113,9 @@ class BioresTrainer(Trainer):
         loss = normalized_loss(ce.view_as(target), weight, groups, self._loss_normalization)
         if self._batch_log is not None and model.training and indices is not None and self.is_world_process_zero():
             with self._batch_log.open("a") as handle:
-                handle.write(json.dumps({"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach())}) + "\n")
+                entry = {"step": self.state.global_step, "indices": indices.tolist(), "loss": float(loss.detach())}
+                entry.update(shape)
+                handle.write(json.dumps(entry) + "\n")
         return (loss, outputs) if return_outputs else loss
 
 
@@ -365,6 +384,7 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     if not records:
         raise BioresConfigError(f"--data_path {data_args.data_path} holds no training samples")
     model, processor = build_model_and_processor(model_args, data_args, records, training_args.seed, training_args)
+    apply_dtype(model, model_args.torch_dtype)
     composed = isinstance(processor, ComposedLlavaProcessor)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
@@ -373,14 +393,20 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     out = Path(training_args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     world = max(1, training_args.world_size)
-    dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, training_args.per_device_train_batch_size * world)
+    step_batch = training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps
+    # one optimizer step's samples are grouped together: the same order for N processes or N accumulation steps
+    dataset, sampler = build_schedule(data_args, training_args, records, processor, weights, step_batch)
+    budget = training_args.max_visual_tokens_per_batch
+    if budget is not None:  # batches end before their image tokens pass the budget
+        tokens = check_visual_budget(dataset, budget)
+        sampler = VisualTokenBudgetSampler(sampler, tokens, training_args.per_device_train_batch_size, budget)
     atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "schedule": data_args.mixed_schedule, "seed": training_args.seed, **draw_summary(dataset.draws), "draws": dataset.draws}) + "\n")
     pad = processor.tokenizer.pad_token_id
     qwen = isinstance(processor, QwenVLTrainProcessor)
     collator: Any = QwenVLCollator(pad, model.config.image_token_id) if qwen else ImageListCollator(pad)
-    if training_args.pack_sequences and not qwen:  # one padding-free row per batch (Qwen-VL's 3-D rope positions stay padded)
+    if training_args.pack_sequences:  # one padding-free row per batch
         enable_lm_packing(model)
-        collator = PackingCollator(collator)
+        collator = QwenPackingCollator(collator, model) if qwen else PackingCollator(collator)
     trainer = BioresTrainer(
         model=model,
         args=training_args,
@@ -419,9 +445,12 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             processor.save_pretrained(out)
             if composed:
                 save_stock_llava(trainer.model, processor, out, model_args.tune_mm_mlp_adapter)
+    shares = local_shares(trainer.model)  # a collective under torch.distributed: every rank calls it
     stats: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        seen = trainer.state.global_step * training_args.per_device_train_batch_size * world * training_args.gradient_accumulation_steps
+        forwards = trainer.state.global_step * world * training_args.gradient_accumulation_steps
+        per_forward = training_args.per_device_train_batch_size
+        seen = sampler.samples_in(forwards) if budget is not None else forwards * per_forward
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         stats = {
             "train_resolution_label": processor.resolution.train_resolution_label,
@@ -439,8 +468,11 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             "distributed_type": str(trainer.accelerator.distributed_type).split(".")[-1],
             "world_size": world,
             "fsdp": bool(getattr(trainer, "is_fsdp_enabled", False)),
+            "weight_share_per_rank": shares,  # share of the weights each rank holds (about 1/world when sharded)
             "gradient_checkpointing": _checkpointing(trainer.accelerator.unwrap_model(trainer.model)),
             "bf16": bool(training_args.bf16),
+            "torch_dtype": weights_dtype(trainer.model),  # read from the trained parameters
+            "parameter_dtypes": parameter_dtypes(trainer.model),
             "draws": draw_summary(dataset.draws),
         }
         atomic_write_text(out / "biores_train_stats.json", json.dumps(stats, indent=2) + "\n")
