@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# GPU check (at most ~10 minutes on one GPU): varlen attention kernels and their biores paths as a
-# fraction of each kernel's own throughput, packed vision towers, packed LM training steps, all bf16.
+# GPU check (under 10 minutes on one H100: the step budgets add up to 540 s): varlen attention kernels and
+# their biores paths as a fraction of each kernel's own throughput, packed vision towers, packed LLaVA and packed
+# Qwen2-VL training steps (bf16), and the vLLM pixel-budget sweep where vLLM is installed.
 # Usage: bash bench/gpu_check.sh [--cpu-smoke]   (PYTHON=... to pick the interpreter)
-# --cpu-smoke runs every part in a tiny CPU mode: a crash test for machines without a GPU.
+# --cpu-smoke runs every part in a tiny CPU mode: a crash test for machines without a GPU (tests/test_gpu_check.py
+# runs it in CI). BIORES_WHEELS=DIR installs the wheels in DIR first (--no-deps --no-index): how a lent machine,
+# which reaches no package index, gets a transformers inside biores' tested range (see docs/benchmarks.md).
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
@@ -10,6 +13,9 @@ PY="${PYTHON:-.venv/bin/python}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 LOG="${GPU_CHECK_LOG:-gpu_check.log}"
 : > "$LOG"
+if [ -n "${BIORES_WHEELS:-}" ] && ls "$BIORES_WHEELS"/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install --quiet --no-deps --no-index "$BIORES_WHEELS"/*.whl 2>&1 | tee -a "$LOG"
+fi
 SMOKE=""
 [ "${1:-}" = "--cpu-smoke" ] && SMOKE="--cpu-smoke"
 
@@ -39,11 +45,16 @@ step() {  # step NAME SECONDS CMD...: a budgeted part; its SUMMARY line is colle
 if [ -n "$SMOKE" ]; then
   step "attention kernels" 120 "$PY" bench/gpu_attention.py --cpu-smoke
   step "packed vision" 120 "$PY" bench/packed_vision.py --device cpu --layers 1 --sizes 32x32,64x48 --backward
-  step "packed LM training" 120 "$PY" bench/train_step.py --cpu-smoke
+  step "packed LM and Qwen-VL training" 180 "$PY" bench/train_step.py --cpu-smoke
+  step "vLLM budget sweep" 60 "$PY" bench/vllm_budget_sweep.py
 else
-  step "attention kernels + towers" 240 "$PY" bench/gpu_attention.py --quick
-  step "packed vision training (bf16)" 120 "$PY" bench/packed_vision.py --device cuda --dtype bfloat16 --backward --layers 12
-  step "packed LM training (bf16)" 180 "$PY" bench/train_step.py --device cuda --dtype bfloat16 --text_hidden 1024 --text_layers 8 --heads 16 --per_size 2
+  step "attention kernels + towers" 150 "$PY" bench/gpu_attention.py --quick
+  step "packed vision training (bf16)" 90 "$PY" bench/packed_vision.py --device cuda --dtype bfloat16 --backward --layers 12
+  step "packed LM training (bf16)" 120 "$PY" bench/train_step.py --model llava --device cuda --dtype bfloat16 \
+    --text_hidden 1024 --text_layers 8 --heads 16 --per_size 2
+  step "packed Qwen-VL training (bf16)" 120 "$PY" bench/train_step.py --model qwen --device cuda --dtype bfloat16 \
+    --text_hidden 1024 --text_layers 8 --heads 16
+  step "vLLM budget sweep" 60 "$PY" bench/vllm_budget_sweep.py
 fi
 echo "== summaries" | tee -a "$LOG"
 grep '^SUMMARY' "$LOG" | grep -v 'gpu-check' || true

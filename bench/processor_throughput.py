@@ -3,7 +3,7 @@
 native: ``BioresNativeImageProcessor`` (Qwen2-VL layout) vs ``Qwen2VLImageProcessor`` (torchvision and PIL
 backends) and the floor (PIL array, one resize, normalise, patchify); anyres: ``BioresAnyResImageProcessor``
 vs ``LlavaNextImageProcessor`` (both backends). The same 1-4 MP images, outputs checked first, rounds
-interleaved, medians kept. ``python bench/processor_throughput.py [--images 16] [--rounds 5] [--threads N]``
+interleaved; the ratio reported is the median of the per-round ratios, with its range. ``python bench/processor_throughput.py [--images 16] [--rounds 5] [--threads N]``
 """
 
 from __future__ import annotations
@@ -76,7 +76,14 @@ def _once(fn, images) -> float:
     return time.perf_counter() - start
 
 
+def spread(values: list[float]) -> str:
+    """``median [min-max]`` of per-round values."""
+    return f"{statistics.median(values):.2f}x [{min(values):.2f}-{max(values):.2f}]"
+
+
 def compare(title: str, contenders: dict, images, rounds: int, check, floor: str | None = None) -> dict[str, float]:
+    """Interleaved rounds (the order alternates); each round gives every contender's time on the same images,
+    so each round gives one biores-vs-reference ratio: the median of those ratios and their range are reported."""
     for name, fn in contenders.items():  # warm-up + correctness
         check(name, fn(images[:2]))
     samples: dict[str, list[float]] = {name: [] for name in contenders}
@@ -85,25 +92,27 @@ def compare(title: str, contenders: dict, images, rounds: int, check, floor: str
         for name in order:
             samples[name].append(_once(contenders[name], images))
     rates = {name: len(images) / statistics.median(s) for name, s in samples.items()}
-    ours = rates["biores"]
+    ours = samples["biores"]
+    ratios = {name: [t / o for t, o in zip(s, ours)] for name, s in samples.items()}  # > 1: biores faster
     best_ref_name = max((n for n in rates if n not in ("biores", floor)), key=rates.get)
     print(f"\n{title}")
-    print(f"{'processor':<34}{'images/s':>10}{'ratio':>9}")
+    print(f"{'processor':<38}{'images/s':>10}   {'biores speed-up: median [min-max] of ' + str(rounds) + ' rounds'}")
     for name, rate in rates.items():
-        print(f"{name:<34}{rate:>10.1f}{ours / rate:>8.2f}x")
-    ratio = ours / rates[best_ref_name]
-    print(f"=> biores is {ratio:.2f}x the faster HF processor ({best_ref_name})")
-    out = {"ratio": ratio, **rates}
+        print(f"{name:<38}{rate:>10.1f}   {spread(ratios[name])}")
+    ratio = statistics.median(ratios[best_ref_name])
+    print(f"=> biores is {spread(ratios[best_ref_name])} the faster HF processor ({best_ref_name})")
+    out = {"ratio": ratio, "ratio_min": min(ratios[best_ref_name]), "ratio_max": max(ratios[best_ref_name]), **rates}
     if floor:
-        out["floor"] = rates[floor] / ours
-        print(f"=> the floor is {out['floor']:.2f}x biores")
+        floor_ratios = [o / f for o, f in zip(ours, samples[floor])]  # > 1: the floor is faster
+        out.update(floor=statistics.median(floor_ratios), floor_min=min(floor_ratios), floor_max=max(floor_ratios))
+        print(f"=> the floor is {spread(floor_ratios)} biores")
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (the ratio is their median)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     from biores_plugin.resolution import add_resolution_arguments
 
@@ -180,7 +189,11 @@ def main(argv=None) -> int:
         args.rounds,
         check_anyres,
     )
-    print(f"\nSUMMARY native {native['ratio']:.2f}x hf, {native['floor']:.2f}x floor; anyres {anyres['ratio']:.2f}x hf")
+    print(f"\nSUMMARY median of {args.rounds} interleaved rounds [min-max]: native "
+          f"{native['ratio']:.2f}x hf [{native['ratio_min']:.2f}-{native['ratio_max']:.2f}], "
+          f"floor {native['floor']:.2f}x biores "
+          f"[{native['floor_min']:.2f}-{native['floor_max']:.2f}]; anyres {anyres['ratio']:.2f}x hf "
+          f"[{anyres['ratio_min']:.2f}-{anyres['ratio_max']:.2f}]")
     return 0
 
 

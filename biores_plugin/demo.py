@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .demo_runtime import default_threads, stage_bars
 from .errors import BioresConfigError
 from .io_utils import atomic_write_text
 
@@ -54,7 +55,7 @@ class DemoConfig:
     models: tuple[str, ...] = ("low", "native", "mixed")
     eval_resolutions: tuple[str, ...] = ("64", "128", "native")
     eval_batch_size: int = 64
-    threads: int = 2
+    threads: int = 1  # demo_runtime.default_threads(): 2 threads oversubscribe a shared 2-core machine
     tiny: dict = field(default_factory=lambda: {"vision_hidden": 64, "vision_layers": 2, "text_hidden": 64, "text_layers": 2, "heads": 4, "num_channels": 1})
 
     @classmethod
@@ -159,8 +160,8 @@ class OutputLock:
         try:
             if int(self.path.read_text().split()[0]) == os.getpid():
                 self.path.unlink()
-        except (OSError, ValueError, IndexError):
-            pass
+        except (OSError, ValueError, IndexError):  # the lock file is gone or unreadable: nothing of ours to remove
+            return
 
 
 def stage_data(cfg: DemoConfig, out: Path, log: Any) -> Path:
@@ -192,7 +193,7 @@ def stage_encoder(cfg: DemoConfig, out: Path, log: Any) -> Path | None:
     start = time.time()
     log(f"[2/5] vision encoder: pretraining on {cfg.encoder_n} {cfg.encoder_generator} images at {cfg.native} px, {cfg.encoder_steps} steps")
     data = write_dataset(stage.folder / "data", generators=(cfg.encoder_generator,), n_train=cfg.encoder_n, n_test=max(50, cfg.encoder_n // 10),
-                         size=cfg.native, seed=cfg.seed + 1000, progress=True, workers=max(1, cfg.threads))
+                         size=cfg.native, seed=cfg.seed + 1000, progress=False, workers=max(1, cfg.threads))
     stats = pretrain([
         "--data_path", f"synth:{data}", "--output_dir", str(stage.folder / "tower"), "--vision_tower", "siglip",
         "--tiny_config", json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
@@ -353,7 +354,7 @@ def answer_prior(cells: Sequence[Any], runs: dict[str, Path]) -> float | None:
 
 def run_demo(cfg: DemoConfig, out: Path, log: Any = print) -> dict[str, Any]:
     """The five stages in ``out`` (locked while they run); each stage's wall time is printed."""
-    with OutputLock(out):
+    with OutputLock(out), stage_bars():
         return _run_demo(cfg, out, log)
 
 
@@ -468,21 +469,18 @@ def run_seeds(cfg: DemoConfig, seeds: Sequence[int], out: Path, log: Any = print
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="biores_demo", help="output folder (stages are cached here)")
-    parser.add_argument("--quick", action="store_true", help="test-sized run (< 90 s): low vs native only")
+    parser.add_argument("--quick", action="store_true", help="test-sized run (<= 75 s on a quiet machine): low vs native only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (e.g. 0,1,2): one demo each in OUT/seed<N>, then mean +- sd per cell")
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default $BIORES_DEMO_THREADS, else 1)")
     parser.add_argument("--encoder-steps", type=int, default=None,
                         help="vision-encoder pretraining steps on the other assay (0: every model starts from a random tower)")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig.quick(args.seed) if args.quick else DemoConfig(seed=args.seed)
-    if args.steps:
-        cfg = replace(cfg, steps=args.steps)
-    if args.threads:
-        cfg = replace(cfg, threads=args.threads)
+    cfg = replace(cfg, steps=args.steps or cfg.steps, threads=args.threads or default_threads())
     if args.encoder_steps is not None:
         if args.encoder_steps < 0:
             raise BioresConfigError(f"--encoder-steps must be >= 0, got {args.encoder_steps}")

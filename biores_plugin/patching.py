@@ -91,10 +91,8 @@ def wrap(
         if not hasattr(owner, name):
             raise BioresConfigError(f"cannot patch {getattr(owner, '__name__', owner)!r}: it has no attribute {name!r}")
         wrapper = make(getattr(owner, name))
-        try:
+        if hasattr(wrapper, "__dict__"):  # functions take the mark; a builtin cannot (the registry still records it)
             setattr(wrapper, _MARK, group)
-        except (AttributeError, TypeError):  # pragma: no cover - builtins
-            pass
         return _install(owner, name, wrapper, group, rebind)
 
 

@@ -11,6 +11,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Tests write only under temporary folders: biores' cache (~/.cache/biores: generated task folders,
+# the default synthetic set), the hub / datasets caches and matplotlib's go to one folder per session,
+# set before datasets / huggingface_hub read them at import. Subprocesses inherit it.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+_CACHE = tempfile.mkdtemp(prefix="biores-tests-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+for _name, _sub in (("XDG_CACHE_HOME", "xdg"), ("HF_HOME", "hf"), ("LMMS_EVAL_DATASETS_CACHE", "lmms_eval_datasets"),
+                    ("MPLCONFIGDIR", "matplotlib")):
+    os.environ[_name] = os.path.join(_CACHE, _sub)
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 

@@ -49,10 +49,14 @@ def test_wrapper_logs_what_its_processor_fed_the_model(stock_checkpoint, name):
     accounting.install()
     cls = get_model(name, force_simple=True)
     assert patching.is_wrapped(cls, "generate_until", accounting.GROUP)
-    lm = cls(pretrained=str(stock_checkpoint(fixture)), **args)
-    docs = [{"image": _image(90, 70, 0)}, {"image": _image(300, 200, 1)}]
-    lm.task_dict = {"t": {"test": docs}}
-    results = lm.generate_until(_requests(docs))
+    try:
+        lm = cls(pretrained=str(stock_checkpoint(fixture)), **args)
+        docs = [{"image": _image(90, 70, 0)}, {"image": _image(300, 200, 1)}]
+        lm.task_dict = {"t": {"test": docs}}
+        results = lm.generate_until(_requests(docs))
+    finally:
+        accounting.uninstall()  # never leave lmms-eval's wrappers patched for the next test
+    assert not patching.is_wrapped(cls, "generate_until")
     assert len(results) == 2
     for result in results:
         counts = result.token_counts.to_dict()
@@ -62,8 +66,6 @@ def test_wrapper_logs_what_its_processor_fed_the_model(stock_checkpoint, name):
             assert (w, h) == expected
         if name == "qwen2_5_vl":  # 256 merged tokens at least: both images upsampled to one size
             assert counts["visual_tokens"] >= 256 and w * h >= 256 * 28 * 28
-    accounting.uninstall()
-    assert not patching.is_wrapped(cls, "generate_until")
 
 
 def test_qwen2_5_vl_sweep_logs_true_tokens_and_report_names_collapse(tmp_path, stock_checkpoint, synth_small):

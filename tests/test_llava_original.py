@@ -15,7 +15,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -255,15 +254,15 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, extra, message):
     cmd = [sys.executable, "-m", "biores_plugin.original_llava.train", "--model_name_or_path", str(tmp_path / "no-model"),
            "--vision_tower", str(tmp_path / "no-tower"), "--data_path", str(tmp_path / "no.json"),
            "--output_dir", str(tmp_path / "out"), *extra]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120, check=False)
-    elapsed = time.monotonic() - start
+    # -X importtime lists every module the process imported: validation must fail before torch / llava load
+    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, env=_env(), timeout=120, check=False)
     assert proc.returncode != 0
-    lines = proc.stderr.strip().splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "transformers", "llava"}, sorted(imported & {"torch", "transformers", "llava"})
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("import time:")]
     assert len(lines) == 1 and lines[0].startswith("biores-llava: error:") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout and proc.stdout == ""
     assert not (tmp_path / "out").exists()
-    assert elapsed < 20, f"validation took {elapsed:.1f}s: it must run before torch / llava / models load"
 
 
 def test_llava_flag_errors_are_one_line_too(llava_pkg, tmp_path, capsys):

@@ -172,7 +172,9 @@ def test_upstream_patch_applies_to_installed_lmms_eval(tmp_path):
     (work / "tasks").mkdir(parents=True)
     shutil.copy(site / "__main__.py", work / "__main__.py")
     shutil.copy(site / "tasks" / "__init__.py", work / "tasks" / "__init__.py")
-    proc = subprocess.run(["patch", "-p1", "-i", str(patch_file)], cwd=tmp_path, capture_output=True, text=True)
+    # git (which a clone has) applies it as `patch -p1` would; no system `patch` binary needed
+    proc = subprocess.run(["git", "apply", "-p1", "--unsafe-paths", str(patch_file)], cwd=tmp_path,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     patched = (work / "tasks" / "__init__.py").read_text()
     assert "lmms_eval.tasks" in patched and "_entry_point_task_paths()" in patched

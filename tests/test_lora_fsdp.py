@@ -75,8 +75,22 @@ def test_lora_flags_checked(parts, synth_small, tmp_path, capsys):
 
 
 def test_gradient_checkpointing_and_bf16_reach_the_model(parts, synth_small, tmp_path):
+    import torch
+
     from biores_plugin.train.trainer import train
 
-    stats = train(["--model_name_or_path", str(parts["lm"]), "--vision_tower", str(parts["tower"]), "--version", "v1", "--max_steps", "1",
-                   "--gradient_checkpointing", "True", "--bf16", "True", "--use_cpu", "true", *_common(synth_small, tmp_path / "gc")])
-    assert stats["gradient_checkpointing"] is True and stats["bf16"] is True and stats["global_step"] == 1
+    dtypes: set = set()  # what the model's linear layers really computed in (every module, via torch's global hook)
+
+    def record(module, _inputs, output):
+        if isinstance(module, torch.nn.Linear) and isinstance(output, torch.Tensor):
+            dtypes.add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        stats = train(["--model_name_or_path", str(parts["lm"]), "--vision_tower", str(parts["tower"]), "--version", "v1",
+                       "--max_steps", "1", "--gradient_checkpointing", "True", "--bf16", "True", "--use_cpu", "true",
+                       *_common(synth_small, tmp_path / "gc")])
+    finally:
+        handle.remove()
+    assert stats["gradient_checkpointing"] is True and stats["global_step"] == 1
+    assert torch.bfloat16 in dtypes, dtypes  # bf16 reached the forward pass, not only the flag

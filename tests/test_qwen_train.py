@@ -4,6 +4,7 @@ resume, draws log; the result evaluated by lmms-eval's own qwen2_5_vl wrapper.""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import fixtures_models
@@ -39,7 +40,7 @@ def test_mixed_resolution_run_saves_a_stock_qwen2_5_vl(mixed_run):
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     out, stats = mixed_run
-    assert stats["global_step"] == 6 and stats["train_loss"] == stats["train_loss"]
+    assert stats["global_step"] == 6 and math.isfinite(stats["train_loss"])
     draws = json.loads((out / "resolution_draws.json").read_text())
     assert set(draws["counts"]) == {"native", "112"}
     sizes = [len({draws["draws"][i] for i in json.loads(line)["indices"]}) for line in (out / "batches.jsonl").read_text().splitlines()]

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -280,9 +279,7 @@ def test_load_in_fresh_offline_process(small_ds, tmp_path):
 def test_cache_hit_and_param_mismatch(small_ds):
     files = sorted(small_ds.iterdir())
     before = {p.name: p.stat().st_mtime_ns for p in files}
-    t0 = time.perf_counter()
-    assert write_dataset(small_ds, **DS_PARAMS) == small_ds
-    assert time.perf_counter() - t0 < 1.0
+    assert write_dataset(small_ds, **DS_PARAMS) == small_ds  # a cache hit: no file rewritten (mtimes below)
     assert {p.name: p.stat().st_mtime_ns for p in sorted(small_ds.iterdir())} == before
     with pytest.raises(BioresConfigError) as err:
         write_dataset(small_ds, **{**DS_PARAMS, "n_train": 7})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ def test_native_and_mixed_training_in_process(synth_small, tmp_path):
     assert json.loads((tmp_path / "native" / "config.json").read_text())["biores"]["train_resolution_label"] == "native"
 
     mixed = train(_flags(synth_small, tmp_path / "mixed", "--max_steps", "4", "--save_strategy", "no", "--mixed_resolution", "native:0.5,64:0.5", "--no_group_by_token_count"))
-    assert mixed["global_step"] == 4 and mixed["train_loss"] == mixed["train_loss"]  # finite
+    assert mixed["global_step"] == 4 and math.isfinite(mixed["train_loss"])
     draws = json.loads((tmp_path / "mixed" / "resolution_draws.json").read_text())
     assert set(draws["counts"]) == {"native", "64"}
     batches = [json.loads(line) for line in (tmp_path / "mixed" / "batches.jsonl").read_text().splitlines()]
@@ -65,14 +66,12 @@ def test_native_and_mixed_training_in_process(synth_small, tmp_path):
     (["--vision_tower", "/no/such/tower"], "--vision_tower must be one of siglip, clip or a folder"),
 ])
 def test_bad_flags_fail_fast_with_one_line(tmp_path, synth_small, flags, message):
-    start = time.time()
     proc = subprocess.run([str(BIN / "biores-train"), *_flags(synth_small, tmp_path / "x", "--max_steps", "1"), *flags],
                           capture_output=True, text=True, timeout=120, env=_env())
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
     assert not (tmp_path / "x" / "config.json").exists()  # failed before any model was built
-    assert time.time() - start < 60
 
 
 def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):

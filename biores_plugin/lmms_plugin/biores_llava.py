@@ -96,9 +96,17 @@ class BioresLlava(lmms):
         otherwise pass both and fail with 'multiple values for keyword argument')."""
         from lmms_eval import utils
 
+        from ..errors import BioresError
+        from . import images
+
+        images.stop_cli_runs_cleanly()  # a biores error while generating: one line and exit 2 in the CLI
         args = utils.simple_parse_args_string(arg_string)
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args and k != "max_batch_size"}
-        return cls(**args, **extra)
+        try:
+            return cls(**args, **extra)
+        except BioresError as exc:
+            images.end_cli_run(f"biores_llava: {exc}")  # the CLI: one line, exit 2
+            raise
 
     @property
     def batch_size(self) -> int:

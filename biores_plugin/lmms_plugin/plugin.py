@@ -127,8 +127,11 @@ def install() -> None:
 
     def download(original):
         def hook(self, dataset_kwargs=None):
-            out = original(self, _resolve_local_copy(self, dataset_kwargs))
-            _renamed_split(self)
+            if not _is_biores_task(self):
+                return original(self, dataset_kwargs)  # other tasks: lmms-eval's own path, untouched
+            from .data_load import load_task_data
+
+            out = load_task_data(self, original, dataset_kwargs, _resolve_local_copy, adjust=_renamed_split)
             _name_sweep_docs(self)
             return out
 
@@ -180,6 +183,13 @@ def _name_sweep_docs(task: Any) -> None:
             docs = splits[split]
             if "biores_resolution" in docs.column_names and "biores_task" not in docs.column_names:
                 splits[split] = docs.add_column("biores_task", [name] * len(docs))
+
+
+def _is_biores_task(task: Any) -> bool:
+    """A task biores ships or generated (its name, or the local-data keys of its metadata)."""
+    metadata = task_metadata(task.config)
+    name = str(getattr(task.config, "task", "") or "")
+    return name.startswith("biores_") or bool(metadata.get("local_path_env") or metadata.get("biores_synth"))
 
 
 def is_installed() -> bool:

@@ -244,8 +244,8 @@ class BioresLlavaProcessor:
         if template and present == 0:
             parts = [{"type": "image"} for _ in range(n_images)]
             parts.insert(len(parts) if self.image_placement == "before" else 0, {"type": "text", "text": text})
-            rendered = self._render([{"role": "user", "content": parts}])
-            if rendered.count(self.image_token) == n_images:
+            rendered = self._render([{"role": "user", "content": parts}], inline_follows=True)
+            if rendered is not None and rendered.count(self.image_token) == n_images:
                 return rendered
         if present == n_images:
             body = text
@@ -262,11 +262,19 @@ class BioresLlavaProcessor:
             return rendered
         return body
 
-    def _render(self, messages: list[dict]) -> str:
+    def _render(self, messages: list[dict], *, inline_follows: bool = False) -> str | None:
+        """The rendered chat prompt; a template that fails is a one-line :class:`BioresConfigError`, except
+        for structured content when the inline form is tried next (``None``: a template for plain strings)."""
         try:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception as exc:  # a template written for the other content style
-            return f"<template error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}>"
+        except Exception as exc:  # noqa: BLE001 - jinja raises TemplateError, TypeError, KeyError, ... for a bad template
+            if inline_follows:
+                return None
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise BioresConfigError(
+                f"the tokenizer's chat template cannot render this prompt ({type(exc).__name__}: {first}); "
+                "fix the template or pass a model without one"
+            ) from None
 
     def expand_prompt(self, text: str, counts: Sequence[int]) -> str:
         """Each ``<image>`` -> that image's visual tokens, contiguous (no separators: a byte-level

@@ -29,8 +29,17 @@ def in_llava(module_name: str) -> bool:
 def import_or_none(module_name: str) -> Any:
     try:
         return importlib.import_module(module_name)
-    except Exception:  # that module does not exist in this llava flavour (or fails to import)
-        return None
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            return None  # that module does not exist in this llava flavour
+        error: Exception = exc  # it exists, a module it imports does not
+    except Exception as exc:  # noqa: BLE001 - it exists but fails to import: its hook points are skipped, said loudly
+        error = exc
+    import logging
+
+    logging.getLogger("biores.llava").warning("biores: %s fails to import (%s: %s); its hook points are skipped",
+                                              module_name, type(error).__name__, error)
+    return None
 
 
 def _remember(group: str, label: str, owner: Any, attr: str) -> None:

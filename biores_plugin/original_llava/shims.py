@@ -187,7 +187,7 @@ def _save_ckpt_apply() -> None:
 def _deepspeed_needed() -> bool:
     try:
         import deepspeed  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - not installed (ImportError) or broken on import: unusable either way, so shimmed
         return True
     return False
 
@@ -238,7 +238,7 @@ def _plain_size(value: Any) -> Any:
         return value
     try:
         items = dict(value.items()) if hasattr(value, "items") else {k: v for k, v in value}
-    except Exception:
+    except (TypeError, ValueError, AttributeError):  # not a mapping nor pairs: handed on unchanged, as before the shim
         return value
     return _CompatSize({k: v for k, v in items.items() if v is not None})
 
@@ -346,8 +346,8 @@ def _run(shim: Shim) -> None:
         return
     try:
         needed = shim.needed()
-    except Exception as exc:  # a hook point that does not exist in this llava flavour: skip cleanly
-        logger.debug("biores llava shim %s skipped: %s", shim.name, exc)
+    except Exception as exc:  # noqa: BLE001 - a hook point this llava flavour lacks (ImportError, AttributeError, ...)
+        logger.warning("biores llava shim %s not applied (%s: %s); it fixes: %s", shim.name, type(exc).__name__, exc, shim.fixes)
         return
     if needed:
         shim.apply()

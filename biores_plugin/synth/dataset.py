@@ -220,11 +220,10 @@ _OWN_FILES = {f"{s}.parquet" for s in SPLITS} | {META_NAME, META_NAME + ".part"}
 def _looks_like_ours(out: Path) -> bool:
     """Whether ``out`` only holds files this module writes, or a meta.json of this format."""
     try:
-        if json.loads((out / META_NAME).read_text()).get("format") == FORMAT:
-            return True
-    except (OSError, ValueError, AttributeError):
-        pass
-    return all(p.name in _OWN_FILES and p.is_file() for p in out.iterdir())
+        meta_ok = json.loads((out / META_NAME).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):  # no or unreadable meta.json: judged by its file names below
+        meta_ok = False
+    return meta_ok or all(p.name in _OWN_FILES and p.is_file() for p in out.iterdir())
 
 
 def _pid_alive(pid: int) -> bool:

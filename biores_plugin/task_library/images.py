@@ -24,6 +24,7 @@ __all__ = [
     "checked",
     "decode",
     "decode_cell",
+    "end_cli_run",
     "skip_enabled",
     "skipped",
     "stop_cli_runs_cleanly",
@@ -122,6 +123,21 @@ def _in_lmms_eval_cli() -> bool:
     return getattr(spec, "name", "") == "lmms_eval.__main__" or os.path.basename(sys.argv[0] or "") == "lmms-eval"
 
 
+def end_cli_run(message: str) -> None:
+    """In the ``lmms-eval`` CLI: print ``biores: <message>`` on one stderr line and exit 2.
+
+    Outside the CLI (``simple_evaluate`` from Python) it returns: the caller re-raises.
+    """
+    import sys
+
+    if not _in_lmms_eval_cli():
+        return
+    from tqdm import tqdm
+
+    tqdm.write(f"biores: {' '.join(str(message).split())}", file=sys.stderr)  # one line, past progress bars
+    raise SystemExit(2)
+
+
 def stop_cli_runs_cleanly() -> None:
     """In the ``lmms-eval`` CLI, a biores error ends the run with one stderr line and exit 2.
 
@@ -142,10 +158,8 @@ def stop_cli_runs_cleanly() -> None:
             try:
                 return original(*args, **kwargs)
             except BioresError as exc:
-                from tqdm import tqdm
-
-                tqdm.write(f"biores: {exc}", file=sys.stderr)  # on a line of its own, past progress bars
-                raise SystemExit(2) from None
+                end_cli_run(str(exc))
+                raise
 
         return evaluate
 

@@ -18,8 +18,8 @@ def available_memory() -> int:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    except OSError:  # no /proc (not Linux): unknown, and the caller's check is skipped
+        return 0
     return 0
 
 

@@ -133,8 +133,13 @@ def register_with_transformers() -> None:
         AttentionMaskInterface.register(ATTN_IMPLEMENTATION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
         AttentionInterface.register(LM_ATTN_IMPLEMENTATION, biores_varlen_attention_forward)
         AttentionMaskInterface.register(LM_ATTN_IMPLEMENTATION, _padding_only_mask)
-    except (ImportError, KeyError):  # pragma: no cover - older layouts; the attention function still works
-        pass
+    except (ImportError, KeyError) as exc:  # pragma: no cover - older transformers layouts
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "biores: %s mask functions not registered with transformers (%s: %s); %s runs with the default masks",
+            ATTN_IMPLEMENTATION, type(exc).__name__, exc, ATTN_IMPLEMENTATION,
+        )
 
 
 def _padding_only_mask(*args: Any, attention_mask: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor | None:

@@ -39,7 +39,13 @@ _HALF = (torch.float16, torch.bfloat16)
 def _flash_attn_varlen_func() -> Callable | None:
     try:
         from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
-    except Exception:  # ImportError, or a broken CUDA extension
+    except ImportError:  # not installed: the other kernels serve
+        return None
+    except Exception as exc:  # noqa: BLE001 - installed but its CUDA extension fails to load (OSError, RuntimeError, ...)
+        import logging
+
+        logging.getLogger(__name__).warning("biores: flash-attn is installed but does not import (%s: %s); "
+                                            "the flash_attn backend is unavailable", type(exc).__name__, exc)
         return None
     return flash_attn_varlen_func
 
@@ -48,7 +54,7 @@ def _flash_attn_varlen_func() -> Callable | None:
 def _torch_varlen_attn() -> Callable | None:
     try:
         from torch.nn.attention.varlen import varlen_attn
-    except Exception:
+    except ImportError:  # a torch without varlen attention (< 2.9): the other kernels serve
         return None
     return varlen_attn
 
