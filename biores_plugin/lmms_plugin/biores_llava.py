@@ -97,7 +97,7 @@ class BioresLlava(lmms):
         from lmms_eval import utils
 
         from ..errors import BioresError
-        from . import images
+        from ..task_library import images
 
         images.stop_cli_runs_cleanly()  # a biores error while generating: one line and exit 2 in the CLI
         args = utils.simple_parse_args_string(arg_string)

@@ -29,7 +29,7 @@ _MAX_JSON_BYTES = 256 << 20
 
 def local_copy(task: Any) -> tuple[str, Path] | None:
     """``(variable, folder)`` of the local copy a biores task reads, or ``None`` (the hub)."""
-    from .plugin import SYNTH_ENV, default_synth_path, task_metadata
+    from ..task_library.folders import SYNTH_ENV, default_synth_path, task_metadata
 
     metadata = task_metadata(task.config)
     if metadata.get("biores_synth"):

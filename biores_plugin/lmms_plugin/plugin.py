@@ -16,18 +16,17 @@ from typing import Any
 
 from .. import patching
 from ..errors import BioresConfigError
-from ..task_library.folders import tasks_dir  # noqa: F401  (re-exported: the plugin's own task folder)
+from ..task_library.folders import (  # noqa: F401  (re-exported: the plugin's own task folders and data)
+    SYNTH_ENV,
+    default_synth_path,
+    task_metadata,
+    tasks_dir,
+)
 
 TASK_ENTRY_POINT_GROUP = "lmms_eval.tasks"
-SYNTH_ENV = "BIORES_SYNTH_PATH"
 GROUP = "lmms_eval"
 #: The set generated on first use: 1024 px, so the 224/448/896 sweep really downsamples.
 DEFAULT_SYNTH = {"size": 1024, "n_train": 16, "n_test": 200, "seed": 0, "progress": True}
-
-
-def default_synth_path() -> Path:
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "biores" / "synth" / "default"
 
 
 def entry_point_task_dirs() -> list[str]:
@@ -62,18 +61,6 @@ def _with_plugin_paths(include_path: Any) -> list[str]:
         if not any(os.path.abspath(str(p)) == extra for p in paths):
             paths.append(extra)  # after user paths: --include_path keeps its precedence
     return [str(p) for p in paths]
-
-
-def task_metadata(config: Any) -> dict:
-    """A task's ``metadata`` as one dict (lmms-eval tasks also write it as a list of dicts)."""
-    metadata = getattr(config, "metadata", None) or {}
-    if isinstance(metadata, list):
-        merged: dict = {}
-        for item in metadata:
-            if isinstance(item, dict):
-                merged.update(item)
-        return merged
-    return metadata if isinstance(metadata, dict) else {}
 
 
 def _resolve_local_copy(task: Any, dataset_kwargs: dict | None) -> dict | None:

@@ -190,8 +190,8 @@ def _missing_synth(task_name: str) -> str | None:
     (loading the task would generate it; a report only reads)."""
     import os
 
-    from ..lmms_plugin.plugin import SYNTH_ENV, default_synth_path
     from ..synth.dataset import is_complete
+    from ..task_library.folders import SYNTH_ENV, default_synth_path
 
     if not task_name.startswith("biores_synth_"):
         return None
