@@ -47,21 +47,39 @@ def stock_comparison(n: int, max_new_tokens: int, rounds: int) -> str:
     from lmms_eval.api.instance import Instance
 
     folder = fm.build_llava(Path(tempfile.mkdtemp()))
-    docs = [{"image": im, "question": QUESTIONS[i % len(QUESTIONS)]} for i, im in enumerate(images([(56 + 24 * (i % 5), 56 + 16 * (i % 3)) for i in range(n)]))]
+    docs = [
+        {"image": im, "question": QUESTIONS[i % len(QUESTIONS)]}
+        for i, im in enumerate(images([(56 + 24 * (i % 5), 56 + 16 * (i % 3)) for i in range(n)]))
+    ]
     gen = {"max_new_tokens": max_new_tokens, "temperature": 0, "until": []}
-    requests = [Instance("generate_until", (d["question"], dict(gen), lambda doc: [doc["image"]], i, "bench", "test"), i, {"task": "bench", "doc_id": i, "repeats": 1}) for i, d in enumerate(docs)]
+    requests = [
+        Instance(
+            "generate_until",
+            (d["question"], dict(gen), lambda doc: [doc["image"]], i, "bench", "test"),
+            i,
+            {"task": "bench", "doc_id": i, "repeats": 1},
+        )
+        for i, d in enumerate(docs)
+    ]
 
     def batch():
-        return [Instance(r.request_type, (r.args[0], dict(gen), *r.args[2:]), r.idx, dict(r.metadata))
-                for r in requests]
+        return [
+            Instance(r.request_type, (r.args[0], dict(gen), *r.args[2:]), r.idx, dict(r.metadata)) for r in requests
+        ]
 
     from lmms_eval.models.simple.llava_hf import LlavaHf
 
     from biores_plugin.lmms_plugin.biores_llava import BioresLlava
 
     models = {  # a biores_llava crash propagates: the bench fails, it prints no SUMMARY
-        "llava_hf": LlavaHf(pretrained=str(folder), device="cpu", device_map="cpu", dtype="float32", batch_size=1,
-                            chat_template=STRING_TEMPLATE),
+        "llava_hf": LlavaHf(
+            pretrained=str(folder),
+            device="cpu",
+            device_map="cpu",
+            dtype="float32",
+            batch_size=1,
+            chat_template=STRING_TEMPLATE,
+        ),
         "biores b1": BioresLlava(pretrained=str(folder), device="cpu", batch_size=1, max_new_tokens=max_new_tokens),
         "biores b4": BioresLlava(pretrained=str(folder), device="cpu", batch_size=4, max_new_tokens=max_new_tokens),
     }
@@ -71,7 +89,7 @@ def stock_comparison(n: int, max_new_tokens: int, rounds: int) -> str:
         model.task_dict = {"bench": {"test": docs}}
         model.generate_until([requests[0]])  # warm-up
     for r in range(rounds):  # interleaved, the order alternating: a stall of the shared machine hits one round
-        for name in (list(models) if r % 2 == 0 else list(reversed(list(models)))):
+        for name in list(models) if r % 2 == 0 else list(reversed(list(models))):
             start = time.perf_counter()
             out = models[name].generate_until(batch())
             times[name].append(time.perf_counter() - start)
@@ -83,16 +101,22 @@ def stock_comparison(n: int, max_new_tokens: int, rounds: int) -> str:
     def spread(values):
         return f"{statistics.median(values):.2f}x [{min(values):.2f}-{max(values):.2f}]"
 
-    print(f"stock   {n} requests, {rounds} interleaved rounds; llava_hf (batch 1, its only size) "
-          f"{n / statistics.median(times['llava_hf']):.2f} samples/s; biores_llava vs llava_hf, "
-          f"median [min-max] of the "
-          f"per-round ratios: batch 1 {spread(ratio['biores b1'])}, identical outputs {same['biores b1']}/{n}; "
-          f"batch 4 {spread(ratio['biores b4'])}, identical {same['biores b4']}/{n}")
+    print(
+        f"stock   {n} requests, {rounds} interleaved rounds; llava_hf (batch 1, its only size) "
+        f"{n / statistics.median(times['llava_hf']):.2f} samples/s; biores_llava vs llava_hf, "
+        f"median [min-max] of the "
+        f"per-round ratios: batch 1 {spread(ratio['biores b1'])}, identical outputs {same['biores b1']}/{n}; "
+        f"batch 4 {spread(ratio['biores b4'])}, identical {same['biores b4']}/{n}"
+    )
     if same["biores b1"] != n:
-        raise SystemExit(f"eval_throughput: biores_llava's greedy outputs differ from llava_hf's on "
-                         f"{n - same['biores b1']}/{n} requests")
-    return (f"biores_llava {spread(ratio['biores b1'])} llava_hf at batch 1 (identical {same['biores b1']}/{n}), "
-            f"{spread(ratio['biores b4'])} at batch 4 (identical {same['biores b4']}/{n})")
+        raise SystemExit(
+            f"eval_throughput: biores_llava's greedy outputs differ from llava_hf's on "
+            f"{n - same['biores b1']}/{n} requests"
+        )
+    return (
+        f"biores_llava {spread(ratio['biores b1'])} llava_hf at batch 1 (identical {same['biores b1']}/{n}), "
+        f"{spread(ratio['biores b4'])} at batch 4 (identical {same['biores b4']}/{n})"
+    )
 
 
 def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: int) -> str:
@@ -100,9 +124,21 @@ def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: 
     from biores_plugin.tiny import build_tiny_llava
     from biores_plugin.train.packing import enable_lm_packing, pack_batch
 
-    resolution = {"image_aspect_ratio": "native", "patch_size": 16, "merge_size": 1, "min_pixels": 32 * 32, "max_pixels": 1024 * 1024}
-    model, processor = build_tiny_llava(vocabulary() + ["options", "answer", "with", "word", "one"], resolution=resolution,
-                                        text_hidden=text_hidden, text_layers=text_layers, vision_hidden=64, seed=0)
+    resolution = {
+        "image_aspect_ratio": "native",
+        "patch_size": 16,
+        "merge_size": 1,
+        "min_pixels": 32 * 32,
+        "max_pixels": 1024 * 1024,
+    }
+    model, processor = build_tiny_llava(
+        vocabulary() + ["options", "answer", "with", "word", "one"],
+        resolution=resolution,
+        text_hidden=text_hidden,
+        text_layers=text_layers,
+        vision_hidden=64,
+        seed=0,
+    )
     pics = images([NATIVE_SIZES[i % len(NATIVE_SIZES)] for i in range(batch_size)], seed=1)
     prompts = [processor.build_prompt("what is shown answer with one word", 1) + " puncta" for _ in pics]
     batch = processor(prompts, [[p] for p in pics], padding_side="right")
@@ -111,10 +147,16 @@ def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: 
     packed.pop("loss_weights", None)
 
     def padded_forward():
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]).logits
+        return model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"]
+        ).logits
 
     def packed_forward():
-        return model(input_ids=packed["input_ids"], pixel_values=batch["pixel_values"], **{k: v for k, v in packed.items() if k != "input_ids"}).logits
+        return model(
+            input_ids=packed["input_ids"],
+            pixel_values=batch["pixel_values"],
+            **{k: v for k, v in packed.items() if k != "input_ids"},
+        ).logits
 
     lm_config = model.config.text_config
     with torch.inference_mode():
@@ -127,7 +169,7 @@ def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: 
         ref, got = forward("padded"), forward("packed")
         times: dict[str, list[float]] = {"padded": [], "packed": []}
         for r in range(rounds):  # interleaved, alternating order
-            for name in (("padded", "packed") if r % 2 == 0 else ("packed", "padded")):
+            for name in ("padded", "packed") if r % 2 == 0 else ("packed", "padded"):
                 start = time.perf_counter()
                 forward(name)
                 times[name].append(time.perf_counter() - start)
@@ -136,12 +178,16 @@ def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: 
     starts = np.cumsum([0, *lengths])
     gap = max(float((got[0, a:b] - ref[i, : b - a]).abs().max()) for i, (a, b) in enumerate(zip(starts, starts[1:])))
     pad = 1 - sum(lengths) / batch["input_ids"].numel()
-    print(f"native  scoring batch {batch_size}, tokens/sample {min(lengths)}..{max(lengths)}: padded {padded_rate:.2f} samples/s "
-          f"(pad {pad:.0%}), packed[{backend}] {packed_rate:.2f} samples/s, "
-          f"per-round ratio median {statistics.median(ratios):.2f}x "
-          f"[{min(ratios):.2f}-{max(ratios):.2f}] of {rounds}, max logit gap {gap:.1e}")
-    return (f"packed native {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] padded "
-            f"(scoring, pad {pad:.0%} -> 0%, median [min-max] of {rounds} interleaved rounds)")
+    print(
+        f"native  scoring batch {batch_size}, tokens/sample {min(lengths)}..{max(lengths)}: padded {padded_rate:.2f} samples/s "
+        f"(pad {pad:.0%}), packed[{backend}] {packed_rate:.2f} samples/s, "
+        f"per-round ratio median {statistics.median(ratios):.2f}x "
+        f"[{min(ratios):.2f}-{max(ratios):.2f}] of {rounds}, max logit gap {gap:.1e}"
+    )
+    return (
+        f"packed native {statistics.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}] padded "
+        f"(scoring, pad {pad:.0%} -> 0%, median [min-max] of {rounds} interleaved rounds)"
+    )
 
 
 def main(argv=None) -> int:

@@ -136,26 +136,39 @@ def kernel_table(lengths, heads, head_dim, device, dtype, iters, warmup) -> list
         except Exception as e:  # a kernel that refuses these shapes on this GPU: report, keep going
             rows.append({"name": name, "skipped": f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"})
             continue
-        rows.append({
-            "name": name, "fwd_s": t_fwd, "fb_s": t_fb, "mem": mem,
-            "tflops_fwd": flops_fwd / t_fwd / 1e12, "tflops_fb": 3.5 * flops_fwd / t_fb / 1e12,
-            "err_out": err_out, "err_dq": err_dq,
-        })
+        rows.append(
+            {
+                "name": name,
+                "fwd_s": t_fwd,
+                "fb_s": t_fb,
+                "mem": mem,
+                "tflops_fwd": flops_fwd / t_fwd / 1e12,
+                "tflops_fb": 3.5 * flops_fwd / t_fb / 1e12,
+                "err_out": err_out,
+                "err_dq": err_dq,
+            }
+        )
     return rows
 
 
 def print_kernel_table(rows, lengths, heads, head_dim, dtype) -> None:
-    print(f"\n== Part 1: varlen attention kernels: {len(lengths)} sequences, total {sum(lengths)} tokens "
-          f"(max {max(lengths)}), {heads} heads x {head_dim}, {dtype} ==")
-    print(f"{'backend':<15} {'fwd ms':>8} {'fwd TFLOP/s':>12} {'f+b ms':>8} {'f+b TFLOP/s':>12} {'peak MiB':>9} "
-          f"{'max|dout|':>10} {'max|ddq|':>10}")
+    print(
+        f"\n== Part 1: varlen attention kernels: {len(lengths)} sequences, total {sum(lengths)} tokens "
+        f"(max {max(lengths)}), {heads} heads x {head_dim}, {dtype} =="
+    )
+    print(
+        f"{'backend':<15} {'fwd ms':>8} {'fwd TFLOP/s':>12} {'f+b ms':>8} {'f+b TFLOP/s':>12} {'peak MiB':>9} "
+        f"{'max|dout|':>10} {'max|ddq|':>10}"
+    )
     for r in rows:
         if "skipped" in r:
             print(f"{r['name']:<15} skipped: {r['skipped']}")
             continue
         mem = "-" if r["mem"] is None else f"{r['mem'] / 2**20:.0f}"
-        print(f"{r['name']:<15} {r['fwd_s'] * 1e3:>8.2f} {r['tflops_fwd']:>12.3f} {r['fb_s'] * 1e3:>8.2f} "
-              f"{r['tflops_fb']:>12.3f} {mem:>9} {r['err_out']:>10.2e} {r['err_dq']:>10.2e}")
+        print(
+            f"{r['name']:<15} {r['fwd_s'] * 1e3:>8.2f} {r['tflops_fwd']:>12.3f} {r['fb_s'] * 1e3:>8.2f} "
+            f"{r['tflops_fb']:>12.3f} {mem:>9} {r['err_out']:>10.2e} {r['err_dq']:>10.2e}"
+        )
     print("(TFLOP/s count useful block-diagonal FLOPs only; errors vs an fp32 per-segment reference)")
 
 
@@ -168,10 +181,16 @@ def _raw_kernel(name, q, k, v, cu, lengths, scale, causal):
     if name == "flash_attn":
         return lambda: K._flash_attn_varlen_func()(q, k, v, cu32, cu32, mx, mx, softmax_scale=scale, causal=causal)
     if name == "torch_varlen":
-        extra = {"is_causal": True} if causal and "is_causal" in K._torch_varlen_params() else ({"window_size": (-1, 0)} if causal else {})
+        extra = (
+            {"is_causal": True}
+            if causal and "is_causal" in K._torch_varlen_params()
+            else ({"window_size": (-1, 0)} if causal else {})
+        )
         return lambda: K._torch_varlen_attn()(q, k, v, cu32, cu32, mx, mx, scale=scale, **extra)
-    views = [(q[a:b].transpose(0, 1)[None], k[a:b].transpose(0, 1)[None], v[a:b].transpose(0, 1)[None])
-             for a, b in zip(cu.tolist(), cu.tolist()[1:])]
+    views = [
+        (q[a:b].transpose(0, 1)[None], k[a:b].transpose(0, 1)[None], v[a:b].transpose(0, 1)[None])
+        for a, b in zip(cu.tolist(), cu.tolist()[1:])
+    ]
     return lambda: [F.scaled_dot_product_attention(x, y, z, scale=scale, is_causal=causal) for x, y, z in views]
 
 
@@ -210,10 +229,12 @@ def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> li
             qt, kt, vt = (t.transpose(0, 1)[None] for t in (q, k, v))
             calls = [
                 _raw_kernel(name, q, k, v, cu, lengths, scale, causal),
-                lambda name=name, causal=causal: varlen_attention(q, k, v, cu, max(lengths), scale, backend=name, causal=causal,
-                                                           lengths=lengths),
+                lambda name=name, causal=causal: varlen_attention(
+                    q, k, v, cu, max(lengths), scale, backend=name, causal=causal, lengths=lengths
+                ),
                 lambda qt=qt, kt=kt, vt=vt, causal=causal, info=info: biores_varlen_attention_forward(
-                    module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info),
+                    module, qt, kt, vt, None, scaling=scale, is_causal=causal, biores_packing=info
+                ),
             ]
             threads = torch.get_num_threads()
             if device.type == "cpu":  # one thread: on a shared CPU the pool's wake-ups swamp sub-ms calls
@@ -227,7 +248,9 @@ def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> li
     print("\n== Part 1b: biores kernel paths as a fraction of the raw kernel's throughput (target >= 70 %) ==")
     print(f"{'backend':<15} {'mask':<7} {'raw ms':>8} {'varlen_attention':>17} {'biores_varlen (HF)':>19}")
     for r in rows:
-        print(f"{r['name']:<15} {'causal' if r['causal'] else 'full':<7} {r['raw'] * 1e3:>8.2f} {r['varlen']:>16.0%} {r['transformers']:>18.0%}")
+        print(
+            f"{r['name']:<15} {'causal' if r['causal'] else 'full':<7} {r['raw'] * 1e3:>8.2f} {r['varlen']:>16.0%} {r['transformers']:>18.0%}"
+        )
     return rows
 
 
@@ -253,8 +276,10 @@ def tower_section(name, layers, hidden, heads, patch, image_size, sizes, device,
     print(f"{'variant':<22} {'tokens':>7} {'padding':>8} {'time s':>9} {'time/packed':>12} {'peak MiB':>9}")
     for r in rows:
         pad = 1.0 - r.real_tokens / r.tokens
-        print(f"{r.name:<22} {r.tokens:>7d} {pad:>7.1%} {r.seconds:>9.4f} {r.seconds / base.seconds:>11.2f}x "
-              f"{r.peak_bytes / 2**20:>9.0f}")
+        print(
+            f"{r.name:<22} {r.tokens:>7d} {pad:>7.1%} {r.seconds:>9.4f} {r.seconds / base.seconds:>11.2f}x "
+            f"{r.peak_bytes / 2**20:>9.0f}"
+        )
     print(f"(time/packed relative to {base.name}; peak = {pv.PeakMemory(device).method})")
     del model
     if device.type == "cuda":
@@ -270,7 +295,9 @@ def main(argv=None) -> int:
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="kernels + ViT-B inference only")
     ap.add_argument("--skip-towers", action="store_true")
-    ap.add_argument("--cpu-smoke", action="store_true", help="force the reduced CPU mode with tiny shapes (a crash test)")
+    ap.add_argument(
+        "--cpu-smoke", action="store_true", help="force the reduced CPU mode with tiny shapes (a crash test)"
+    )
     args = ap.parse_args(argv)
     if args.cpu_smoke:
         args.device, args.skip_towers, args.iters = "cpu", True, 1
@@ -278,16 +305,20 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     dtype = torch.bfloat16 if cuda else torch.float32
-    print(f"torch {torch.__version__}, device {device}"
-          + (f" ({torch.cuda.get_device_name(device)})" if cuda else f", {torch.get_num_threads()} threads"))
+    print(
+        f"torch {torch.__version__}, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if cuda else f", {torch.get_num_threads()} threads")
+    )
     print(f"available backends ({dtype}): {', '.join(available_backends(device, dtype))}")
     for b in BACKENDS:
         reason = backend_unavailable_reason(b, device, dtype)
         if reason is not None:
             print(f"  {b}: unavailable ({reason})")
     if not cuda:
-        print("REDUCED CPU MODE: no CUDA device, so the CUDA backends (flash_attn, torch_varlen) were SKIPPED; "
-              "fp32, images / 4, small towers. Run on a GPU machine for the real numbers.")
+        print(
+            "REDUCED CPU MODE: no CUDA device, so the CUDA backends (flash_attn, torch_varlen) were SKIPPED; "
+            "fp32, images / 4, small towers. Run on a GPU machine for the real numbers."
+        )
 
     sizes = pv.parse_sizes(None, 8)
     if not cuda:
@@ -302,8 +333,10 @@ def main(argv=None) -> int:
     print_kernel_table(rows, lengths, heads, args.head_dim, dtype)
     fractions = path_fractions(lengths, heads, args.head_dim, device, dtype, iters, warmup=3 if cuda else 1)
     worst = min(fractions, key=lambda r: min(r["varlen"], r["transformers"]))
-    summary = (f"SUMMARY gpu-attention kernel paths >= {min(worst['varlen'], worst['transformers']):.0%} of raw "
-               f"(worst {worst['name']}{' causal' if worst['causal'] else ''}), device {device.type}")
+    summary = (
+        f"SUMMARY gpu-attention kernel paths >= {min(worst['varlen'], worst['transformers']):.0%} of raw "
+        f"(worst {worst['name']}{' causal' if worst['causal'] else ''}), device {device.type}"
+    )
 
     if args.skip_towers:
         print(summary)
@@ -321,7 +354,7 @@ def main(argv=None) -> int:
         towers = [("reduced ViT (CPU)", 2, 256, 4, args.patch, 224)]
     for name, layers, hidden, th, patch, isz in towers:
         tsizes = [(h // patch * patch, w // patch * patch) for h, w in sizes]
-        for backward in ((False,) if args.quick or not cuda else (False, True)):
+        for backward in (False,) if args.quick or not cuda else (False, True):
             tower_section(name, layers, hidden, th, patch, isz, tsizes, device, dtype, backends, backward, reps)
     print(summary)
     return 0

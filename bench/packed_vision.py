@@ -158,8 +158,9 @@ def compare(model, images, patch: int, backend: str, variants, device, backward=
     padded_tokens = batch.shape[0] * mask.shape[-1]
     fns = {
         "packed": lambda: encode_packed(model, images, feature_layer=-1, select="cls_patch", backend=backend).features,
-        "padded+mask": lambda: model(pixel_values=batch, interpolate_pos_encoding=True, attention_mask=mask)
-        .last_hidden_state,
+        "padded+mask": lambda: (
+            model(pixel_values=batch, interpolate_pos_encoding=True, attention_mask=mask).last_hidden_state
+        ),
         "padded": lambda: model(pixel_values=batch, interpolate_pos_encoding=True).last_hidden_state,
     }
     if warmup:  # one small pass through every code path (kernel selection, allocator warm-up)
@@ -207,14 +208,20 @@ def parse_sizes(text: str | None, n: int):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--layers", type=int, default=None, help=f"tower depth (default 12 on CUDA, {CPU_DEFAULT_LAYERS} on CPU)")
+    ap.add_argument(
+        "--layers", type=int, default=None, help=f"tower depth (default 12 on CUDA, {CPU_DEFAULT_LAYERS} on CPU)"
+    )
     ap.add_argument("--hidden", type=int, default=768)
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--patch", type=int, default=16, choices=(14, 16))
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--sizes", default=None, help="comma list of HxW, e.g. 224x224,768x1024 (overrides --images)")
-    ap.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                    help="default float32 on CPU, bfloat16 on CUDA")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "bfloat16", "float16"),
+        help="default float32 on CPU, bfloat16 on CUDA",
+    )
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--variants", default="packed,padded+mask,padded")
     ap.add_argument("--backward", action="store_true", help="time forward+backward (training) instead of inference")
@@ -229,14 +236,20 @@ def main(argv=None) -> int:
     sizes = [(h // args.patch * args.patch, w // args.patch * args.patch) for h, w in sizes]
 
     print(f"torch {torch.__version__}, device {device}, dtype {dtype}, threads {torch.get_num_threads()}")
-    print(f"tower: CLIP ViT hidden {args.hidden}, {args.heads} heads, patch {args.patch}, image_size {image_size}, "
-          f"{layers} layers" + ("" if layers == 12 else " (ViT-B has 12)"))
+    print(
+        f"tower: CLIP ViT hidden {args.hidden}, {args.heads} heads, patch {args.patch}, image_size {image_size}, "
+        f"{layers} layers" + ("" if layers == 12 else " (ViT-B has 12)")
+    )
     if device.type == "cpu" and args.layers is None:
-        print(f"NOTE: CPU default is {CPU_DEFAULT_LAYERS} layers, not 12: a full ViT-B padded batch takes more than "
-              "~2 minutes on 2 cores; per-layer cost is uniform, so the ratios hold. Use --layers 12 for the full tower.")
+        print(
+            f"NOTE: CPU default is {CPU_DEFAULT_LAYERS} layers, not 12: a full ViT-B padded batch takes more than "
+            "~2 minutes on 2 cores; per-layer cost is uniform, so the ratios hold. Use --layers 12 for the full tower."
+        )
     print(f"images (HxW): {', '.join(f'{h}x{w}' for h, w in sizes)}")
-    print(f"packed attention backend: {resolve_backend(args.backend, device, dtype)} (requested {args.backend!r}); "
-          f"mode: {'forward+backward' if args.backward else 'inference'}")
+    print(
+        f"packed attention backend: {resolve_backend(args.backend, device, dtype)} (requested {args.backend!r}); "
+        f"mode: {'forward+backward' if args.backward else 'inference'}"
+    )
 
     model = build_tower(layers, args.hidden, args.heads, args.patch, image_size, device, dtype)
     images = make_images(sizes, device, dtype)
@@ -251,7 +264,9 @@ def main(argv=None) -> int:
     print(f"total bench time {time.perf_counter() - t0:.1f} s")
     ups = ", ".join(f"{r.seconds / rows[0].seconds:.2f}x {r.name}" for r in rows[1:])
     mode = "forward+backward" if args.backward else "inference"
-    print(f"SUMMARY packed-vision {ups} ({mode}, {device.type} {str(dtype).replace('torch.', '')}, {len(images)} images)")
+    print(
+        f"SUMMARY packed-vision {ups} ({mode}, {device.type} {str(dtype).replace('torch.', '')}, {len(images)} images)"
+    )
     return 0
 
 

@@ -46,7 +46,9 @@ def floor_native(patch: int, merge: int, temporal: int, min_pixels: int, max_pix
 
     def one(image):
         hwc = torch.from_numpy(np.array(image))  # writable, as torch wants
-        h, w = smart_resize(hwc.shape[0], hwc.shape[1], factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)
+        h, w = smart_resize(
+            hwc.shape[0], hwc.shape[1], factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels
+        )
         resized = tvF.resize(hwc.permute(2, 0, 1), [h, w], interpolation=tvF.InterpolationMode.BICUBIC, antialias=True)
         pixels = torch.addcmul(offset, resized.permute(1, 2, 0).float(), scale)  # [h, w, 3]
         gh, gw = h // patch, w // patch
@@ -132,17 +134,25 @@ def main(argv=None) -> int:
 
     images = make_images(args.images)
     mp = [im.size[0] * im.size[1] / 1e6 for im in images]
-    print(f"{len(images)} images, {min(mp):.1f}-{max(mp):.1f} MP; torch threads {torch.get_num_threads()}; "
-          f"torch {torch.__version__}")
+    print(
+        f"{len(images)} images, {min(mp):.1f}-{max(mp):.1f} MP; torch threads {torch.get_num_threads()}; "
+        f"torch {torch.__version__}"
+    )
 
     qwen_kw = dict(min_pixels=56 * 56, max_pixels=args.max_pixels)
     hf_q = Qwen2VLImageProcessor(**qwen_kw)
     hf_q_pil = Qwen2VLImageProcessorPil(**qwen_kw)
-    ours_q = BioresNativeImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, return_format="patches", **qwen_kw)
+    ours_q = BioresNativeImageProcessor(
+        patch_size=14, merge_size=2, temporal_patch_size=2, return_format="patches", **qwen_kw
+    )
     reference = hf_q(images[:2], return_tensors="pt")["pixel_values"]
 
     def check_native(name, out):
-        got = out["pixel_values"] if not isinstance(out["pixel_values"], np.ndarray) else torch.from_numpy(out["pixel_values"])
+        got = (
+            out["pixel_values"]
+            if not isinstance(out["pixel_values"], np.ndarray)
+            else torch.from_numpy(out["pixel_values"])
+        )
         diff = (torch.as_tensor(got) - reference).abs().max().item()
         print(f"  [check] native {name}: max |diff| vs Qwen2VLImageProcessor = {diff:.2e}")
         if name.startswith(("biores", "floor")) and diff > 1e-5:
@@ -152,7 +162,9 @@ def main(argv=None) -> int:
         "native resolution (Qwen2-VL layout: patch 14, merge 2, temporal 2)",
         {
             "biores": lambda ims: ours_q(ims),
-            "floor (resize, normalise, patchify)": floor_native(14, 2, 2, mean=hf_q.image_mean, std=hf_q.image_std, **qwen_kw),
+            "floor (resize, normalise, patchify)": floor_native(
+                14, 2, 2, mean=hf_q.image_mean, std=hf_q.image_std, **qwen_kw
+            ),
             "Qwen2VLImageProcessor (torchvision)": lambda ims: hf_q(ims, return_tensors="pt"),
             "Qwen2VLImageProcessorPil": lambda ims: hf_q_pil(ims, return_tensors="pt"),
         },
@@ -189,11 +201,13 @@ def main(argv=None) -> int:
         args.rounds,
         check_anyres,
     )
-    print(f"\nSUMMARY median of {args.rounds} interleaved rounds [min-max]: native "
-          f"{native['ratio']:.2f}x hf [{native['ratio_min']:.2f}-{native['ratio_max']:.2f}], "
-          f"floor {native['floor']:.2f}x biores "
-          f"[{native['floor_min']:.2f}-{native['floor_max']:.2f}]; anyres {anyres['ratio']:.2f}x hf "
-          f"[{anyres['ratio_min']:.2f}-{anyres['ratio_max']:.2f}]")
+    print(
+        f"\nSUMMARY median of {args.rounds} interleaved rounds [min-max]: native "
+        f"{native['ratio']:.2f}x hf [{native['ratio_min']:.2f}-{native['ratio_max']:.2f}], "
+        f"floor {native['floor']:.2f}x biores "
+        f"[{native['floor_min']:.2f}-{native['floor_max']:.2f}]; anyres {anyres['ratio']:.2f}x hf "
+        f"[{anyres['ratio_min']:.2f}-{anyres['ratio_max']:.2f}]"
+    )
     return 0
 
 

@@ -30,8 +30,17 @@ def write_slide(path: Path, size: int) -> None:
     ramp = np.linspace(0, 255, size, dtype=np.float32)
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 32, (size // 16, size // 16, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
-    base = np.stack([np.broadcast_to(ramp[None, :], (size, size)), np.broadcast_to(ramp[:, None], (size, size)),
-                     np.full((size, size), 128, np.float32)], axis=-1).astype(np.uint8) + noise
+    base = (
+        np.stack(
+            [
+                np.broadcast_to(ramp[None, :], (size, size)),
+                np.broadcast_to(ramp[:, None], (size, size)),
+                np.full((size, size), 128, np.float32),
+            ],
+            axis=-1,
+        ).astype(np.uint8)
+        + noise
+    )
     options = {"tile": (256, 256), "compression": "zlib", "photometric": "rgb"}
     with tifffile.TiffWriter(path, ome=True) as tw:
         tw.write(base, subifds=3, metadata={"axes": "YXS", "PhysicalSizeX": MPP, "PhysicalSizeY": MPP}, **options)
@@ -67,22 +76,32 @@ def main(argv=None) -> int:
         ours, ref = load_image(path, mpp=args.mpp), reference(path, args.mpp)
         assert ours.size == ref.size, (ours.size, ref.size)
         diff = np.abs(np.asarray(ours, np.int16) - np.asarray(ref, np.int16))
-        print(f"slide {args.size} px at {MPP} um/px read at {args.mpp} um/px -> {ours.size}; "
-              f"mean |biores - reference| = {diff.mean():.2f} levels (a level's box reduction vs one Lanczos)")
+        print(
+            f"slide {args.size} px at {MPP} um/px read at {args.mpp} um/px -> {ours.size}; "
+            f"mean |biores - reference| = {diff.mean():.2f} levels (a level's box reduction vs one Lanczos)"
+        )
         times: dict[str, list[float]] = {"biores": [], "reference": []}
         for _ in range(args.rounds):
-            for name, fn in (("biores", lambda: load_image(path, mpp=args.mpp)), ("reference", lambda: reference(path, args.mpp))):
+            for name, fn in (
+                ("biores", lambda: load_image(path, mpp=args.mpp)),
+                ("reference", lambda: reference(path, args.mpp)),
+            ):
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
         ratios = [r / b for b, r in zip(times["biores"], times["reference"])]
-        peaks = {"biores": _peak(lambda: load_image(path, mpp=args.mpp)), "reference": _peak(lambda: reference(path, args.mpp))}
+        peaks = {
+            "biores": _peak(lambda: load_image(path, mpp=args.mpp)),
+            "reference": _peak(lambda: reference(path, args.mpp)),
+        }
     for name, values in times.items():
         print(f"{name:10s} median {1000 * statistics.median(values):8.1f} ms  peak traced {peaks[name]:7.1f} MiB")
     ratio = statistics.median(ratios)
-    print(f"\nSUMMARY slide read at {args.mpp} um/px: biores {ratio:.1f}x faster than base decode + resize "
-          f"(per-round ratios {min(ratios):.1f}-{max(ratios):.1f}, {args.rounds} rounds), "
-          f"peak {peaks['biores']:.1f} vs {peaks['reference']:.1f} MiB")
+    print(
+        f"\nSUMMARY slide read at {args.mpp} um/px: biores {ratio:.1f}x faster than base decode + resize "
+        f"(per-round ratios {min(ratios):.1f}-{max(ratios):.1f}, {args.rounds} rounds), "
+        f"peak {peaks['biores']:.1f} vs {peaks['reference']:.1f} MiB"
+    )
     return 0
 
 

@@ -18,13 +18,28 @@ from .errors import BioresError
 
 #: name -> (module, help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("biores_plugin.demo", "the offline demo: train low/native/mixed tiny LLaVAs, evaluate with lmms-eval, report"),
+    "demo": (
+        "biores_plugin.demo",
+        "the offline demo: train low/native/mixed tiny LLaVAs, evaluate with lmms-eval, report",
+    ),
     "info": ("biores_plugin.cli", "size before/after and visual tokens of images under resolution policies"),
     "synth": ("biores_plugin.synth.cli", "generate the offline synthetic resolution benchmark"),
-    "report": ("biores_plugin.report", "tables and plots from lmms-eval results: accuracy vs resolution, train x inference"),
-    "tasks": ("biores_plugin.task_authoring.taskgen", "list the lmms-eval task folders or write a sweep for other resolutions"),
-    "sweep": ("biores_plugin.task_authoring.wrap", "wrap any lmms-eval task (upstream or --include_path) into a resolution sweep"),
-    "export-task": ("biores_plugin.task_authoring.export", "write a self-contained lmms-eval task folder (no biores import) for a data set biores adds"),
+    "report": (
+        "biores_plugin.report",
+        "tables and plots from lmms-eval results: accuracy vs resolution, train x inference",
+    ),
+    "tasks": (
+        "biores_plugin.task_authoring.taskgen",
+        "list the lmms-eval task folders or write a sweep for other resolutions",
+    ),
+    "sweep": (
+        "biores_plugin.task_authoring.wrap",
+        "wrap any lmms-eval task (upstream or --include_path) into a resolution sweep",
+    ),
+    "export-task": (
+        "biores_plugin.task_authoring.export",
+        "write a self-contained lmms-eval task folder (no biores import) for a data set biores adds",
+    ),
     "run": ("biores_plugin.task_authoring.run", "pixel-budget sweep: lmms-eval once per --max-pixels budget"),
 }
 
@@ -37,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "images", nargs="+", help="image files (PNG, JPEG, TIFF incl. 16-bit / multi-channel, OME-TIFF pyramids, DICOM)"
     )
     parser.add_argument(
-        "--mpp", type=_positive_float, default=None,
+        "--mpp",
+        type=_positive_float,
+        default=None,
         help="read each image at this pixel size in micrometres per pixel (pyramid level + exact resampling; "
         "never finer than stored)",
     )
@@ -51,8 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .resolution import add_resolution_arguments
 
     # generated from ResolutionConfig; the underscore spellings are those of biores-train and its messages
-    add_resolution_arguments(parser, ("patch_size", "merge_size", "min_pixels", "max_pixels", "image_size"), dashes=True,
-                             patch_size=14)
+    add_resolution_arguments(
+        parser, ("patch_size", "merge_size", "min_pixels", "max_pixels", "image_size"), dashes=True, patch_size=14
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

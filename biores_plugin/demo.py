@@ -56,13 +56,31 @@ class DemoConfig:
     eval_resolutions: tuple[str, ...] = ("64", "128", "native")
     eval_batch_size: int = 64
     threads: int = 1  # demo_runtime.default_threads(): 2 threads oversubscribe a shared 2-core machine
-    tiny: dict = field(default_factory=lambda: {"vision_hidden": 64, "vision_layers": 2, "text_hidden": 64, "text_layers": 2, "heads": 4, "num_channels": 1})
+    tiny: dict = field(
+        default_factory=lambda: {
+            "vision_hidden": 64,
+            "vision_layers": 2,
+            "text_hidden": 64,
+            "text_layers": 2,
+            "heads": 4,
+            "num_channels": 1,
+        }
+    )
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
         """A test-sized run: low vs native only, 800 training images, 100 steps, a 300-step tower."""
-        return cls(seed=seed, native=192, n_train=800, n_test=100, steps=100, encoder_n=600, encoder_steps=300,
-                   models=("low", "native"), eval_resolutions=("64", "native"))
+        return cls(
+            seed=seed,
+            native=192,
+            n_train=800,
+            n_test=100,
+            steps=100,
+            encoder_n=600,
+            encoder_steps=300,
+            models=("low", "native"),
+            eval_resolutions=("64", "native"),
+        )
 
     def train_spec(self, model: str) -> str:
         return {"low": f"{self.low}:1", "native": "native:1", "mixed": self.mixed}[model]
@@ -105,7 +123,9 @@ class Stage:
         self.folder.mkdir(parents=True)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.folder / DONE, json.dumps({"key": self.key, "params": self.params, **summary}, indent=2) + "\n")
+        atomic_write_text(
+            self.folder / DONE, json.dumps({"key": self.key, "params": self.params, **summary}, indent=2) + "\n"
+        )
 
     def summary(self) -> dict[str, Any]:
         return json.loads((self.folder / DONE).read_text())
@@ -148,7 +168,9 @@ class OutputLock:
                         time.sleep(0.2)
                         continue
                 if holder is not None and holder != os.getpid() and _alive(holder):
-                    raise BioresConfigError(f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait for it or pass another --out") from None
+                    raise BioresConfigError(
+                        f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait for it or pass another --out"
+                    ) from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
             with os.fdopen(fd, "w") as handle:
@@ -167,12 +189,30 @@ class OutputLock:
 def stage_data(cfg: DemoConfig, out: Path, log: Any) -> Path:
     from .synth.dataset import write_dataset
 
-    stage = Stage(out / "data", {"generator": cfg.generator, "size": cfg.native, "n_train": cfg.n_train, "n_test": cfg.n_test, "seed": cfg.seed})
+    stage = Stage(
+        out / "data",
+        {
+            "generator": cfg.generator,
+            "size": cfg.native,
+            "n_train": cfg.n_train,
+            "n_test": cfg.n_test,
+            "seed": cfg.seed,
+        },
+    )
     if stage.cached(log, "[1/5] data"):
         return stage.folder / "synth"
     start = time.time()
     log(f"[1/5] data: generating {cfg.n_train} + {cfg.n_test} {cfg.generator} images at {cfg.native} px")
-    write_dataset(stage.folder / "synth", generators=(cfg.generator,), n_train=cfg.n_train, n_test=cfg.n_test, size=cfg.native, seed=cfg.seed, progress=True, workers=max(1, cfg.threads))
+    write_dataset(
+        stage.folder / "synth",
+        generators=(cfg.generator,),
+        n_train=cfg.n_train,
+        n_test=cfg.n_test,
+        size=cfg.native,
+        seed=cfg.seed,
+        progress=True,
+        workers=max(1, cfg.threads),
+    )
     stage.finish({"seconds": time.time() - start})
     return stage.folder / "synth"
 
@@ -185,21 +225,53 @@ def stage_encoder(cfg: DemoConfig, out: Path, log: Any) -> Path | None:
 
     if cfg.encoder_steps <= 0:
         return None
-    params = {"generator": cfg.encoder_generator, "n": cfg.encoder_n, "steps": cfg.encoder_steps, "lr": cfg.encoder_lr,
-              "size": cfg.native, "seed": cfg.seed, "tiny": cfg.tiny, "batch_size": cfg.batch_size}
+    params = {
+        "generator": cfg.encoder_generator,
+        "n": cfg.encoder_n,
+        "steps": cfg.encoder_steps,
+        "lr": cfg.encoder_lr,
+        "size": cfg.native,
+        "seed": cfg.seed,
+        "tiny": cfg.tiny,
+        "batch_size": cfg.batch_size,
+    }
     stage = Stage(out / "encoder", params)
     if stage.cached(log, "[2/5] vision encoder"):
         return stage.folder / "tower"
     start = time.time()
-    log(f"[2/5] vision encoder: pretraining on {cfg.encoder_n} {cfg.encoder_generator} images at {cfg.native} px, {cfg.encoder_steps} steps")
-    data = write_dataset(stage.folder / "data", generators=(cfg.encoder_generator,), n_train=cfg.encoder_n, n_test=max(50, cfg.encoder_n // 10),
-                         size=cfg.native, seed=cfg.seed + 1000, progress=False, workers=max(1, cfg.threads))
-    stats = pretrain([
-        "--data_path", f"synth:{data}", "--output_dir", str(stage.folder / "tower"), "--vision_tower", "siglip",
-        "--tiny_config", json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
-        "--max_steps", str(cfg.encoder_steps), "--per_device_train_batch_size", str(cfg.batch_size),
-        "--learning_rate", str(cfg.encoder_lr), "--seed", str(cfg.seed),
-    ])
+    log(
+        f"[2/5] vision encoder: pretraining on {cfg.encoder_n} {cfg.encoder_generator} images at {cfg.native} px, {cfg.encoder_steps} steps"
+    )
+    data = write_dataset(
+        stage.folder / "data",
+        generators=(cfg.encoder_generator,),
+        n_train=cfg.encoder_n,
+        n_test=max(50, cfg.encoder_n // 10),
+        size=cfg.native,
+        seed=cfg.seed + 1000,
+        progress=False,
+        workers=max(1, cfg.threads),
+    )
+    stats = pretrain(
+        [
+            "--data_path",
+            f"synth:{data}",
+            "--output_dir",
+            str(stage.folder / "tower"),
+            "--vision_tower",
+            "siglip",
+            "--tiny_config",
+            json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
+            "--max_steps",
+            str(cfg.encoder_steps),
+            "--per_device_train_batch_size",
+            str(cfg.batch_size),
+            "--learning_rate",
+            str(cfg.encoder_lr),
+            "--seed",
+            str(cfg.seed),
+        ]
+    )
     shutil.rmtree(data)  # the tower is what later stages use
     stage.finish({"seconds": time.time() - start, "test_accuracy": stats["test_accuracy"]})
     return stage.folder / "tower"
@@ -210,26 +282,76 @@ def stage_train(cfg: DemoConfig, out: Path, data: Path, model: str, log: Any, en
 
     spec = cfg.train_spec(model)
     mixed_only = ("mixed", "mixed_schedule", "mixed_loss_normalization", "mixed_steps") if model != "mixed" else ()
-    params = {k: v for k, v in asdict(cfg).items() if k not in ("models", "eval_resolutions", "eval_batch_size", *mixed_only)}
+    params = {
+        k: v for k, v in asdict(cfg).items() if k not in ("models", "eval_resolutions", "eval_batch_size", *mixed_only)
+    }
     encoder_key = json.loads((encoder.parent / DONE).read_text())["key"] if encoder is not None else None
-    stage = Stage(out / "runs" / model, {**params, "model": model, "spec": spec, "data": str(data), "encoder": encoder_key})
+    stage = Stage(
+        out / "runs" / model, {**params, "model": model, "spec": spec, "data": str(data), "encoder": encoder_key}
+    )
     if stage.cached(log, f"[3/5] train {model}"):
         return stage.folder
     steps = cfg.mixed_steps if model == "mixed" and cfg.mixed_steps else cfg.steps
     log(f"[3/5] train {model}: {spec}, {steps} steps x {cfg.batch_size}")
     argv = [
-        "--model_name_or_path", "tiny", "--vision_tower", str(encoder) if encoder is not None else "siglip", "--image_placement", cfg.placement, "--init", cfg.init,
-        "--tiny_config", json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
-        "--data_path", f"synth:{data}", "--image_aspect_ratio", "native", "--merge_size", "2",
-        "--mixed_resolution", spec, "--train_resolution_label", cfg.label(model),
-        "--mixed_schedule", cfg.mixed_schedule if model == "mixed" else "draw", "--mixed_loss_normalization", cfg.mixed_loss_normalization if model == "mixed" else "token",
-        "--answer_loss_weights", f"fine={cfg.fine_weight}",
-        "--output_dir", str(stage.folder), "--max_steps", str(steps),
-        "--per_device_train_batch_size", str(cfg.batch_size), "--learning_rate", str(cfg.learning_rate),
-        "--mm_vision_tower_lr", str(cfg.vision_lr), "--lr_scheduler_type", cfg.scheduler, "--warmup_steps", str(cfg.warmup),
-        "--max_grad_norm", "1.0", "--weight_decay", "0.0", "--seed", str(cfg.seed), "--data_seed", str(cfg.seed),
-        "--save_strategy", "no", "--logging_steps", "20", "--report_to", "none",
-        "--dataloader_num_workers", "0", "--use_cpu", "true",
+        "--model_name_or_path",
+        "tiny",
+        "--vision_tower",
+        str(encoder) if encoder is not None else "siglip",
+        "--image_placement",
+        cfg.placement,
+        "--init",
+        cfg.init,
+        "--tiny_config",
+        json.dumps({**cfg.tiny, "image_size": cfg.native, "patch_size": 16}),
+        "--data_path",
+        f"synth:{data}",
+        "--image_aspect_ratio",
+        "native",
+        "--merge_size",
+        "2",
+        "--mixed_resolution",
+        spec,
+        "--train_resolution_label",
+        cfg.label(model),
+        "--mixed_schedule",
+        cfg.mixed_schedule if model == "mixed" else "draw",
+        "--mixed_loss_normalization",
+        cfg.mixed_loss_normalization if model == "mixed" else "token",
+        "--answer_loss_weights",
+        f"fine={cfg.fine_weight}",
+        "--output_dir",
+        str(stage.folder),
+        "--max_steps",
+        str(steps),
+        "--per_device_train_batch_size",
+        str(cfg.batch_size),
+        "--learning_rate",
+        str(cfg.learning_rate),
+        "--mm_vision_tower_lr",
+        str(cfg.vision_lr),
+        "--lr_scheduler_type",
+        cfg.scheduler,
+        "--warmup_steps",
+        str(cfg.warmup),
+        "--max_grad_norm",
+        "1.0",
+        "--weight_decay",
+        "0.0",
+        "--seed",
+        str(cfg.seed),
+        "--data_seed",
+        str(cfg.seed),
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "20",
+        "--report_to",
+        "none",
+        "--dataloader_num_workers",
+        "0",
+        "--use_cpu",
+        "true",
     ]
     stats = train(argv)
     stage.finish({"stats": stats})
@@ -246,7 +368,15 @@ def stage_eval(cfg: DemoConfig, out: Path, data: Path, runs: dict[str, Path], lo
     results: dict[str, Path] = {}
     todo = []
     for model, run in runs.items():
-        stage = Stage(out / "eval" / model, {"run": str(run), "run_key": json.loads((run / DONE).read_text())["key"], "tasks": task_names, "data": str(data)})
+        stage = Stage(
+            out / "eval" / model,
+            {
+                "run": str(run),
+                "run_key": json.loads((run / DONE).read_text())["key"],
+                "tasks": task_names,
+                "data": str(data),
+            },
+        )
         results[model] = stage.folder
         if stage.done():
             log(f"[4/5] eval {model}: cached ({stage.folder})")
@@ -298,7 +428,9 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         gap = acc[(native, native)] - acc[(low, low)]
         verdicts["finding1_gap"] = gap
         verdicts["finding1"] = gap >= 15
-        lines.append(f"1. Native-trained, native-evaluated ({acc[(native, native)]:.1f}) vs low-trained, low-evaluated ({acc[(low, low)]:.1f}): {gap:+.1f} points -> {'HOLDS' if gap >= 15 else 'does not hold'} (target >= 15).")
+        lines.append(
+            f"1. Native-trained, native-evaluated ({acc[(native, native)]:.1f}) vs low-trained, low-evaluated ({acc[(low, low)]:.1f}): {gap:+.1f} points -> {'HOLDS' if gap >= 15 else 'does not hold'} (target >= 15)."
+        )
     if (low, low) in acc and (low, native) in acc:
         drop = acc[(low, low)] - acc[(low, native)]
         verdicts["finding2_drop"] = drop
@@ -306,7 +438,9 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         extra = ""
         if (native, low) in acc:
             extra = f" The native model evaluated at {low} px scores {acc[(native, low)]:.1f} vs {acc[(native, native)]:.1f} at native."
-        lines.append(f"2. The {low}-px model loses {drop:.1f} points when evaluated at native resolution ({acc[(low, low)]:.1f} -> {acc[(low, native)]:.1f}) -> {'HOLDS' if drop >= 10 else 'does not hold'} (target >= 10).{extra}")
+        lines.append(
+            f"2. The {low}-px model loses {drop:.1f} points when evaluated at native resolution ({acc[(low, low)]:.1f} -> {acc[(low, native)]:.1f}) -> {'HOLDS' if drop >= 10 else 'does not hold'} (target >= 10).{extra}"
+        )
     if "mixed" in runs:
         worst = None
         for res in cfg.eval_resolutions:
@@ -314,13 +448,24 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
             gap = best - acc.get(("mixed", res), float("nan"))
             worst = gap if worst is None or gap > worst else worst
         stats = {m: json.loads((runs[m] / DONE).read_text())["stats"]["visual_tokens_seen"] for m in runs}
-        between = min(stats[m] for m in stats if m != "mixed") <= stats["mixed"] <= max(stats[m] for m in stats if m != "mixed")
+        between = (
+            min(stats[m] for m in stats if m != "mixed")
+            <= stats["mixed"]
+            <= max(stats[m] for m in stats if m != "mixed")
+        )
         # "close to the best" means nothing when no model reads the image: finding 1 must hold too
-        verdicts.update(finding3_worst_gap=worst, finding3=bool(worst is not None and worst <= 3 and between and verdicts.get("finding1")), visual_tokens_seen=stats)
+        verdicts.update(
+            finding3_worst_gap=worst,
+            finding3=bool(worst is not None and worst <= 3 and between and verdicts.get("finding1")),
+            visual_tokens_seen=stats,
+        )
         lines.append(
             "3. Mixed-resolution model: "
-            + (f"at most {worst:.1f} points below the best other model at any inference resolution " if worst > 0 else
-               f"at or above the best other model at every inference resolution (by {-worst:.1f} points or more) ")
+            + (
+                f"at most {worst:.1f} points below the best other model at any inference resolution "
+                if worst > 0
+                else f"at or above the best other model at every inference resolution (by {-worst:.1f} points or more) "
+            )
             + f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and {stats['native']:,} (native) "
             f"-> {'HOLDS' if verdicts['finding3'] else 'does not hold'}."
         )
@@ -330,7 +475,11 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         best = max(acc.values())
         lines.append(
             f"Reference: always giving each question's most common answer scores {prior:.1f}; the best model scores {best:.1f}"
-            + (" -- no model learned to read the image in this budget, so the findings cannot be judged." if best < prior + 5 else ".")
+            + (
+                " -- no model learned to read the image in this budget, so the findings cannot be judged."
+                if best < prior + 5
+                else "."
+            )
         )
     return "\n".join(lines), verdicts
 
@@ -387,18 +536,34 @@ def _run_demo(cfg: DemoConfig, out: Path, log: Any) -> dict[str, Any]:
         f"Synthetic benchmark: {cfg.generator}, native {cfg.native} px, {cfg.n_train} training / {cfg.n_test} test images "
         f"(two questions each), seed {cfg.seed}. Tiny LLaVA models (projector and language model from scratch) trained for "
         f"{cfg.steps} steps of {cfg.batch_size}, "
-        + (f"all starting from one vision tower pretrained for {cfg.encoder_steps} steps on {cfg.encoder_n} {cfg.encoder_generator} images "
-           f"(another assay, native {cfg.native} px).\n\n" if cfg.encoder_steps > 0 else "each from a random vision tower.\n\n")
-        + (f"The mixed model ({cfg.mixed}) uses the `{cfg.mixed_schedule}` schedule (`biores-train --mixed_schedule`).\n\n" if "mixed" in runs else "")
+        + (
+            f"all starting from one vision tower pretrained for {cfg.encoder_steps} steps on {cfg.encoder_n} {cfg.encoder_generator} images "
+            f"(another assay, native {cfg.native} px).\n\n"
+            if cfg.encoder_steps > 0
+            else "each from a random vision tower.\n\n"
+        )
+        + (
+            f"The mixed model ({cfg.mixed}) uses the `{cfg.mixed_schedule}` schedule (`biores-train --mixed_schedule`).\n\n"
+            if "mixed" in runs
+            else ""
+        )
         + f"## Findings\n\n{text}\n"
     )
     files = write_report(cells, out, title="biores demo: resolution in biomedical MLLMs", notes=notes)
     rows, cols, table = matrix(cells, "synth_demo") if any(c.dataset == "synth_demo" for c in cells) else matrix(cells)
     times["report"] = time.time() - begin
     log("\n" + matrix_text(rows, cols, table) + "\n\n" + text)
-    grid = {row: {col: (None if v is None else 100 * v) for col, v in zip(cols, values)} for row, values in zip(rows, table)}
-    summary = {"seconds": time.time() - start, "stage_seconds": times, "verdicts": verdicts, "cells": grid,
-               "files": {k: str(v) for k, v in files.items()}, "config": asdict(cfg)}
+    grid = {
+        row: {col: (None if v is None else 100 * v) for col, v in zip(cols, values)} for row, values in zip(rows, table)
+    }
+    summary = {
+        "seconds": time.time() - start,
+        "stage_seconds": times,
+        "verdicts": verdicts,
+        "cells": grid,
+        "files": {k: str(v) for k, v in files.items()},
+        "config": asdict(cfg),
+    }
     atomic_write_text(out / "demo_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     log("\nstage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     log(f"wrote {out / 'report.md'}, {out / 'heatmap.png'}, {out / 'curve.png'} in {summary['seconds']:.0f} s")
@@ -439,8 +604,16 @@ def seed_table(summaries: dict[int, dict[str, Any]]) -> tuple[str, dict[str, Any
     for seed, s in summaries.items():
         v = s["verdicts"]
         verdicts[seed] = {k: bool(v.get(k)) for k in names}
-        margins = {"finding1": ("finding1_gap", "{:+.1f}"), "finding2": ("finding2_drop", "-{:.1f}"), "finding3": ("finding3_worst_gap", "gap {:.1f}")}
-        parts = [f"finding {k[-1]} {'HOLDS' if v.get(k) else 'does not hold'} ({margins[k][1].format(v[margins[k][0]])})" for k in names if margins[k][0] in v]
+        margins = {
+            "finding1": ("finding1_gap", "{:+.1f}"),
+            "finding2": ("finding2_drop", "-{:.1f}"),
+            "finding3": ("finding3_worst_gap", "gap {:.1f}"),
+        }
+        parts = [
+            f"finding {k[-1]} {'HOLDS' if v.get(k) else 'does not hold'} ({margins[k][1].format(v[margins[k][0]])})"
+            for k in names
+            if margins[k][0] in v
+        ]
         lines.append(f"seed {seed}: " + "; ".join(parts))
     held = all(all(v.values()) for v in verdicts.values())
     lines.append(f"all findings hold on every seed: {'yes' if held else 'no'}")
@@ -456,11 +629,19 @@ def run_seeds(cfg: DemoConfig, seeds: Sequence[int], out: Path, log: Any = print
             log(f"=== seed {seed} ===")
             summaries[seed] = run_demo(replace(cfg, seed=seed), out / f"seed{seed}", log)
         text, table = seed_table(summaries)
-        result = {"seeds": list(seeds), **table, "seconds": time.time() - start,
-                  "stage_seconds": {seed: s["stage_seconds"] for seed, s in summaries.items()}}
+        result = {
+            "seeds": list(seeds),
+            **table,
+            "seconds": time.time() - start,
+            "stage_seconds": {seed: s["stage_seconds"] for seed, s in summaries.items()},
+        }
         atomic_write_text(out / "seeds_summary.json", json.dumps(result, indent=2, default=str) + "\n")
-        atomic_write_text(out / "seeds.md", f"# biores demo over seeds {', '.join(map(str, seeds))}\n\n```\n{text}\n```\n")
-        log(f"\n=== seeds {', '.join(map(str, seeds))}: mean +- sd ===\n{text}\nwrote {out / 'seeds.md'} in {result['seconds']:.0f} s")
+        atomic_write_text(
+            out / "seeds.md", f"# biores demo over seeds {', '.join(map(str, seeds))}\n\n```\n{text}\n```\n"
+        )
+        log(
+            f"\n=== seeds {', '.join(map(str, seeds))}: mean +- sd ===\n{text}\nwrote {out / 'seeds.md'} in {result['seconds']:.0f} s"
+        )
         return result
 
 
@@ -469,13 +650,25 @@ def run_seeds(cfg: DemoConfig, seeds: Sequence[int], out: Path, log: Any = print
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="biores_demo", help="output folder (stages are cached here)")
-    parser.add_argument("--quick", action="store_true", help="test-sized run (<= 75 s on a quiet machine): low vs native only")
+    parser.add_argument(
+        "--quick", action="store_true", help="test-sized run (<= 75 s on a quiet machine): low vs native only"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds (e.g. 0,1,2): one demo each in OUT/seed<N>, then mean +- sd per cell")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated seeds (e.g. 0,1,2): one demo each in OUT/seed<N>, then mean +- sd per cell",
+    )
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default $BIORES_DEMO_THREADS, else 1)")
-    parser.add_argument("--encoder-steps", type=int, default=None,
-                        help="vision-encoder pretraining steps on the other assay (0: every model starts from a random tower)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default $BIORES_DEMO_THREADS, else 1)"
+    )
+    parser.add_argument(
+        "--encoder-steps",
+        type=int,
+        default=None,
+        help="vision-encoder pretraining steps on the other assay (0: every model starts from a random tower)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -101,7 +101,9 @@ def _resize_u8(image: torch.Tensor, height: int, width: int, resample: int) -> t
 class _AffineNormalizer:
     """``(x / 255 - mean) / std`` as one ``x * scale + offset`` on uint8 input."""
 
-    def __init__(self, do_rescale: bool, rescale_factor: float, do_normalize: bool, mean: Sequence[float], std: Sequence[float]):
+    def __init__(
+        self, do_rescale: bool, rescale_factor: float, do_normalize: bool, mean: Sequence[float], std: Sequence[float]
+    ):
         rescale = rescale_factor if do_rescale else 1.0
         mean_t = torch.tensor(mean if do_normalize else [0.0, 0.0, 0.0], dtype=torch.float64)
         std_t = torch.tensor(std if do_normalize else [1.0, 1.0, 1.0], dtype=torch.float64)
@@ -146,7 +148,9 @@ class _BioresImageProcessorBase(BaseImageProcessor):
             setattr(self, key, list(value) if isinstance(value, tuple) else value)
 
     def _normalizer(self) -> _AffineNormalizer:
-        return _AffineNormalizer(self.do_rescale, self.rescale_factor, self.do_normalize, self.image_mean, self.image_std)
+        return _AffineNormalizer(
+            self.do_rescale, self.rescale_factor, self.do_normalize, self.image_mean, self.image_std
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = {key: getattr(self, key) for key in self._defaults}
@@ -157,7 +161,10 @@ class _BioresImageProcessorBase(BaseImageProcessor):
         unknown = sorted(set(kwargs) - set(self._defaults) - {"return_tensors", "return_format", "device"})
         if unknown:
             raise BioresConfigError(f"{type(self).__name__}.preprocess got unknown option(s): {', '.join(unknown)}")
-        return {key: kwargs.get(key, getattr(self, key)) if kwargs.get(key) is not None else getattr(self, key) for key in self._defaults}
+        return {
+            key: kwargs.get(key, getattr(self, key)) if kwargs.get(key) is not None else getattr(self, key)
+            for key in self._defaults
+        }
 
 
 class BioresNativeImageProcessor(_BioresImageProcessorBase):
@@ -186,8 +193,13 @@ class BioresNativeImageProcessor(_BioresImageProcessorBase):
     @classmethod
     def from_policy(cls, policy: NativePolicy, **kwargs: Any) -> BioresNativeImageProcessor:
         """The processor that applies ``policy`` (its grid and pixel range); ``kwargs``: normalisation."""
-        return cls(patch_size=policy.patch_size, merge_size=policy.merge_size, min_pixels=policy.min_pixels,
-                   max_pixels=policy.max_pixels, **kwargs)
+        return cls(
+            patch_size=policy.patch_size,
+            merge_size=policy.merge_size,
+            min_pixels=policy.min_pixels,
+            max_pixels=policy.max_pixels,
+            **kwargs,
+        )
 
     @property
     def policy(self) -> NativePolicy:
@@ -203,7 +215,9 @@ class BioresNativeImageProcessor(_BioresImageProcessorBase):
         if fmt not in ("images", "patches"):
             raise BioresConfigError(f"return_format must be 'images' or 'patches', got {fmt!r}")
         policy = NativePolicy(opts["patch_size"], opts["merge_size"], opts["min_pixels"], opts["max_pixels"])
-        norm = _AffineNormalizer(opts["do_rescale"], opts["rescale_factor"], opts["do_normalize"], opts["image_mean"], opts["image_std"])
+        norm = _AffineNormalizer(
+            opts["do_rescale"], opts["rescale_factor"], opts["do_normalize"], opts["image_mean"], opts["image_std"]
+        )
         p, m, t = opts["patch_size"], opts["merge_size"], opts["temporal_patch_size"]
 
         def one(image: Any) -> torch.Tensor:
@@ -289,7 +303,9 @@ class BioresAnyResImageProcessor(_BioresImageProcessorBase):
         opts = self._check_options(kwargs)
         _, _, crop = self._base_size(opts["size"], opts["crop_size"])
         policy = AnyResPolicy(tuple(tuple(p) for p in opts["image_grid_pinpoints"]), crop, opts["patch_size"])
-        norm = _AffineNormalizer(opts["do_rescale"], opts["rescale_factor"], opts["do_normalize"], opts["image_mean"], opts["image_std"])
+        norm = _AffineNormalizer(
+            opts["do_rescale"], opts["rescale_factor"], opts["do_normalize"], opts["image_mean"], opts["image_std"]
+        )
         resample = opts["resample"]
 
         def one(image: Any) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -351,6 +367,9 @@ def register_auto_classes() -> None:
     """
     from transformers import AutoConfig, AutoImageProcessor
 
-    for config, processor in ((BioresVisionConfig, BioresNativeImageProcessor), (BioresAnyResVisionConfig, BioresAnyResImageProcessor)):
+    for config, processor in (
+        (BioresVisionConfig, BioresNativeImageProcessor),
+        (BioresAnyResVisionConfig, BioresAnyResImageProcessor),
+    ):
         AutoConfig.register(config.model_type, config, exist_ok=True)
         AutoImageProcessor.register(config, image_processor_classes={"torchvision": processor}, exist_ok=True)

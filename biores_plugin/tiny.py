@@ -27,7 +27,11 @@ def build_word_tokenizer(words: Iterable[str], *, extra_special: Iterable[str] =
     core = Tokenizer(WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split("<image>", behavior="isolated"), pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+        [
+            pre_tokenizers.Split("<image>", behavior="isolated"),
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(),
+        ]
     )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
@@ -62,8 +66,13 @@ def tiny_llava_config(
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, SiglipVisionConfig
 
     vision_kw = dict(
-        hidden_size=vision_hidden, intermediate_size=4 * vision_hidden, num_hidden_layers=vision_layers,
-        num_attention_heads=heads, image_size=image_size, patch_size=patch_size, num_channels=num_channels,
+        hidden_size=vision_hidden,
+        intermediate_size=4 * vision_hidden,
+        num_hidden_layers=vision_layers,
+        num_attention_heads=heads,
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=num_channels,
     )
     if tower == "siglip":
         vision = SiglipVisionConfig(**vision_kw)
@@ -74,15 +83,26 @@ def tiny_llava_config(
     else:
         raise ValueError(f"tower must be 'siglip' or 'clip', got {tower!r}")
     text = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=text_hidden, intermediate_size=4 * text_hidden,
-        num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=2048, tie_word_embeddings=True, pad_token_id=pad_token_id,
-        bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+        vocab_size=vocab_size,
+        hidden_size=text_hidden,
+        intermediate_size=4 * text_hidden,
+        num_hidden_layers=text_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_id=image_token_id,
-        vision_feature_select_strategy=strategy, vision_feature_layer=layer,
-        projector_hidden_act="gelu", tie_word_embeddings=True,
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        vision_feature_select_strategy=strategy,
+        vision_feature_layer=layer,
+        projector_hidden_act="gelu",
+        tie_word_embeddings=True,
     )
     config.biores = dict(resolution or {})
     config.architectures = ["BioresLlavaForConditionalGeneration"]
@@ -104,11 +124,24 @@ def build_tiny_llava(
     tokenizer = build_word_tokenizer(words)
     from .resolution import ResolutionConfig
 
-    res = ResolutionConfig.from_dict(resolution or {"image_aspect_ratio": "native", "patch_size": config_kwargs.get("patch_size", 16), "merge_size": 2, "min_pixels": 32 * 32, "max_pixels": 512 * 512})
+    res = ResolutionConfig.from_dict(
+        resolution
+        or {
+            "image_aspect_ratio": "native",
+            "patch_size": config_kwargs.get("patch_size", 16),
+            "merge_size": 2,
+            "min_pixels": 32 * 32,
+            "max_pixels": 512 * 512,
+        }
+    )
     config = tiny_llava_config(
-        len(tokenizer), image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        resolution=res.to_dict(), **config_kwargs,
+        len(tokenizer),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        resolution=res.to_dict(),
+        **config_kwargs,
     )
     torch.manual_seed(seed)
     model = BioresLlavaForConditionalGeneration(config).eval()

@@ -23,6 +23,7 @@ def check_version(package: str, feature: str) -> str:
     except PackageNotFoundError:
         raise BioresConfigError(f"{feature} needs {wanted}, which is not installed") from None
     if not Version(low) <= Version(found) < Version(high):
-        raise BioresConfigError(f"{feature} relies on {package} internals tested with {wanted}; found {found} "
-                                f"(pip install '{wanted}')")
+        raise BioresConfigError(
+            f"{feature} relies on {package} internals tested with {wanted}; found {found} (pip install '{wanted}')"
+        )
     return found

@@ -30,7 +30,9 @@ def _transformers_major() -> tuple[int, str]:
     try:
         import transformers
     except ImportError as e:  # pragma: no cover
-        raise BioresConfigError(f"varlen_vision patch needs transformers {SUPPORTED_TRANSFORMERS_MAJOR}.x: {e}") from None
+        raise BioresConfigError(
+            f"varlen_vision patch needs transformers {SUPPORTED_TRANSFORMERS_MAJOR}.x: {e}"
+        ) from None
     version = transformers.__version__
     try:
         return int(version.split(".")[0]), version

@@ -20,8 +20,12 @@ import tempfile  # noqa: E402
 
 _CACHE = tempfile.mkdtemp(prefix="biores-tests-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-for _name, _sub in (("XDG_CACHE_HOME", "xdg"), ("HF_HOME", "hf"), ("LMMS_EVAL_DATASETS_CACHE", "lmms_eval_datasets"),
-                    ("MPLCONFIGDIR", "matplotlib")):
+for _name, _sub in (
+    ("XDG_CACHE_HOME", "xdg"),
+    ("HF_HOME", "hf"),
+    ("LMMS_EVAL_DATASETS_CACHE", "lmms_eval_datasets"),
+    ("MPLCONFIGDIR", "matplotlib"),
+):
     os.environ[_name] = os.path.join(_CACHE, _sub)
 
 import numpy as np  # noqa: E402
@@ -81,11 +85,23 @@ def run_lmms_eval(args: list[str], output: Path, env: dict | None = None, timeou
     import os
 
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2", **(env or {})}
-    cmd = [sys.executable, "-m", "lmms_eval", *args, "--output_path", str(output), "--log_samples", "--verbosity", "DEBUG"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lmms_eval",
+        *args,
+        "--output_path",
+        str(output),
+        "--log_samples",
+        "--verbosity",
+        "DEBUG",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=output.parent)
     (output.parent / "lmms_eval.log").write_text(proc.stdout + proc.stderr)
     results = sorted(output.glob("**/*_results.json"))
-    assert proc.returncode == 0 and results, f"lmms-eval failed (rc={proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+    assert proc.returncode == 0 and results, (
+        f"lmms-eval failed (rc={proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+    )
     return json.loads(results[-1].read_text())
 
 

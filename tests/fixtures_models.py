@@ -77,8 +77,15 @@ CORPUS = [
 ]
 LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 QWEN_SPECIALS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>", "<image>", "<video>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<image>",
+    "<video>",
 ]
 
 
@@ -100,23 +107,36 @@ def build_tokenizer(style: str = "llama", vocab_size: int = 320, image_token: st
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     core.train_from_iterator(CORPUS * 4, trainer=trainer)
     if style == "llama":
         bos = core.token_to_id("<s>")
-        core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+        core.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+        )
         tok = PreTrainedTokenizerFast(
-            tokenizer_object=core, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+            tokenizer_object=core,
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
             extra_special_tokens={"image_token": "<image>"},
         )
     else:
         core.post_processor = processors.ByteLevel(trim_offsets=False)
         tok = PreTrainedTokenizerFast(
-            tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+            tokenizer_object=core,
+            eos_token="<|im_end|>",
+            pad_token="<|endoftext|>",
             extra_special_tokens={
-                "image_token": image_token or "<|image_pad|>", "video_token": "<video>" if image_token else "<|video_pad|>",
-                "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>",
+                "image_token": image_token or "<|image_pad|>",
+                "video_token": "<video>" if image_token else "<|video_pad|>",
+                "vision_start_token": "<|vision_start|>",
+                "vision_end_token": "<|vision_end|>",
             },
         )
     return tok
@@ -131,15 +151,28 @@ def _text_config(arch: str, tok, hidden: int = 32, layers: int = 1):
 
     cls = LlamaConfig if arch == "llama" else Qwen2Config
     return cls(
-        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=False, **_ids(tok),
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        **_ids(tok),
     )
 
 
 def _vision_config(kind: str, image_size: int, patch_size: int = 14, hidden: int = 32):
     from transformers import CLIPVisionConfig, Siglip2VisionConfig, SiglipVisionConfig
 
-    kw = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4, patch_size=patch_size)
+    kw = dict(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        patch_size=patch_size,
+    )
     if kind == "clip":
         return CLIPVisionConfig(image_size=image_size, projection_dim=hidden, **kw)
     if kind in ("siglip", "siglip2"):  # fixed-size SigLIP2 checkpoints use the SigLIP classes
@@ -200,7 +233,9 @@ def build_tower(root: Path, kind: str = "clip", image_size: int = 56) -> Path:
     config = _vision_config(kind, image_size, patch)
     if kind == "clip":
         model = _seeded(CLIPVisionModel, config)
-        proc = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+        proc = CLIPImageProcessor(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        )
     elif kind in ("siglip", "siglip2"):
         model = _seeded(SiglipVisionModel, config)
         proc = SiglipImageProcessor(size={"height": image_size, "width": image_size})
@@ -223,13 +258,24 @@ def _llava_parts(image_size: int = 56, tower: str = "clip"):
 
 def _llava_family_config(tok, vision, text) -> dict:
     """What LLaVA-1.5 and LLaVA-NeXT configs share: CLIP + Llama parts, 'default' select, layer -2."""
-    return {"vision_config": vision, "text_config": text, "image_token_id": tok.convert_tokens_to_ids("<image>"),
-            "vision_feature_select_strategy": "default", "vision_feature_layer": -2}
+    return {
+        "vision_config": vision,
+        "text_config": text,
+        "image_token_id": tok.convert_tokens_to_ids("<image>"),
+        "vision_feature_select_strategy": "default",
+        "vision_feature_layer": -2,
+    }
 
 
 def _save_processor(cls, image_processor, tok, vision, template: str, folder: Path) -> None:
-    cls(image_processor=image_processor, tokenizer=tok, patch_size=vision.patch_size, vision_feature_select_strategy="default",
-        chat_template=template, num_additional_image_tokens=1).save_pretrained(folder)
+    cls(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=vision.patch_size,
+        vision_feature_select_strategy="default",
+        chat_template=template,
+        num_additional_image_tokens=1,
+    ).save_pretrained(folder)
 
 
 def build_llava(root: Path, layout: str = "legacy", image_size: int = 56) -> Path:
@@ -253,8 +299,10 @@ def build_llava(root: Path, layout: str = "legacy", image_size: int = 56) -> Pat
             old.unlink()
         save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     proc = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
     )
     _save_processor(LlavaProcessor, proc, tok, vision, LLAVA_15_TEMPLATE, folder)
     return folder
@@ -276,7 +324,9 @@ def build_llava_next(root: Path, image_size: int = 28) -> Path:
     config = LlavaNextConfig(**_llava_family_config(tok, vision, text), image_grid_pinpoints=pinpoints)
     model = _seeded(LlavaNextForConditionalGeneration, config)
     _finish(model, tok, folder)
-    proc = LlavaNextImageProcessor(size={"shortest_edge": s}, crop_size={"height": s, "width": s}, image_grid_pinpoints=pinpoints)
+    proc = LlavaNextImageProcessor(
+        size={"shortest_edge": s}, crop_size={"height": s, "width": s}, image_grid_pinpoints=pinpoints
+    )
     _save_processor(LlavaNextProcessor, proc, tok, vision, LLAVA_NEXT_TEMPLATE, folder)
     return folder
 
@@ -297,18 +347,28 @@ def build_llava_onevision(root: Path, image_size: int = 28) -> Path:
     s = image_size
     pinpoints = [[s * i, s * j] for i in range(1, 4) for j in range(1, 4)]
     config = LlavaOnevisionConfig(
-        vision_config=vision, text_config=_text_config("qwen2", tok), image_token_id=tok.convert_tokens_to_ids("<image>"),
-        video_token_id=tok.convert_tokens_to_ids("<video>"), vision_feature_select_strategy="full", vision_feature_layer=-1,
-        image_grid_pinpoints=pinpoints, vision_aspect_ratio="anyres_max_9",
+        vision_config=vision,
+        text_config=_text_config("qwen2", tok),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        video_token_id=tok.convert_tokens_to_ids("<video>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_9",
     )
     model = _seeded(LlavaOnevisionForConditionalGeneration, config)
     _finish(model, tok, folder)
     proc = LlavaOnevisionImageProcessor(size={"height": s, "width": s}, image_grid_pinpoints=pinpoints)
     video = LlavaOnevisionVideoProcessor(size={"height": s, "width": s})
     LlavaOnevisionProcessor(
-        image_processor=proc, tokenizer=tok, video_processor=video, num_image_tokens=(s // vision.patch_size) ** 2,
-        vision_feature_select_strategy="full", chat_template=LLAVA_ONEVISION_TEMPLATE,
-        image_token="<image>", video_token="<video>",
+        image_processor=proc,
+        tokenizer=tok,
+        video_processor=video,
+        num_image_tokens=(s // vision.patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_TEMPLATE,
+        image_token="<image>",
+        video_token="<video>",
     ).save_pretrained(folder)
     return folder
 
@@ -325,10 +385,21 @@ def build_qwen_vl(root: Path, family: str = "qwen2_vl") -> Path:
     tok = build_tokenizer("qwen")
     tid = tok.convert_tokens_to_ids
     text_kw = dict(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=4096, **_ids(tok),
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        **_ids(tok),
     )
-    ids = dict(image_token_id=tid("<|image_pad|>"), video_token_id=tid("<|video_pad|>"), vision_start_token_id=tid("<|vision_start|>"), vision_end_token_id=tid("<|vision_end|>"))
+    ids = dict(
+        image_token_id=tid("<|image_pad|>"),
+        video_token_id=tid("<|video_pad|>"),
+        vision_start_token_id=tid("<|vision_start|>"),
+        vision_end_token_id=tid("<|vision_end|>"),
+    )
     if family == "qwen2_vl":
         patch = 14
         vision = dict(depth=1, embed_dim=32, hidden_size=64, num_heads=4, patch_size=patch)
@@ -338,15 +409,45 @@ def build_qwen_vl(root: Path, family: str = "qwen2_vl") -> Path:
         video_cls = tf.Qwen2VLVideoProcessor
     elif family == "qwen2_5_vl":
         patch = 14
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, patch_size=patch, window_size=56, fullatt_block_indexes=[1])
+        vision = dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=4,
+            out_hidden_size=64,
+            patch_size=patch,
+            window_size=56,
+            fullatt_block_indexes=[1],
+        )
         text_kw["rope_parameters"] = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
         config = tf.Qwen2_5_VLConfig(text_config=text_kw, vision_config=vision, **ids)
-        model_cls, proc_cls, img_cls = tf.Qwen2_5_VLForConditionalGeneration, tf.Qwen2_5_VLProcessor, tf.Qwen2VLImageProcessor
+        model_cls, proc_cls, img_cls = (
+            tf.Qwen2_5_VLForConditionalGeneration,
+            tf.Qwen2_5_VLProcessor,
+            tf.Qwen2VLImageProcessor,
+        )
         video_cls = tf.Qwen2VLVideoProcessor
     elif family == "qwen3_vl":
         patch = 16
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64, patch_size=patch, num_position_embeddings=64, deepstack_visual_indexes=[0])
-        text_kw.update(head_dim=16, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True, "rope_theta": 10000.0})
+        vision = dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=4,
+            out_hidden_size=64,
+            patch_size=patch,
+            num_position_embeddings=64,
+            deepstack_visual_indexes=[0],
+        )
+        text_kw.update(
+            head_dim=16,
+            rope_parameters={
+                "rope_type": "default",
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+                "rope_theta": 10000.0,
+            },
+        )
         config = tf.Qwen3VLConfig(text_config=text_kw, vision_config=vision, **ids)
         model_cls, proc_cls, img_cls = tf.Qwen3VLForConditionalGeneration, tf.Qwen3VLProcessor, tf.Qwen2VLImageProcessor
         video_cls = tf.Qwen3VLVideoProcessor
@@ -355,10 +456,17 @@ def build_qwen_vl(root: Path, family: str = "qwen2_vl") -> Path:
     model = _seeded(model_cls, config)
     _finish(model, tok, folder)
     unit = patch * 2
-    image_kw = dict(patch_size=patch, merge_size=2, size={"shortest_edge": 4 * unit * unit, "longest_edge": 64 * unit * unit})
+    image_kw = dict(
+        patch_size=patch, merge_size=2, size={"shortest_edge": 4 * unit * unit, "longest_edge": 64 * unit * unit}
+    )
     if family == "qwen3_vl":
         image_kw.update(image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    proc = proc_cls(image_processor=img_cls(**image_kw), tokenizer=tok, video_processor=video_cls(patch_size=patch), chat_template=QWEN2_VL_TEMPLATE)
+    proc = proc_cls(
+        image_processor=img_cls(**image_kw),
+        tokenizer=tok,
+        video_processor=video_cls(patch_size=patch),
+        chat_template=QWEN2_VL_TEMPLATE,
+    )
     proc.save_pretrained(folder)
     return folder
 

@@ -119,7 +119,9 @@ def build_pathvqa(root: Path) -> Fixture:
         },
         features=features,
     )
-    val = Dataset.from_dict({"image": [_hf_image(image_bytes((64, 64), 98))], "question": ["val?"], "answer": ["no"]}, features=features)
+    val = Dataset.from_dict(
+        {"image": [_hf_image(image_bytes((64, 64), 98))], "question": ["val?"], "answer": ["no"]}, features=features
+    )
     DatasetDict({"test": test, "validation": val}).save_to_disk(str(root))
     return Fixture("biores_pathvqa", "BIORES_PATHVQA_PATH", root, rows)
 
@@ -141,11 +143,22 @@ def build_slake(root: Path) -> Fixture:
     test = []
     for qid, (name, question, answer, lang, atype, content) in enumerate(records):
         img_id = int(name.split("/")[0][5:])
-        test.append({
-            "img_id": img_id, "img_name": name, "question": question, "answer": answer, "q_lang": lang,
-            "location": "Abdomen", "modality": "CT", "answer_type": atype, "base_type": "vqa",
-            "content_type": content, "triple": ["vhead", "_", "_"], "qid": 1000 + qid,
-        })
+        test.append(
+            {
+                "img_id": img_id,
+                "img_name": name,
+                "question": question,
+                "answer": answer,
+                "q_lang": lang,
+                "location": "Abdomen",
+                "modality": "CT",
+                "answer_type": atype,
+                "base_type": "vqa",
+                "content_type": content,
+                "triple": ["vhead", "_", "_"],
+                "qid": 1000 + qid,
+            }
+        )
     (root / "test.json").write_text(json.dumps(test, ensure_ascii=False, indent=1), encoding="utf-8")
     (root / "train.json").write_text(json.dumps(test[:1], ensure_ascii=False), encoding="utf-8")
     (root / "validation.json").write_text(json.dumps(test[:1], ensure_ascii=False), encoding="utf-8")
@@ -169,10 +182,25 @@ def build_pmc_vqa(root: Path) -> Fixture:
     """Hub layout: ``test_clean.csv`` (version-1 columns, ``X:`` prefixed choices) + ``images.zip``."""
     root.mkdir(parents=True, exist_ok=True)
     items = [
-        ("PMC1064097_F1.jpg", BIG, "What is the uptake pattern in the breast?",
-         ["Diffuse uptake pattern", "Focal uptake pattern", "No uptake pattern", "Cannot determine from the information given"], "B"),
-        ("PMC2000001_F2.jpg", SMALL, "Which artery is occluded?",
-         ["Left Anterior Descending", "Right coronary artery", "Circumflex", "Left main"], "A"),
+        (
+            "PMC1064097_F1.jpg",
+            BIG,
+            "What is the uptake pattern in the breast?",
+            [
+                "Diffuse uptake pattern",
+                "Focal uptake pattern",
+                "No uptake pattern",
+                "Cannot determine from the information given",
+            ],
+            "B",
+        ),
+        (
+            "PMC2000001_F2.jpg",
+            SMALL,
+            "Which artery is occluded?",
+            ["Left Anterior Descending", "Right coronary artery", "Circumflex", "Left main"],
+            "A",
+        ),
         ("PMC3000002_F3.jpg", MID, "What staining was used?", ["H&E", "PAS", "Trichrome", "Giemsa"], "D"),
         ("PMC4000003_F1.jpg", TALL, "What is the modality of this image?", ["CT", "MRI", "Ultrasound", "PET"], "C"),
     ]
@@ -201,12 +229,27 @@ def build_pmc_vqa2(root: Path) -> Fixture:
     root.mkdir(parents=True, exist_ok=True)
     items = [
         ("PMC5000001_F2.jpg", MID, "Which organ shows the lesion?", ["Liver", "Spleen", "Kidney", "Pancreas"], "C"),
-        ("PMC6000002_F1.jpg", BIG, "What does the arrow point to?",
-         ["A cyst", "A calcification", "A vessel", "A stent"], "A"),
+        (
+            "PMC6000002_F1.jpg",
+            BIG,
+            "What does the arrow point to?",
+            ["A cyst", "A calcification", "A vessel", "A stent"],
+            "A",
+        ),
         ("PMC7000003_F4.jpg", SMALL, "What imaging technique is shown?", ["X-ray", "CT", "MRI", "Ultrasound"], "D"),
     ]
-    header = ["index", "Figure_path", "Caption", "Question", "Choice A", "Choice B", "Choice C", "Choice D",
-              "Answer", "split"]
+    header = [
+        "index",
+        "Figure_path",
+        "Caption",
+        "Question",
+        "Choice A",
+        "Choice B",
+        "Choice C",
+        "Choice D",
+        "Answer",
+        "split",
+    ]
     with open(root / "test_2.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -218,8 +261,10 @@ def build_pmc_vqa2(root: Path) -> Fixture:
     with zipfile.ZipFile(root / "images_2.zip", "w") as zf:
         for i, (fig, size, *_rest) in enumerate(items):
             zf.writestr(f"figures/{fig}", image_bytes(size, 80 + i))
-    rows = [Row(q, letter, size, options=options, wrong="ABCD"[("ABCD".index(letter) + 1) % 4])
-            for _f, size, q, options, letter in items]
+    rows = [
+        Row(q, letter, size, options=options, wrong="ABCD"[("ABCD".index(letter) + 1) % 4])
+        for _f, size, q, options, letter in items
+    ]
     return Fixture("biores_pmc_vqa2", "BIORES_PMC_VQA2_PATH", root, rows, multiple_choice=True)
 
 
@@ -232,17 +277,38 @@ def build_microvqa(root: Path) -> Fixture:
     from datasets import Image as HFImage
 
     items = [
-        ([SMALL, BIG], "A fluorescence image shows punctate staining. What is the most likely organelle?",
-         ["Mitochondria", "Lysosomes", "Golgi apparatus", "Nucleolus", "Endoplasmic reticulum"], 1),
-        ([MID], "What experiment would best test the hypothesis?",
-         ["Knockdown of the gene", "Overexpression", "Drug washout", "Live imaging"], 3),
-        ([TALL], "Which cell type dominates the field?", ["Neurons", "Astrocytes", "Microglia", "Oligodendrocytes", "Pericytes", "Ependymal cells"], 0),
+        (
+            [SMALL, BIG],
+            "A fluorescence image shows punctate staining. What is the most likely organelle?",
+            ["Mitochondria", "Lysosomes", "Golgi apparatus", "Nucleolus", "Endoplasmic reticulum"],
+            1,
+        ),
+        (
+            [MID],
+            "What experiment would best test the hypothesis?",
+            ["Knockdown of the gene", "Overexpression", "Drug washout", "Live imaging"],
+            3,
+        ),
+        (
+            [TALL],
+            "Which cell type dominates the field?",
+            ["Neurons", "Astrocytes", "Microglia", "Oligodendrocytes", "Pericytes", "Ependymal cells"],
+            0,
+        ),
     ]
-    features = Features({
-        "key_question": Value("int64"), "key_image": Value("int64"), "images_list": List(HFImage()),
-        "question": Value("string"), "choices": List(Value("string")), "correct_index": Value("int64"),
-        "correct_answer": Value("string"), "task": Value("int64"), "task_str": Value("string"),
-    })
+    features = Features(
+        {
+            "key_question": Value("int64"),
+            "key_image": Value("int64"),
+            "images_list": List(HFImage()),
+            "question": Value("string"),
+            "choices": List(Value("string")),
+            "correct_index": Value("int64"),
+            "correct_answer": Value("string"),
+            "task": Value("int64"),
+            "task_str": Value("string"),
+        }
+    )
     columns: dict[str, list] = {k: [] for k in features}
     for i, (sizes, question, choices, correct) in enumerate(items):
         columns["key_question"].append(100 + i)
@@ -259,7 +325,9 @@ def build_microvqa(root: Path) -> Fixture:
     rows = []
     for sizes, question, choices, correct in items:
         largest = max(sizes, key=lambda s: s[0] * s[1])
-        rows.append(Row(question, letters[correct], largest, options=choices, wrong=letters[(correct + 1) % len(choices)]))
+        rows.append(
+            Row(question, letters[correct], largest, options=choices, wrong=letters[(correct + 1) % len(choices)])
+        )
     return Fixture("biores_microvqa", "BIORES_MICROVQA_PATH", root, rows, multiple_choice=True)
 
 
@@ -271,22 +339,62 @@ def build_ubench(root: Path) -> Fixture:
     from datasets import ClassLabel, Dataset, Features, List, Value
     from datasets import Image as HFImage
 
-    q = {"question": Value("string"), "options": List(Value("string")), "answer": Value("string"),
-         "answer_idx": Value("int64"), "id": Value("string"), "name": Value("string")}
+    q = {
+        "question": Value("string"),
+        "options": List(Value("string")),
+        "answer": Value("string"),
+        "answer_idx": Value("int64"),
+        "id": Value("string"),
+        "name": Value("string"),
+    }
     qtypes = ["classification", "domain", "modality", "stain", "subdomain", "submodality"]
-    names = ["lymphocyte", "neutrophil", "basophil", "metaphase", "anaphase", "adipose", "stroma", "g1", "s", "g2",
-             "pollen", "debris"]
-    features = Features({
-        "image_id": Value("string"), "image": HFImage(), "label": ClassLabel(names=names), "label_name": Value("string"),
-        "dataset": Value("string"), "domain": Value("string"), "modality": Value("string"), "stain": Value("string"),
-        "subdomain": Value("string"), "submodality": Value("string"), "questions": {t: q for t in qtypes},
-    })
+    names = [
+        "lymphocyte",
+        "neutrophil",
+        "basophil",
+        "metaphase",
+        "anaphase",
+        "adipose",
+        "stroma",
+        "g1",
+        "s",
+        "g2",
+        "pollen",
+        "debris",
+    ]
+    features = Features(
+        {
+            "image_id": Value("string"),
+            "image": HFImage(),
+            "label": ClassLabel(names=names),
+            "label_name": Value("string"),
+            "dataset": Value("string"),
+            "domain": Value("string"),
+            "modality": Value("string"),
+            "stain": Value("string"),
+            "subdomain": Value("string"),
+            "submodality": Value("string"),
+            "questions": {t: q for t in qtypes},
+        }
+    )
     items = [  # (size, dataset, question, options, answer index) ; None = no classification question
-        (BIG, "acevedo_et_al_2020", "What type of blood cell is shown?", ["lymphocyte", "neutrophil", "basophil", "none of the above"], 2),
+        (
+            BIG,
+            "acevedo_et_al_2020",
+            "What type of blood cell is shown?",
+            ["lymphocyte", "neutrophil", "basophil", "none of the above"],
+            2,
+        ),
         (SMALL, None, "Which cell-cycle phase is this cell in?", ["metaphase", "anaphase", "none of the above"], 0),
         (MID, "kather_et_al_2016", None, None, None),
         (MID, "kather_et_al_2016", "What tissue class is shown?", ["adipose", "stroma", "none of the above"], 1),
-        (TALL, "acevedo_et_al_2020", "What type of blood cell is shown?", ["lymphocyte", "neutrophil", "basophil", "none of the above"], 0),
+        (
+            TALL,
+            "acevedo_et_al_2020",
+            "What type of blood cell is shown?",
+            ["lymphocyte", "neutrophil", "basophil", "none of the above"],
+            0,
+        ),
         # eVLLM's list keeps it; its post-hoc table drops it
         (SMALL, "eulenberg_et_al_2017_darkfield", "Which phase?", ["g1", "s", "g2", "none of the above"], 2),
         (MID, "not_in_the_paper_2030", "What is shown?", ["pollen", "debris", "none of the above"], 0),  # dropped
@@ -296,7 +404,9 @@ def build_ubench(root: Path) -> Fixture:
     columns: dict[str, list] = {k: [] for k in features}
     for i, (size, source, question, options, idx) in enumerate(items):
         columns["image_id"].append(f"img{i}")
-        columns["image"].append(_hf_image(image_bytes(size, 60 + i, "L" if i == 1 else "RGB", "PNG" if i == 1 else "JPEG")))
+        columns["image"].append(
+            _hf_image(image_bytes(size, 60 + i, "L" if i == 1 else "RGB", "PNG" if i == 1 else "JPEG"))
+        )
         answer = options[idx] if options else None
         columns["label"].append(names.index(answer) if answer in names else 0)
         columns["label_name"].append(answer or "adipose")
@@ -304,11 +414,23 @@ def build_ubench(root: Path) -> Fixture:
         for col in ("domain", "modality", "stain", "subdomain", "submodality"):
             columns[col].append(f"{col}-{i}")
         questions = {t: None for t in qtypes}
-        questions["domain"] = {"question": "What is the domain?", "options": ["pathology", "cell biology", "none of the above"],
-                               "answer": "pathology", "answer_idx": 0, "id": f"d{i}", "name": "domain"}
+        questions["domain"] = {
+            "question": "What is the domain?",
+            "options": ["pathology", "cell biology", "none of the above"],
+            "answer": "pathology",
+            "answer_idx": 0,
+            "id": f"d{i}",
+            "name": "domain",
+        }
         if question is not None:
-            questions["classification"] = {"question": question, "options": options, "answer": answer,
-                                           "answer_idx": idx, "id": f"c{i}", "name": "classification"}
+            questions["classification"] = {
+                "question": question,
+                "options": options,
+                "answer": answer,
+                "answer_idx": idx,
+                "id": f"c{i}",
+                "name": "classification",
+            }
         columns["questions"].append(questions)
     saved = root.parent / f".{root.name}-save"
     Dataset.from_dict(columns, features=features).save_to_disk(str(saved))
@@ -371,8 +493,15 @@ def build_vstar(root: Path, truncate: int | None = None) -> Fixture:
         (TALL, "Is the cup to the left or right of the bottle? (A) left (B) right", "B", "relative_position"),
         (MID, "What is the material of the bench? (A) wood (B) metal (C) stone (D) plastic", "C", "direct_attributes"),
     ]
-    features = Features({"image": HFImage(), "text": Value("string"), "label": Value("string"),
-                         "question_id": Value("int64"), "category": Value("string")})
+    features = Features(
+        {
+            "image": HFImage(),
+            "text": Value("string"),
+            "label": Value("string"),
+            "question_id": Value("int64"),
+            "category": Value("string"),
+        }
+    )
     images = [image_bytes(size, 70 + i) for i, (size, *_rest) in enumerate(items)]
     if truncate is not None:
         images[truncate] = truncated(images[truncate])

@@ -21,8 +21,12 @@ def _requests(docs: list[Image.Image], task: str = "t"):
         return [doc["image"]]
 
     return [
-        Instance("generate_until", ("What is shown?", {"max_new_tokens": 2, "until": ["\n\n"]}, doc_to_visual, i, task, "test"), idx=0,
-                 metadata={"task": task, "doc_id": i, "repeats": 1})
+        Instance(
+            "generate_until",
+            ("What is shown?", {"max_new_tokens": 2, "until": ["\n\n"]}, doc_to_visual, i, task, "test"),
+            idx=0,
+            metadata={"task": task, "doc_id": i, "repeats": 1},
+        )
         for i in range(len(docs))
     ]
 
@@ -32,9 +36,17 @@ def _requests(docs: list[Image.Image], task: str = "t"):
 STRING_TEMPLATE = "{% for m in messages %}{{ m['role'].upper() + ': ' + m['content'] + ' ' }}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 
 WRAPPERS = {  # lmms-eval model name -> (fixture, model_args, expected tower size for a 90x70 image at those args)
-    "llava_hf": ("llava_legacy", {"device_map": "cpu", "device": "cpu", "chat_template": STRING_TEMPLATE}, (56, 56)),  # crop
+    "llava_hf": (
+        "llava_legacy",
+        {"device_map": "cpu", "device": "cpu", "chat_template": STRING_TEMPLATE},
+        (56, 56),
+    ),  # crop
     "qwen2_5_vl": ("qwen2_5_vl", {"device_map": "cpu", "device": "cpu"}, None),  # min_pixels=256*28*28 upsamples
-    "qwen2_vl": ("qwen2_vl", {"device_map": "cpu", "device": "cpu", "max_pixels": 28 * 28 * 6}, (84, 56)),  # both capped to 6 tokens
+    "qwen2_vl": (
+        "qwen2_vl",
+        {"device_map": "cpu", "device": "cpu", "max_pixels": 28 * 28 * 6},
+        (84, 56),
+    ),  # both capped to 6 tokens
 }
 
 
@@ -60,7 +72,7 @@ def test_wrapper_logs_what_its_processor_fed_the_model(stock_checkpoint, name):
     assert len(results) == 2
     for result in results:
         counts = result.token_counts.to_dict()
-        (w, h), = counts["visual_tokens_sizes"]
+        ((w, h),) = counts["visual_tokens_sizes"]
         assert counts["visual_tokens"] > 0
         if expected:
             assert (w, h) == expected
@@ -77,8 +89,18 @@ def test_qwen2_5_vl_sweep_logs_true_tokens_and_report_names_collapse(tmp_path, s
     folder = stock_checkpoint("qwen2_5_vl")
     out = tmp_path / "out"
     run_lmms_eval(
-        ["--model", "qwen2_5_vl", "--model_args", f"pretrained={folder},device_map=cpu,device=cpu", "--tasks", "biores_synth_*", "--limit", "2"],
-        out, env={"BIORES_SYNTH_PATH": str(synth_small)},
+        [
+            "--model",
+            "qwen2_5_vl",
+            "--model_args",
+            f"pretrained={folder},device_map=cpu,device=cpu",
+            "--tasks",
+            "biores_synth_*",
+            "--limit",
+            "2",
+        ],
+        out,
+        env={"BIORES_SYNTH_PATH": str(synth_small)},
     )
     tokens = {}
     for path in out.glob("**/*_samples_biores_synth_*.jsonl"):
@@ -88,8 +110,12 @@ def test_qwen2_5_vl_sweep_logs_true_tokens_and_report_names_collapse(tmp_path, s
         for row in rows:
             assert row["token_counts"][0]["visual_tokens_sizes"] == [[448, 448]]  # 224 and 256 px both upsampled
     assert tokens == {f"biores_synth_{r}": {256} for r in ("224", "448", "896", "native")}
-    report = subprocess.run([str(Path(sys.executable).parent / "biores"), "report", str(out), "--out", str(tmp_path / "rep")],
-                            capture_output=True, text=True, timeout=120)
+    report = subprocess.run(
+        [str(Path(sys.executable).parent / "biores"), "report", str(out), "--out", str(tmp_path / "rep")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert report.returncode == 0, report.stderr
     assert "upsampled" in report.stderr and "collapse" in report.stderr
     text = (tmp_path / "rep" / "report.md").read_text()
@@ -103,16 +129,29 @@ def test_report_skips_and_lists_unreadable_files(tmp_path):
 
     run = tmp_path / "runs" / "m"
     run.mkdir(parents=True)
-    good = {"results": {"biores_synth_224": {"accuracy,none": 0.5, "accuracy_stderr,none": 0.1}},
-            "config": {"model_args": "pretrained=m"}, "n-samples": {"biores_synth_224": {"effective": 2}}}
+    good = {
+        "results": {"biores_synth_224": {"accuracy,none": 0.5, "accuracy_stderr,none": 0.1}},
+        "config": {"model_args": "pretrained=m"},
+        "n-samples": {"biores_synth_224": {"effective": 2}},
+    }
     (run / "20260101_results.json").write_text(json.dumps(good))
-    (run / "20260101_samples_biores_synth_224.jsonl").write_text('{"doc_id": 0, "accuracy": {"score": 1}}\n{"doc_id": 1, "accu')
+    (run / "20260101_samples_biores_synth_224.jsonl").write_text(
+        '{"doc_id": 0, "accuracy": {"score": 1}}\n{"doc_id": 1, "accu'
+    )
     (run / "20260102_results.json").write_text(json.dumps(good)[:40])  # truncated
-    proc = subprocess.run([str(Path(sys.executable).parent / "biores"), "report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "biores"), "report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     skipped = [line for line in proc.stderr.splitlines() if "skipped unreadable" in line]
     assert len(skipped) == 2 and "Traceback" not in proc.stderr and "JSONDecodeError" not in proc.stderr
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert "## Skipped unreadable files" in text and "20260102_results.json" in text and "samples_biores_synth_224.jsonl" in text
+    assert (
+        "## Skipped unreadable files" in text
+        and "20260102_results.json" in text
+        and "samples_biores_synth_224.jsonl" in text
+    )
     assert "| 50.0 |" in text  # the readable results still reported

@@ -38,7 +38,8 @@ SWEEP_LEVEL = 224
 INFO_POLICIES = ("native", "pad")
 NATIVE = BioresNativeImageProcessor(min_pixels=28 * 28, max_pixels=256 * 28 * 28)
 ANYRES = BioresAnyResImageProcessor(  # LLaVA-NeXT's layout at a third of its size: faster
-    size={"shortest_edge": 112}, crop_size={"height": 112, "width": 112},
+    size={"shortest_edge": 112},
+    crop_size={"height": 112, "width": 112},
     image_grid_pinpoints=[[112, 224], [224, 112], [224, 224], [336, 112], [112, 336]],
 )
 

@@ -20,7 +20,9 @@ from biores_plugin.resolution import AnyResPolicy, FixedPolicy, NativePolicy
 def biores(*args: str) -> subprocess.CompletedProcess:
     exe = shutil.which("biores", path=str(Path(sys.executable).parent)) or shutil.which("biores")
     assert exe, "the biores console script is not installed"
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    return subprocess.run(
+        [exe, *args], capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
 
 
 @pytest.fixture(scope="module")

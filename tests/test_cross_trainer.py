@@ -30,8 +30,20 @@ def data(tmp_path_factory) -> Path:
 
 
 def _argv(root: Path, out: Path) -> list[str]:
-    return ["--image_aspect_ratio", "native", "--mixed_resolution", MIXED, "--seed", str(SEED),
-            "--data_path", str(root / "data.json"), "--image_folder", str(root / "imgs"), "--output_dir", str(out)]
+    return [
+        "--image_aspect_ratio",
+        "native",
+        "--mixed_resolution",
+        MIXED,
+        "--seed",
+        str(SEED),
+        "--data_path",
+        str(root / "data.json"),
+        "--image_folder",
+        str(root / "imgs"),
+        "--output_dir",
+        str(out),
+    ]
 
 
 def _llava_path(argv: list[str], base, log_path: Path, monkeypatch) -> tuple[list[torch.Tensor], dict, list]:
@@ -47,7 +59,9 @@ def _llava_path(argv: list[str], base, log_path: Path, monkeypatch) -> tuple[lis
     train_module = shims.import_llava_train()
     hooks.install_hooks(train_module)
     _, data_args, training_args, resolution = parse_and_validate(argv, train_module)
-    state = hooks.NativeState(resolution, seed=training_args.seed, log_path=log_path)  # as biores_plugin.original_llava.train does
+    state = hooks.NativeState(
+        resolution, seed=training_args.seed, log_path=log_path
+    )  # as biores_plugin.original_llava.train does
     state.set_patch_size(PATCH)  # what the trainer hook takes from the vision tower
     data_args.image_processor, data_args.is_multimodal, data_args.mm_use_im_start_end = base, True, False
     monkeypatch.setattr(conversation_lib, "default_conversation", conversation_lib.conv_templates["plain"])
@@ -80,7 +94,9 @@ def _biores_train_path(argv: list[str], base) -> tuple[list[torch.Tensor], dict,
     _, data_args, training_args = parse_args(argv)
     records = load_records(data_args.data_path, data_args.image_folder)
     tokenizer = build_word_tokenizer(vocabulary_of(records))
-    processor = BioresLlavaProcessor(tokenizer, data_args.resolution(PATCH), image_mean=base.image_mean, image_std=base.image_std)
+    processor = BioresLlavaProcessor(
+        tokenizer, data_args.resolution(PATCH), image_mean=base.image_mean, image_std=base.image_std
+    )
     draws = processor.resolution.mixed(training_args.seed).draws(len(records))
     dataset = ResolutionDataset(records, processor, draws, {}, training_args.model_max_length)
     samples = [dataset[i] for i in range(len(dataset))]

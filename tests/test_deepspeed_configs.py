@@ -29,8 +29,14 @@ def _filled(name: str, tmp_path: Path) -> dict:
     from biores_plugin.train.args import TrainingArguments
 
     hf = HfTrainerDeepSpeedConfig(str(CONFIGS / f"{name}.json"))
-    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True, bf16=True,
-                             per_device_train_batch_size=2, gradient_accumulation_steps=3)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to=[],
+        use_cpu=True,
+        bf16=True,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=3,
+    )
     hf.trainer_config_process(args)
     config = dict(hf.config)
     unset_hf_deepspeed_config()  # the config object registers itself globally (ZeRO-3 init for later loads)

@@ -15,7 +15,13 @@ BIN = Path(sys.executable).parent
 
 def _demo(out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    return subprocess.run([str(BIN / "biores"), "demo", "--quick", "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(
+        [str(BIN / "biores"), "demo", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +42,10 @@ def test_quick_demo_writes_matrix_report_and_plots(quick_demo):
     # the full train x inference matrix was measured through lmms-eval result files
     from biores_plugin.report import collect, matrix
 
-    cells = collect([out / "eval" / "low", out / "eval" / "native"], labels={str(out / "eval" / "low"): "64", str(out / "eval" / "native"): "native"})
+    cells = collect(
+        [out / "eval" / "low", out / "eval" / "native"],
+        labels={str(out / "eval" / "low"): "64", str(out / "eval" / "native"): "native"},
+    )
     rows, cols, table = matrix(cells)
     assert rows == ["64", "native"] and cols == ["64", "native"]
     assert all(v is not None and 0.0 <= v <= 1.0 for row in table for v in row)
@@ -65,7 +74,11 @@ def test_rerun_is_cached_and_interrupted_stage_is_redone(quick_demo):
     before = model_file.stat().st_mtime_ns
     second = _demo(out)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "train low: cached" in second.stdout and "data: cached" in second.stdout and "vision encoder: cached" in second.stdout
+    assert (
+        "train low: cached" in second.stdout
+        and "data: cached" in second.stdout
+        and "vision encoder: cached" in second.stdout
+    )
     assert model_file.stat().st_mtime_ns == before
     # a stage interrupted half way (no completion marker, partial files) is redone, not used
     (out / "runs" / "low" / ".biores-stage.json").unlink()
@@ -76,7 +89,10 @@ def test_rerun_is_cached_and_interrupted_stage_is_redone(quick_demo):
     assert model_file.read_bytes()[:8] != b"partial"
 
 
-@pytest.mark.parametrize("mixed_at_64, holds, wording", [(0.60, True, "at or above the best other model"), (0.45, False, "at most 5.0 points below")])
+@pytest.mark.parametrize(
+    "mixed_at_64, holds, wording",
+    [(0.60, True, "at or above the best other model"), (0.45, False, "at most 5.0 points below")],
+)
 def test_findings_are_judged_from_the_matrix(tmp_path, mixed_at_64, holds, wording):
     """Finding 3: within 3 points of the best other model everywhere and a cost in between."""
     from types import SimpleNamespace
@@ -88,8 +104,17 @@ def test_findings_are_judged_from_the_matrix(tmp_path, mixed_at_64, holds, wordi
         (tmp_path / "runs" / model).mkdir(parents=True)
         (tmp_path / "runs" / model / DONE).write_text(json.dumps({"stats": {"visual_tokens_seen": tokens}}))
         runs[model] = tmp_path / "runs" / model
-    acc = {("64", "64"): .5, ("64", "128"): .2, ("64", "native"): .2, ("native", "64"): .4, ("native", "128"): .4,
-           ("native", "native"): .8, ("mixed", "64"): mixed_at_64, ("mixed", "128"): .6, ("mixed", "native"): .9}
+    acc = {
+        ("64", "64"): 0.5,
+        ("64", "128"): 0.2,
+        ("64", "native"): 0.2,
+        ("native", "64"): 0.4,
+        ("native", "128"): 0.4,
+        ("native", "native"): 0.8,
+        ("mixed", "64"): mixed_at_64,
+        ("mixed", "128"): 0.6,
+        ("mixed", "native"): 0.9,
+    }
     cells = [SimpleNamespace(train=t, resolution=r, accuracy=v) for (t, r), v in acc.items()]
     text, verdicts = findings(cells, DemoConfig(), runs)
     assert verdicts["finding1"] and abs(verdicts["finding1_gap"] - 30) < 1e-9
@@ -157,12 +182,25 @@ def test_seed_table_reports_mean_sd_per_cell_and_verdicts_per_seed():
     from biores_plugin.demo import seed_table
 
     def summary(a, holds3):
-        return {"cells": {"64": {"64": a, "native": 20.0}, "native": {"64": 40.0, "native": 98.0}},
-                "verdicts": {"finding1": True, "finding1_gap": 98.0 - a, "finding2": True, "finding2_drop": a - 20.0,
-                             "finding3": holds3, "finding3_worst_gap": 2.0 if holds3 else 4.5}}
+        return {
+            "cells": {"64": {"64": a, "native": 20.0}, "native": {"64": 40.0, "native": 98.0}},
+            "verdicts": {
+                "finding1": True,
+                "finding1_gap": 98.0 - a,
+                "finding2": True,
+                "finding2_drop": a - 20.0,
+                "finding3": holds3,
+                "finding3_worst_gap": 2.0 if holds3 else 4.5,
+            },
+        }
 
     text, table = seed_table({0: summary(70.0, True), 1: summary(74.0, False), 2: summary(72.0, True)})
     assert table["cells"]["64"]["64"] == pytest.approx([72.0, 2.0])
     assert table["cells"]["native"]["native"] == pytest.approx([98.0, 0.0])
-    assert table["verdicts"][1] == {"finding1": True, "finding2": True, "finding3": False} and table["all_hold"] is False
-    assert "72.0 +-  2.0" in text and "seed 1: finding 1 HOLDS (+24.0); finding 2 HOLDS (-54.0); finding 3 does not hold (gap 4.5)" in text
+    assert (
+        table["verdicts"][1] == {"finding1": True, "finding2": True, "finding3": False} and table["all_hold"] is False
+    )
+    assert (
+        "72.0 +-  2.0" in text
+        and "seed 1: finding 1 HOLDS (+24.0); finding 2 HOLDS (-54.0); finding 3 does not hold (gap 4.5)" in text
+    )

@@ -22,8 +22,15 @@ def test_biores_train_reads_dicom_from_a_data_folder(tmp_path):
     for i, name in enumerate(FILES):
         shutil.copy(TEST_FILES / name, images / f"study{i}.dcm")
         answer = "yes" if i % 2 else "no"
-        entries.append({"image": f"study{i}.dcm", "conversations": [
-            {"from": "human", "value": "<image>\nis there a lesion"}, {"from": "gpt", "value": answer}]})
+        entries.append(
+            {
+                "image": f"study{i}.dcm",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nis there a lesion"},
+                    {"from": "gpt", "value": answer},
+                ],
+            }
+        )
     data = tmp_path / "data" / "train.json"
     data.write_text(json.dumps(entries))
     from biores_plugin.train.data import load_records
@@ -31,13 +38,42 @@ def test_biores_train_reads_dicom_from_a_data_folder(tmp_path):
     sizes = [record.size for record in load_records(str(data), str(images))]
     assert sizes == [(128, 128), (64, 64), (100, 100), (320, 240)]  # Columns x Rows, read by the trainer's loader
     out = tmp_path / "run"
-    stats = train([
-        "--model_name_or_path", "tiny", "--vision_tower", "siglip",
-        "--tiny_config", '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
-        "--data_path", str(data), "--image_folder", str(images), "--image_aspect_ratio", "native", "--merge_size", "2",
-        "--output_dir", str(out), "--per_device_train_batch_size", "4", "--max_steps", "2", "--save_strategy", "no",
-        "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", "--use_cpu", "true",
-    ])
+    stats = train(
+        [
+            "--model_name_or_path",
+            "tiny",
+            "--vision_tower",
+            "siglip",
+            "--tiny_config",
+            '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+            "--data_path",
+            str(data),
+            "--image_folder",
+            str(images),
+            "--image_aspect_ratio",
+            "native",
+            "--merge_size",
+            "2",
+            "--output_dir",
+            str(out),
+            "--per_device_train_batch_size",
+            "4",
+            "--max_steps",
+            "2",
+            "--save_strategy",
+            "no",
+            "--logging_steps",
+            "1",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--seed",
+            "0",
+            "--use_cpu",
+            "true",
+        ]
+    )
     assert stats["global_step"] == 2
     batches = [json.loads(line) for line in (out / "batches.jsonl").read_text().splitlines() if line.strip()]
     assert sorted(i for b in batches[:1] for i in b["indices"]) == [0, 1, 2, 3]  # every DICOM study was trained on

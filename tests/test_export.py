@@ -26,8 +26,10 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     hf_home = root / "hf"
     data = {
-        "vqa_rad": build_vqa_rad(root / "vqa_rad"), "pathvqa": build_pathvqa(root / "pathvqa"),
-        "pmc_vqa": build_pmc_vqa(hub_snapshot(hf_home, "xmcmic/PMC-VQA")), "ubench": build_ubench(root / "ubench"),
+        "vqa_rad": build_vqa_rad(root / "vqa_rad"),
+        "pathvqa": build_pathvqa(root / "pathvqa"),
+        "pmc_vqa": build_pmc_vqa(hub_snapshot(hf_home, "xmcmic/PMC-VQA")),
+        "ubench": build_ubench(root / "ubench"),
     }
     tasks = root / "tasks"
     from biores_plugin.cli import main
@@ -37,9 +39,14 @@ def exported(tmp_path_factory):
     for name in NAMES:  # the exported task itself, only its data pointed at the local copy
         extra = 'dataset_kwargs: {"load_from_disk": true}\n' if name == "pathvqa" else ""
         (tasks / "local" / f"{name}_local.yaml").write_text(
-            f'include: "{tasks / "export" / name / f"{name}.yaml"}"\ntask: {name}_local\ndataset_path: "{data[name].root}"\n{extra}')
-    env = {"HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub"), "LMMS_EVAL_DATASETS_CACHE": str(root / "datasets"),
-           **{f.env: str(f.root) for f in data.values()}}
+            f'include: "{tasks / "export" / name / f"{name}.yaml"}"\ntask: {name}_local\ndataset_path: "{data[name].root}"\n{extra}'
+        )
+    env = {
+        "HF_HOME": str(hf_home),
+        "HF_HUB_CACHE": str(hf_home / "hub"),
+        "LMMS_EVAL_DATASETS_CACHE": str(root / "datasets"),
+        **{f.env: str(f.root) for f in data.values()},
+    }
     return {"root": root, "tasks": tasks, "data": data, "env": env}
 
 
@@ -51,9 +58,21 @@ def test_exported_folders_are_self_contained(exported):
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not {m for m in imported if m.startswith("biores")}, (name, imported)
-        assert imported <= {"difflib", "io", "re", "string", "zipfile", "collections", "functools", "typing", "PIL", "huggingface_hub"}
+        assert imported <= {
+            "difflib",
+            "io",
+            "re",
+            "string",
+            "zipfile",
+            "collections",
+            "functools",
+            "typing",
+            "PIL",
+            "huggingface_hub",
+        }
         readme = (folder / "README.md").read_text()
         assert f"--tasks {name}" in readme and "--include_path" in readme and "## Protocol" in readme
+
 
 def test_export_refuses_what_it_cannot_export(tmp_path, capsys):
     from biores_plugin.cli import main
@@ -78,8 +97,20 @@ def test_exported_tasks_run_in_lmms_eval_as_biores_own(exported, lmms_model_args
     out = exported["root"] / "cli" / "out"
     out.parent.mkdir()
     names = [f"{n}_local" for n in NAMES] + [f"biores_{n}_native" for n in NAMES]
-    args = ["--model", model, "--model_args", model_args.replace("batch_size=4", "batch_size=1"), "--include_path", str(exported["tasks"]),
-            "--tasks", ",".join(names), "--limit", "2", "--gen_kwargs", "max_new_tokens=6,temperature=0,do_sample=False"]  # same draws
+    args = [
+        "--model",
+        model,
+        "--model_args",
+        model_args.replace("batch_size=4", "batch_size=1"),
+        "--include_path",
+        str(exported["tasks"]),
+        "--tasks",
+        ",".join(names),
+        "--limit",
+        "2",
+        "--gen_kwargs",
+        "max_new_tokens=6,temperature=0,do_sample=False",
+    ]  # same draws
     results = run_lmms_eval(args, out, env={**exported["env"], "OMP_NUM_THREADS": "1"})
     for name in NAMES:
         values, configs = results["results"][f"{name}_local"], results["configs"]

@@ -20,7 +20,11 @@ def test_gpu_check_cpu_smoke_runs_every_part(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_LOG": str(log), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         ["bash", str(ROOT / "bench" / "gpu_check.sh"), "--cpu-smoke"],
-        capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=tmp_path,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -47,21 +47,12 @@ def noise(h: int, w: int, c: int | None = 3) -> np.ndarray:
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data))
-        + kind
-        + data
-        + struct.pack(">I", zlib.crc32(kind + data))
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def fake_png_header(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
-    )
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
 
 
 def fake_tiff_header(width: int, height: int) -> bytes:
@@ -99,9 +90,7 @@ def assert_error(excinfo: pytest.ExceptionInfo, *phrases: str) -> None:
 # ----------------------------------------------------------------------------- common formats
 
 
-@pytest.mark.parametrize(
-    "as_", ["path", "pathlike", "bytes", "bytearray", "memoryview", "file", "pil"]
-)
+@pytest.mark.parametrize("as_", ["path", "pathlike", "bytes", "bytearray", "memoryview", "file", "pil"])
 def test_rgb_png_every_source_kind(tmp_path, as_):
     arr = noise(9, 13)
     data = pil_bytes(Image.fromarray(arr))
@@ -159,9 +148,7 @@ def test_jpeg_and_cmyk_jpeg():
     jpg = pil_bytes(Image.fromarray(arr), "JPEG", quality=95)
     out = load_array(jpg)
     assert out.shape == (16, 16, 3)
-    np.testing.assert_array_equal(
-        out, np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB"))
-    )
+    np.testing.assert_array_equal(out, np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB")))
     assert np.abs(out[4, 2].astype(int) - (200, 30, 30)).max() <= 12
     cmyk = Image.new("CMYK", (8, 6), (0, 255, 255, 0))  # pure red in CMYK
     im = load_image(pil_bytes(cmyk, "JPEG", quality=95))
@@ -211,11 +198,7 @@ def test_rgba_and_la_are_composited_not_dropped():
     assert tuple(white[0, 2]) == (127, 127, 127)
     la = Image.fromarray(np.array([[[50, 0], [50, 255]]], np.uint8), "LA")
     im = load_image(pil_bytes(la), background="blue")
-    assert (
-        im.mode == "RGB"
-        and im.getpixel((0, 0)) == (0, 0, 255)
-        and im.getpixel((1, 0)) == (50, 50, 50)
-    )
+    assert im.mode == "RGB" and im.getpixel((0, 0)) == (0, 0, 255) and im.getpixel((1, 0)) == (50, 50, 50)
 
 
 def test_exif_orientation_6_swaps_size_and_moves_pixel():
@@ -241,14 +224,8 @@ def test_tiff_orientation_tag_matches_pillow_exif_transpose(orientation):
     im = Image.fromarray(arr)
     exif = im.getexif()
     exif[0x0112] = orientation
-    expected = np.asarray(
-        ImageOps.exif_transpose(
-            Image.open(io.BytesIO(pil_bytes(im, exif=exif.tobytes())))
-        )
-    )
-    data = tiff_bytes(
-        arr, photometric="rgb", extratags=[(274, "H", 1, orientation, True)]
-    )
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(pil_bytes(im, exif=exif.tobytes())))))
+    data = tiff_bytes(arr, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
     np.testing.assert_array_equal(load_array(data), expected)
     assert image_size(data) == (expected.shape[1], expected.shape[0])
 
@@ -265,16 +242,10 @@ def test_16bit_png_and_tiff_normalisation():
     for data in (png, tif, big_endian):
         mm = load_array(data, normalize="minmax")[..., 0]
         assert mm.dtype == np.uint8 and mm.min() == 0 and mm.max() == 255
-        assert (
-            mm[0, 0] == 0
-            and mm[-1, -1] == 255
-            and np.all(np.diff(mm.ravel().astype(int)) >= 0)
-        )
+        assert mm[0, 0] == 0 and mm[-1, -1] == 255 and np.all(np.diff(mm.ravel().astype(int)) >= 0)
         none = load_array(data, normalize="none")[..., 0]
         np.testing.assert_array_equal(none, np.rint(ramp / 257).astype(np.uint8))
-        np.testing.assert_array_equal(
-            load_array(data, normalize=None), load_array(data, normalize="none")
-        )
+        np.testing.assert_array_equal(load_array(data, normalize=None), load_array(data, normalize="none"))
         raw = load_array(data, normalize="raw")
         assert raw.dtype == np.float32 and raw.shape == (64, 64, 1)
         np.testing.assert_array_equal(raw[..., 0], ramp)
@@ -286,9 +257,7 @@ def test_16bit_png_and_tiff_normalisation():
     pc = load_array(data, normalize="percentile", percentiles=(1, 99))[..., 0]
     auto = load_array(data)[..., 0]
     assert mm[0, 0] == 255 and mm[-1, -1] < 20  # min-max: the outlier eats the range
-    assert (
-        pc[0, 0] == 255 and pc[-1, -1] == 255 and pc[0, 1] == 0
-    )  # clipped at both ends
+    assert pc[0, 0] == 255 and pc[-1, -1] == 255 and pc[0, 1] == 0  # clipped at both ends
     assert abs(int(pc[32, 0]) - 128) <= 8
     assert abs(int(auto[32, 0]) - 128) <= 8  # auto = percentile (0.5, 99.5) for 16-bit
 
@@ -321,9 +290,7 @@ def test_float32_tiff_unit_range_other_range_and_nan():
         load_array(tiff_bytes(bad), normalize="minmax")
     res = load_array(tiff_bytes(bad), normalize="minmax", nonfinite="clip")[..., 0]
     assert tuple(res[0, :3]) == (0, 255, 0)  # NaN -> low, +inf -> high, -inf -> low
-    assert (
-        res[0, 3] == 0 and res[-1, -1] == 255
-    )  # statistics use the finite values only
+    assert res[0, 3] == 0 and res[-1, -1] == 255  # statistics use the finite values only
 
 
 # ----------------------------------------------------------------------------- multi-channel and stacks
@@ -349,9 +316,7 @@ def test_multichannel_tiff_cyx(n):
 def test_channel_selection():
     chans = np.zeros((5, 4, 6), np.uint16)
     for i in range(5):
-        chans[i, 1, 1] = 100 * (
-            i + 1
-        )  # marker pixel, so each channel normalises to 0/255
+        chans[i, 1, 1] = 100 * (i + 1)  # marker pixel, so each channel normalises to 0/255
         chans[i, 2, 2 + (i % 3)] = 50 * (i + 1)
     data = tiff_bytes(chans, photometric="minisblack", metadata={"axes": "CYX"})
     two = load_array(data, channels=[0, 2], keep_channels=False, normalize="minmax")
@@ -363,13 +328,9 @@ def test_channel_selection():
         128,
         128,
     )
-    three = load_array(
-        data, channels=(4, 1, 0), keep_channels=False, normalize="minmax"
-    )
+    three = load_array(data, channels=(4, 1, 0), keep_channels=False, normalize="minmax")
     assert tuple(three[2, 2]) == (0, 0, 128) and tuple(three[2, 3]) == (128, 128, 0)
-    four = load_array(
-        data, channels=[0, 1, 2, 3], normalize="minmax"
-    )  # kept channels: no RGB limit
+    four = load_array(data, channels=[0, 1, 2, 3], normalize="minmax")  # kept channels: no RGB limit
     assert four.shape == (4, 6, 4)
     # selecting from a plain RGB image
     rgb = noise(4, 4)
@@ -387,14 +348,10 @@ def test_zstack_projection_and_axes():
     first = load_array(data, normalize="raw", projection="first")[..., 0]
     np.testing.assert_array_equal(first, stack[0])
     # the same 6 planes labelled as channels are kept apart
-    assert load_array(
-        tiff_bytes(stack, photometric="minisblack", metadata={"axes": "CYX"})
-    ).shape == (8, 9, 6)
+    assert load_array(tiff_bytes(stack, photometric="minisblack", metadata={"axes": "CYX"})).shape == (8, 9, 6)
     # ImageJ hyperstack Z x C x Y x X: Z reduced, C kept
     zc = RNG.integers(0, 4000, (4, 2, 8, 9)).astype(np.uint16)
-    out = load_array(
-        tiff_bytes(zc, imagej=True, metadata={"axes": "ZCYX"}), normalize="raw"
-    )
+    out = load_array(tiff_bytes(zc, imagej=True, metadata={"axes": "ZCYX"}), normalize="raw")
     assert out.shape == (8, 9, 2)
     np.testing.assert_array_equal(out, np.moveaxis(zc.max(axis=0), 0, -1))
     # unlabelled leading axis (tifffile axes "QYX"): short -> channels, long -> stack
@@ -405,9 +362,7 @@ def test_zstack_projection_and_axes():
         4,
     )
     long = RNG.integers(0, 60000, (12, 8, 9)).astype(np.uint16)
-    np.testing.assert_array_equal(
-        load_array(tiff_bytes(long), normalize="raw")[..., 0], long.max(axis=0)
-    )
+    np.testing.assert_array_equal(load_array(tiff_bytes(long), normalize="raw")[..., 0], long.max(axis=0))
     assert image_size(tiff_bytes(zc, imagej=True, metadata={"axes": "ZCYX"})) == (9, 8)
 
 
@@ -417,11 +372,7 @@ def test_rgba_tiff_and_lzw_tiff_fallback():
     rgba[0, 0, 3] = 0
     rgba[1:, :, 3] = 255
     out = load_array(tiff_bytes(rgba, photometric="rgb"), background=(7, 8, 9))
-    assert (
-        out.shape == (3, 4, 3)
-        and tuple(out[0, 0]) == (7, 8, 9)
-        and tuple(out[2, 2]) == (90, 90, 90)
-    )
+    assert out.shape == (3, 4, 3) and tuple(out[0, 0]) == (7, 8, 9) and tuple(out[2, 2]) == (90, 90, 90)
     # LZW needs imagecodecs in tifffile; Pillow decodes it instead
     arr16 = RNG.integers(100, 4000, (10, 11)).astype(np.uint16)
     lzw = pil_bytes(Image.fromarray(arr16), "TIFF", compression="tiff_lzw")
@@ -439,9 +390,7 @@ def test_tiff_palette_miniswhite_and_stack_limit():
     white = tiff_bytes(np.array([[0, 255]], np.uint8), photometric="miniswhite")
     assert load_array(white)[0, :, 0].tolist() == [255, 0]
     tall = tiff_bytes(np.zeros((100, 8, 9), np.uint8), photometric="minisblack")
-    with pytest.raises(
-        BioresImageError
-    ) as exc:  # each plane fits, the whole stack does not
+    with pytest.raises(BioresImageError) as exc:  # each plane fits, the whole stack does not
         load_array(tall, max_pixels=100)
     assert_error(exc, "decompression bomb", "(100, 8, 9)")
 
@@ -466,9 +415,7 @@ def test_numpy_inputs():
     mask[1, 1] = True
     assert load_array(mask)[1, 1, 0] == 255 and load_array(mask)[0, 0, 0] == 0
     zyx = RNG.integers(0, 1000, (20, 9, 10)).astype(np.uint16)
-    np.testing.assert_array_equal(
-        load_array(zyx, normalize="raw")[..., 0], zyx.max(axis=0)
-    )
+    np.testing.assert_array_equal(load_array(zyx, normalize="raw")[..., 0], zyx.max(axis=0))
     assert image_size(zyx) == (10, 9) and image_size(rgb) == (6, 5)
     assert load_image(u16).mode == "RGB"
 
@@ -603,9 +550,7 @@ def test_bad_inputs_raise_one_line_errors(tmp_path, case):
     if case.startswith("truncated") or case in ("garbage", "bomb_png_header"):
         assert exc.value.__cause__ is not None  # re-raised from the library error
     if case.startswith("bad_") or case in ("too_many_channels", "negative_channel"):
-        assert isinstance(exc.value, ImageOptionError) and isinstance(
-            exc.value, BioresConfigError
-        )
+        assert isinstance(exc.value, ImageOptionError) and isinstance(exc.value, BioresConfigError)
 
 
 @pytest.mark.parametrize(
@@ -622,9 +567,7 @@ def test_image_size_has_the_same_guards(tmp_path, case):
 
 def test_pillow_own_decompression_bomb_is_converted(monkeypatch):
     data = pil_bytes(Image.fromarray(noise(64, 64)))
-    monkeypatch.setattr(
-        Image, "MAX_IMAGE_PIXELS", 100
-    )  # Pillow raises above 2 * 100 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow raises above 2 * 100 pixels
     with pytest.raises(BioresImageError) as exc:
         load_array(data, max_pixels=None)
     assert_error(exc, "decompression bomb")
@@ -636,9 +579,7 @@ def test_extreme_aspect_ratio_and_defaults_are_fine():
     assert load_image(thin).size == (5000, 1)
     assert DEFAULT_MAX_PIXELS == 178_956_970
     with pytest.raises(BioresImageError) as exc:
-        load_array(
-            np.zeros((4, 4, 5), np.uint8), channels=[0, 1, 2, 3], keep_channels=False
-        )
+        load_array(np.zeros((4, 4, 5), np.uint8), channels=[0, 1, 2, 3], keep_channels=False)
     assert_error(exc, "too many channels")
 
 
@@ -662,4 +603,3 @@ def test_property_any_numeric_array_gives_uint8_rgb(h, w, c, dtype, mode, seed):
         out.shape[1],
         out.shape[0],
     )
-

@@ -120,7 +120,11 @@ def test_lazy_and_closed_pil_images(tmp_path):
         handle = Image.open(fh)
     with Image.open(path) as exited:
         pass
-    for im, phrase in ((closed, "is closed"), (handle, "file of the lazily opened"), (exited, "file of the lazily opened")):
+    for im, phrase in (
+        (closed, "is closed"),
+        (handle, "file of the lazily opened"),
+        (exited, "file of the lazily opened"),
+    ):
         for call in (load_image, load_array, image_size):
             with pytest.raises(BioresImageError) as exc:
                 call(im)

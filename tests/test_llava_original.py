@@ -48,7 +48,9 @@ def _llava_import_problem() -> str | None:
 def llava_pkg():
     problem = _llava_import_problem()
     if problem:  # the tests must fail, not skip: CI installs llava-torch
-        pytest.fail(f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False)
+        pytest.fail(
+            f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False
+        )
     from biores_plugin.original_llava import apply
 
     first = apply()
@@ -60,7 +62,9 @@ def test_llava_package_is_installed():
     """A plain FAILED (not a skip) with the install command when CI forgot the llava-torch step."""
     problem = _llava_import_problem()
     if problem:
-        pytest.fail(f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False)
+        pytest.fail(
+            f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False
+        )
 
 
 def write_conversations(root: Path, sizes, answers, *, seed: int, name: str) -> list[dict]:
@@ -70,15 +74,30 @@ def write_conversations(root: Path, sizes, answers, *, seed: int, name: str) -> 
     data = []
     for i, ((w, h), answer) in enumerate(zip(sizes, answers)):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "imgs" / f"{i}.png")
-        data.append({"id": str(i), "image": f"{i}.png", "conversations": [
-            {"from": "human", "value": "<image>\nwhat is shown"}, {"from": "gpt", "value": answer}]})
+        data.append(
+            {
+                "id": str(i),
+                "image": f"{i}.png",
+                "conversations": [
+                    {"from": "human", "value": "<image>\nwhat is shown"},
+                    {"from": "gpt", "value": answer},
+                ],
+            }
+        )
     (root / name).write_text(json.dumps(data))
     return data
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true"}
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "WANDB_DISABLED": "true",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,32 +114,80 @@ def world(llava_pkg, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("llava_world")
     data = write_conversations(root, SIZES, ANSWERS, seed=0, name="tiny.json")
     # --version plain: "<image>" + answer + "\n"; every word must be in the vocabulary (the pad token is <unk>).
-    words = sorted({w for d in data for turn in d["conversations"] for w in turn["value"].replace("<image>", " ").split()})
+    words = sorted(
+        {w for d in data for turn in d["conversations"] for w in turn["value"].replace("<image>", " ").split()}
+    )
     tokenizer = build_word_tokenizer(words)
 
     torch.manual_seed(0)
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=56, patch_size=PATCH, projection_dim=32)
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=56,
+        patch_size=PATCH,
+        projection_dim=32,
+    )
     CLIPVisionModel(vision).save_pretrained(root / "tower")
-    CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}).save_pretrained(root / "tower")
-    config = LlavaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)
+    CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}).save_pretrained(
+        root / "tower"
+    )
+    config = LlavaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
     LlavaLlamaForCausalLM(config).save_pretrained(root / "base")
     tokenizer.save_pretrained(root / "base")
     return root
 
 
 def _cmd(world: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "biores_plugin.original_llava.train",
-            "--model_name_or_path", str(world / "base"), "--version", "plain",
-            "--vision_tower", str(world / "tower"), "--mm_projector_type", "mlp2x_gelu",
-            "--mm_vision_select_layer", "-2",
-            "--data_path", str(world / "tiny.json"), "--image_folder", str(world / "imgs"),
-            "--output_dir", str(out), "--max_steps", "3", "--per_device_train_batch_size", "2",
-            "--learning_rate", "1e-3", "--logging_steps", "1", "--report_to", "none", "--save_strategy", "no",
-            "--dataloader_num_workers", "0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "biores_plugin.original_llava.train",
+        "--model_name_or_path",
+        str(world / "base"),
+        "--version",
+        "plain",
+        "--vision_tower",
+        str(world / "tower"),
+        "--mm_projector_type",
+        "mlp2x_gelu",
+        "--mm_vision_select_layer",
+        "-2",
+        "--data_path",
+        str(world / "tiny.json"),
+        "--image_folder",
+        str(world / "imgs"),
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--dataloader_num_workers",
+        "0",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +195,28 @@ def runs(world) -> dict[str, tuple[Path, str]]:
     """The native and the mixed-resolution training runs, started together (each on one thread)."""
     jobs = {
         "native": ("--image_aspect_ratio", "native", "--min_pixels", str(MIN_PIXELS), "--max_pixels", str(MAX_PIXELS)),
-        "mixed": ("--image_aspect_ratio", "native", "--min_pixels", str(MIN_PIXELS), "--max_pixels", str(MAX_PIXELS),
-                  "--mixed_resolution", MIXED, "--seed", str(MIXED_SEED)),
+        "mixed": (
+            "--image_aspect_ratio",
+            "native",
+            "--min_pixels",
+            str(MIN_PIXELS),
+            "--max_pixels",
+            str(MAX_PIXELS),
+            "--mixed_resolution",
+            MIXED,
+            "--seed",
+            str(MIXED_SEED),
+        ),
     }
     procs = {}
     for name, extra in jobs.items():
         out = world / f"out-{name}"
         log = open(world / f"{name}.log", "w")
-        procs[name] = (out, log, subprocess.Popen(_cmd(world, out, *extra), stdout=log, stderr=subprocess.STDOUT,
-                                                  env=_env(), cwd=world))
+        procs[name] = (
+            out,
+            log,
+            subprocess.Popen(_cmd(world, out, *extra), stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=world),
+        )
     results = {}
     for name, (out, log, proc) in procs.items():
         rc = proc.wait(timeout=300)
@@ -234,7 +314,9 @@ def test_mixed_resolution_sampler_follows_probabilities():
     assert [resolution_label(again.draw(i)) for i in range(500)] == labels[:500]
     other = MixedResolution("native:0.5,448:0.25,224:0.25", seed=43)
     assert [resolution_label(other.draw(i)) for i in range(500)] != labels[:500]
-    config = ResolutionConfig(mixed_resolution=mixed.spec, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=PATCH)
+    config = ResolutionConfig(
+        mixed_resolution=mixed.spec, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=PATCH
+    )
     assert isinstance(config.level_policy(448), DownsamplePolicy) and config.level_policy(448).max_side == 448
     assert config.level_policy(0) == base
 
@@ -251,11 +333,24 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize("extra,message", BAD_FLAGS, ids=["aspect", "mix-sum", "mix-label", "min-max", "native-only"])
 def test_bad_flags_fail_fast_with_one_line(tmp_path, extra, message):
-    cmd = [sys.executable, "-m", "biores_plugin.original_llava.train", "--model_name_or_path", str(tmp_path / "no-model"),
-           "--vision_tower", str(tmp_path / "no-tower"), "--data_path", str(tmp_path / "no.json"),
-           "--output_dir", str(tmp_path / "out"), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "biores_plugin.original_llava.train",
+        "--model_name_or_path",
+        str(tmp_path / "no-model"),
+        "--vision_tower",
+        str(tmp_path / "no-tower"),
+        "--data_path",
+        str(tmp_path / "no.json"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *extra,
+    ]
     # -X importtime lists every module the process imported: validation must fail before torch / llava load
-    proc = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, env=_env(), timeout=120, check=False)
+    proc = subprocess.run(
+        [cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, env=_env(), timeout=120, check=False
+    )
     assert proc.returncode != 0
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert not imported & {"torch", "transformers", "llava"}, sorted(imported & {"torch", "transformers", "llava"})
@@ -285,7 +380,12 @@ def test_process_images_native_returns_policy_sized_tensors(llava_pkg):
     processor = CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
     rng = np.random.default_rng(1)
     images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in SIZES[:4]]
-    resolution = {"image_aspect_ratio": "native", "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, "patch_size": PATCH}
+    resolution = {
+        "image_aspect_ratio": "native",
+        "min_pixels": MIN_PIXELS,
+        "max_pixels": MAX_PIXELS,
+        "patch_size": PATCH,
+    }
     cfg = SimpleNamespace(image_aspect_ratio="native", biores=resolution)
     out = mm_utils.process_images(images, processor, cfg)
     policy = NativePolicy(PATCH, 1, MIN_PIXELS, MAX_PIXELS)
@@ -306,14 +406,18 @@ def test_tower_forward_honours_native_sizes(world):
     from llava.model.multimodal_encoder.clip_encoder import CLIPVisionTower
     from transformers import CLIPVisionModel
 
-    tower = CLIPVisionTower(str(world / "tower"), SimpleNamespace(mm_vision_select_layer=-2, mm_vision_select_feature="patch"))
+    tower = CLIPVisionTower(
+        str(world / "tower"), SimpleNamespace(mm_vision_select_layer=-2, mm_vision_select_feature="patch")
+    )
     hf = CLIPVisionModel.from_pretrained(str(world / "tower")).eval()
     rng = torch.Generator().manual_seed(0)
     images = [torch.randn(3, 42, 84, generator=rng), torch.randn(3, 98, 28, generator=rng)]
     feats = tower(images)
     for img, feat in zip(images, feats):
         with torch.no_grad():
-            ref = hf(img.unsqueeze(0), output_hidden_states=True, interpolate_pos_encoding=True).hidden_states[-2][:, 1:]
+            ref = hf(img.unsqueeze(0), output_hidden_states=True, interpolate_pos_encoding=True).hidden_states[-2][
+                :, 1:
+            ]
         assert feat.shape == ref.shape and torch.allclose(feat, ref, atol=1e-5)
     square = torch.randn(2, 3, 56, 56, generator=rng)
     with torch.no_grad():
@@ -454,14 +558,27 @@ def test_packed_llava_hook_equals_padded(world, llava_pkg):
 def test_pack_sequences_trains_with_the_padded_loss(world):
     """``--pack_sequences True`` through llava's own train(): one row per step, the padded run's losses (lr 0)."""
     g = torch.Generator().manual_seed(1)  # llava draws the projector unseeded: both runs load this one
-    projector = {"model.mm_projector.0.weight": torch.randn(64, 32, generator=g) * 0.1,
-                 "model.mm_projector.0.bias": torch.zeros(64),
-                 "model.mm_projector.2.weight": torch.randn(64, 64, generator=g) * 0.1,
-                 "model.mm_projector.2.bias": torch.zeros(64)}
+    projector = {
+        "model.mm_projector.0.weight": torch.randn(64, 32, generator=g) * 0.1,
+        "model.mm_projector.0.bias": torch.zeros(64),
+        "model.mm_projector.2.weight": torch.randn(64, 64, generator=g) * 0.1,
+        "model.mm_projector.2.bias": torch.zeros(64),
+    }
     torch.save(projector, world / "projector.bin")
-    native = ("--image_aspect_ratio", "native", "--min_pixels", str(MIN_PIXELS), "--max_pixels", str(MAX_PIXELS),
-              "--learning_rate", "0", "--save_strategy", "no",
-              "--pretrain_mm_mlp_adapter", str(world / "projector.bin"))
+    native = (
+        "--image_aspect_ratio",
+        "native",
+        "--min_pixels",
+        str(MIN_PIXELS),
+        "--max_pixels",
+        str(MAX_PIXELS),
+        "--learning_rate",
+        "0",
+        "--save_strategy",
+        "no",
+        "--pretrain_mm_mlp_adapter",
+        str(world / "projector.bin"),
+    )
     procs = {}
     for pack in ("True", "False"):
         out = world / f"out-pack-{pack}"

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 from conftest import run_lmms_eval
 
-SHIPPED = ["synth", "vqa_rad", "pathvqa", "pmc_vqa", "pmc_vqa2", "microvqa", "ubench", "ubench_coarse"]  # folders; SLAKE is lmms-eval's task wrapped
+SHIPPED = [
+    "synth",
+    "vqa_rad",
+    "pathvqa",
+    "pmc_vqa",
+    "pmc_vqa2",
+    "microvqa",
+    "ubench",
+    "ubench_coarse",
+]  # folders; SLAKE is lmms-eval's task wrapped
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +51,9 @@ def test_samples_record_sizes_and_visual_tokens(synth_run, synth_small):
     out, _ = synth_run
     by_task = {}
     for path in out.glob("**/*_samples_biores_synth_*.jsonl"):
-        by_task[path.name.split("_samples_")[1][: -len(".jsonl")]] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        by_task[path.name.split("_samples_")[1][: -len(".jsonl")]] = [
+            json.loads(line) for line in path.read_text().splitlines() if line.strip()
+        ]
     assert set(by_task) == {"biores_synth_224", "biores_synth_448", "biores_synth_896", "biores_synth_native"}
     for task, samples in by_task.items():
         for sample in samples:
@@ -74,14 +85,23 @@ def test_report_from_run(synth_run, tmp_path):
     assert "## Robustness to inference resolution" in text and "| synth | 224, 448, 896, native |" in text
     for name in ("curve", "heatmap"):
         assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    result = subprocess.run([str(Path(sys.executable).parent / "biores"), "report", str(out), "--out", str(tmp_path / "cli")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "biores"), "report", str(out), "--out", str(tmp_path / "cli")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "cli" / "report.md").is_file() and "synth" in result.stdout
 
 
 def test_report_errors_are_one_line(tmp_path):
-    result = subprocess.run([str(Path(sys.executable).parent / "biores"), "report", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "biores"), "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "no lmms-eval" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -107,7 +127,9 @@ def test_task_registration_in_process_and_no_name_collisions():
 
 
 def test_lmms_eval_cli_lists_tasks_without_flags():
-    proc = subprocess.run([sys.executable, "-m", "lmms_eval", "--tasks", "list"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lmms_eval", "--tasks", "list"], capture_output=True, text=True, timeout=300
+    )
     listing = proc.stdout + proc.stderr
     assert "biores_synth_sweep" in listing and "biores_synth_native" in listing
 
@@ -135,9 +157,29 @@ def test_custom_sweep_folder_loads_and_resizes(tmp_path, synth_small, monkeypatc
     from biores_plugin.lmms_plugin import plugin as lmms_eval_plugin
 
     lmms_eval_plugin.install()
-    assert main(["tasks", "--dataset", "synth", "--resolutions", "64,128,native", "--out", str(tmp_path), "--name", "biores_synth_small"]) == 0
+    assert (
+        main(
+            [
+                "tasks",
+                "--dataset",
+                "synth",
+                "--resolutions",
+                "64,128,native",
+                "--out",
+                str(tmp_path),
+                "--name",
+                "biores_synth_small",
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "biores_synth_small"
-    assert sorted(p.name for p in folder.glob("*.yaml")) == ["biores_synth_small_128.yaml", "biores_synth_small_64.yaml", "biores_synth_small_native.yaml", "biores_synth_small_sweep.yaml"]
+    assert sorted(p.name for p in folder.glob("*.yaml")) == [
+        "biores_synth_small_128.yaml",
+        "biores_synth_small_64.yaml",
+        "biores_synth_small_native.yaml",
+        "biores_synth_small_sweep.yaml",
+    ]
     monkeypatch.setenv("BIORES_SYNTH_PATH", str(synth_small))
     manager = TaskManager("ERROR", include_path=str(tmp_path))
     tasks = get_task_dict(["biores_synth_small_64"], manager)
@@ -173,8 +215,9 @@ def test_upstream_patch_applies_to_installed_lmms_eval(tmp_path):
     shutil.copy(site / "__main__.py", work / "__main__.py")
     shutil.copy(site / "tasks" / "__init__.py", work / "tasks" / "__init__.py")
     # git (which a clone has) applies it as `patch -p1` would; no system `patch` binary needed
-    proc = subprocess.run(["git", "apply", "-p1", "--unsafe-paths", str(patch_file)], cwd=tmp_path,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", "apply", "-p1", "--unsafe-paths", str(patch_file)], cwd=tmp_path, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     patched = (work / "tasks" / "__init__.py").read_text()
     assert "lmms_eval.tasks" in patched and "_entry_point_task_paths()" in patched

@@ -52,7 +52,11 @@ def test_micron_levels_parse_label_and_order():
     assert [resolution_label(level) for level in parse_levels("2um, 0p5um,448")] == ["2um", "0p5um", "448"]
     assert level_display("0p5um") == "0.5 µm/px" and level_display("448") == "448"
     assert sorted(["native", "0.5 µm/px", "2 µm/px", "1 µm/px"], key=level_order) == [
-        "2 µm/px", "1 µm/px", "0.5 µm/px", "native"]
+        "2 µm/px",
+        "1 µm/px",
+        "0.5 µm/px",
+        "native",
+    ]
     with pytest.raises(BioresConfigError, match="or a pixel size such as 0.5um"):
         parse_levels("2mm")
 
@@ -76,10 +80,23 @@ def test_ubench_swept_in_microns_through_lmms_eval_and_report(tmp_path_factory, 
 
     model, model_args = lmms_model_args
     out = tmp_path_factory.mktemp("um_run") / "out"
-    args = ["--model", model, "--model_args", model_args, "--include_path", str(tasks_dir), "--tasks", ",".join(names),
-            "--gen_kwargs", "max_new_tokens=2"]
-    env = {"BIORES_UBENCH_PATH": str(root), "LMMS_EVAL_DATASETS_CACHE": str(tmp_path_factory.mktemp("hf")),
-           "OMP_NUM_THREADS": "1"}
+    args = [
+        "--model",
+        model,
+        "--model_args",
+        model_args,
+        "--include_path",
+        str(tasks_dir),
+        "--tasks",
+        ",".join(names),
+        "--gen_kwargs",
+        "max_new_tokens=2",
+    ]
+    env = {
+        "BIORES_UBENCH_PATH": str(root),
+        "LMMS_EVAL_DATASETS_CACHE": str(tmp_path_factory.mktemp("hf")),
+        "OMP_NUM_THREADS": "1",
+    }
     results = run_lmms_eval(args, out, env=env)
 
     # stored sizes of the 6 rows asked: 1200x900 @0.25, DICOM 64x64 @0.5, 640x480 @0.5, then 700x1000,
@@ -94,8 +111,10 @@ def test_ubench_swept_in_microns_through_lmms_eval_and_report(tmp_path_factory, 
         label = name.rsplit("_", 1)[1]
         assert results["n-samples"][name]["effective"] == 6
         [samples_file] = list(out.glob(f"**/*_samples_{name}.jsonl"))
-        samples = sorted((json.loads(line) for line in samples_file.read_text().splitlines() if line.strip()),
-                         key=lambda s: s["doc_id"])
+        samples = sorted(
+            (json.loads(line) for line in samples_file.read_text().splitlines() if line.strip()),
+            key=lambda s: s["doc_id"],
+        )
         # the size record every biores metric carries (whatever the protocol names its metrics)
         records = [next(v for v in s.values() if isinstance(v, dict) and "eff_size" in v) for s in samples]
         assert [r["resolution"] for r in records] == [label] * 6

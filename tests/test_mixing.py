@@ -13,7 +13,10 @@ from biores_plugin.errors import BioresConfigError
 from biores_plugin.train.mixing import ScheduleSampler, check_schedule, normalized_loss, share_counts
 
 
-@pytest.mark.parametrize("batch, probs, expected", [(32, [0.5, 0.5], [16, 16]), (32, [0.6, 0.4], [19, 13]), (5, [1 / 3] * 3, [2, 2, 1]), (7, [0.5, 0.5], [4, 3])])
+@pytest.mark.parametrize(
+    "batch, probs, expected",
+    [(32, [0.5, 0.5], [16, 16]), (32, [0.6, 0.4], [19, 13]), (5, [1 / 3] * 3, [2, 2, 1]), (7, [0.5, 0.5], [4, 3])],
+)
 def test_share_counts_fill_the_batch_by_largest_remainder(batch, probs, expected):
     assert share_counts(batch, probs) == expected
 
@@ -56,8 +59,13 @@ def test_dataset_holds_every_image_at_every_level_once_per_epoch():
     assert sorted(order) == list(range(60)) and order != list(range(60))
 
 
-@pytest.mark.parametrize("schedule, norm, message", [("grouped", "token", "--mixed_schedule must be one of draw, dataset, balanced, paired"),
-                                                     ("draw", "sample", "--mixed_loss_normalization must be one of token, per_resolution")])
+@pytest.mark.parametrize(
+    "schedule, norm, message",
+    [
+        ("grouped", "token", "--mixed_schedule must be one of draw, dataset, balanced, paired"),
+        ("draw", "sample", "--mixed_loss_normalization must be one of token, per_resolution"),
+    ],
+)
 def test_bad_values_are_one_line_errors(schedule, norm, message):
     with pytest.raises(BioresConfigError) as info:
         check_schedule(schedule, norm)
@@ -67,7 +75,10 @@ def test_bad_values_are_one_line_errors(schedule, norm, message):
 def test_bad_schedule_flag_stops_biores_train_in_one_line(synth_small, tmp_path, capsys):
     from biores_plugin.train.trainer import main
 
-    assert main(["--data_path", f"synth:{synth_small}", "--output_dir", str(tmp_path / "x"), "--mixed_schedule", "sorted"]) == 2
+    assert (
+        main(["--data_path", f"synth:{synth_small}", "--output_dir", str(tmp_path / "x"), "--mixed_schedule", "sorted"])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("biores-train: error: --mixed_schedule must be one of") and "\n" not in err
     assert not (tmp_path / "x").exists()
@@ -80,17 +91,47 @@ def test_per_resolution_normalisation_weighs_each_resolution_equally():
     assert normalized_loss(ce, weight, groups, "token").item() == pytest.approx((1 + 1 + 3 + 15) / 6)
     assert normalized_loss(ce, weight, groups, "per_resolution").item() == pytest.approx(((1 + 1 + 3) / 3 + 5) / 2)
     same = torch.tensor([4, 4, 4])
-    assert normalized_loss(ce, weight, same, "per_resolution").item() == pytest.approx(normalized_loss(ce, weight, same, "token").item())
+    assert normalized_loss(ce, weight, same, "per_resolution").item() == pytest.approx(
+        normalized_loss(ce, weight, same, "token").item()
+    )
 
 
 def test_balanced_training_batches_hold_both_levels_in_equal_shares(synth_small, tmp_path):
     """A real biores-train run: the logged batches follow the schedule, the cost is counted."""
     from biores_plugin.train.trainer import train
 
-    flags = ["--model_name_or_path", "tiny", "--vision_tower", "siglip", "--tiny_config", '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
-             "--data_path", f"synth:{synth_small}", "--image_aspect_ratio", "native", "--merge_size", "2", "--per_device_train_batch_size", "4",
-             "--max_steps", "3", "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true",
-             "--mixed_resolution", "native:0.5,64:0.5", "--mixed_schedule", "balanced", "--mixed_loss_normalization", "per_resolution"]
+    flags = [
+        "--model_name_or_path",
+        "tiny",
+        "--vision_tower",
+        "siglip",
+        "--tiny_config",
+        '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+        "--data_path",
+        f"synth:{synth_small}",
+        "--image_aspect_ratio",
+        "native",
+        "--merge_size",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "3",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
+        "--mixed_resolution",
+        "native:0.5,64:0.5",
+        "--mixed_schedule",
+        "balanced",
+        "--mixed_loss_normalization",
+        "per_resolution",
+    ]
     stats = train([*flags, "--output_dir", str(tmp_path / "balanced")])
     draws = json.loads((tmp_path / "balanced" / "resolution_draws.json").read_text())
     assert draws["schedule"] == "balanced" and draws["counts"]["64"] == draws["counts"]["native"]

@@ -21,7 +21,13 @@ def _images(rng, sizes):
 
 @pytest.fixture(scope="module")
 def clip_model():
-    resolution = {"image_aspect_ratio": "native", "patch_size": 8, "merge_size": 1, "min_pixels": 16 * 16, "max_pixels": 96 * 96}
+    resolution = {
+        "image_aspect_ratio": "native",
+        "patch_size": 8,
+        "merge_size": 1,
+        "min_pixels": 16 * 16,
+        "max_pixels": 96 * 96,
+    }
     return build_tiny_llava(WORDS, resolution=resolution, tower="clip", patch_size=8, image_size=32, seed=1)
 
 
@@ -40,7 +46,9 @@ def test_each_image_token_expands_to_its_own_count(siglip_merge_model, rng):
     image_id = processor.image_token_id
     assert (batch["input_ids"][0] == image_id).sum() == expected[0]
     assert (batch["input_ids"][1] == image_id).sum() == expected[1] + expected[2]
-    assert [tuple(p.shape[1:]) for p in batch["pixel_values"]] == [tuple(reversed(policy.resize_target(*im.size))) for im in images]
+    assert [tuple(p.shape[1:]) for p in batch["pixel_values"]] == [
+        tuple(reversed(policy.resize_target(*im.size))) for im in images
+    ]
     assert batch["visual_tokens_per_sample"] == [expected[0], expected[1] + expected[2]]
 
 
@@ -60,7 +68,9 @@ class LlavaStock:
     @staticmethod
     def features(model, pixel_values):
         """transformers' own path for one image: tower with interpolate_pos_encoding=True."""
-        out = model.model.vision_tower(pixel_values.unsqueeze(0), interpolate_pos_encoding=True, output_hidden_states=True)
+        out = model.model.vision_tower(
+            pixel_values.unsqueeze(0), interpolate_pos_encoding=True, output_hidden_states=True
+        )
         hidden = out.hidden_states[model.config.vision_feature_layer]
         if model.config.vision_feature_select_strategy == "default":
             hidden = hidden[:, 1:]
@@ -70,10 +80,17 @@ class LlavaStock:
 def test_loss_and_gradients_flow_through_packed_images(siglip_merge_model, rng):
     model, processor = siglip_merge_model
     images = _images(rng, [(64, 96), (160, 128)])
-    batch = processor(["<image> how many cells ? two", "<image> striated ? yes"], [[images[0]], [images[1]]], padding_side="right")
+    batch = processor(
+        ["<image> how many cells ? two", "<image> striated ? yes"], [[images[0]], [images[1]]], padding_side="right"
+    )
     model.train()
     try:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"], labels=batch["input_ids"])
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
+            labels=batch["input_ids"],
+        )
         assert torch.isfinite(out.loss)
         out.loss.backward()
         grads = [p.grad for p in model.model.vision_tower.parameters() if p.grad is not None]
@@ -90,13 +107,25 @@ def test_batched_generation_equals_one_by_one(siglip_merge_model, rng):
     prompts = ["<image> how many cells ?", "<image> striated ?", "<image> how many cells are there ?"]
     batch = processor(prompts, [[im] for im in images])
     with torch.no_grad():
-        together = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=batch["pixel_values"], max_new_tokens=5, do_sample=False)
-    new = together[:, batch["input_ids"].shape[1]:]
+        together = model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
+            max_new_tokens=5,
+            do_sample=False,
+        )
+    new = together[:, batch["input_ids"].shape[1] :]
     for i, (prompt, image) in enumerate(zip(prompts, images)):
         single = processor([prompt], [[image]])
         with torch.no_grad():
-            alone = model.generate(input_ids=single["input_ids"], attention_mask=single["attention_mask"], pixel_values=single["pixel_values"], max_new_tokens=5, do_sample=False)
-        assert alone[0, single["input_ids"].shape[1]:].tolist() == new[i].tolist()
+            alone = model.generate(
+                input_ids=single["input_ids"],
+                attention_mask=single["attention_mask"],
+                pixel_values=single["pixel_values"],
+                max_new_tokens=5,
+                do_sample=False,
+            )
+        assert alone[0, single["input_ids"].shape[1] :].tolist() == new[i].tolist()
 
 
 def test_policy_is_saved_and_restored(siglip_merge_model, tmp_path, rng):
@@ -122,7 +151,12 @@ def test_fixed_pad_policy_squares_with_mean(tmp_path):
     from biores_plugin.resolution import ResolutionConfig
 
     _, processor = build_tiny_llava(WORDS)
-    pad = BioresLlavaProcessor(processor.tokenizer, ResolutionConfig(image_aspect_ratio="pad", image_size=64, patch_size=16, merge_size=2), image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    pad = BioresLlavaProcessor(
+        processor.tokenizer,
+        ResolutionConfig(image_aspect_ratio="pad", image_size=64, patch_size=16, merge_size=2),
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+    )
     out = pad(["<image> striated ?"], [[Image.new("RGB", (128, 32), (255, 255, 255))]])
     pixels = out["pixel_values"][0]
     assert tuple(pixels.shape) == (3, 64, 64) and out["num_visual_tokens"].item() == 4
@@ -147,7 +181,9 @@ def test_image_placement_after_text_round_trips(tmp_path):
     from biores_plugin.resolution import ResolutionConfig
 
     _, processor = build_tiny_llava(WORDS)
-    after = BioresLlavaProcessor(processor.tokenizer, processor.resolution, image_mean=[0.5] * 3, image_std=[0.5] * 3, image_placement="after")
+    after = BioresLlavaProcessor(
+        processor.tokenizer, processor.resolution, image_mean=[0.5] * 3, image_std=[0.5] * 3, image_placement="after"
+    )
     assert after.build_prompt("striated ?", 2) == "striated ? <image><image>"  # contiguous: no separator tokens
     assert processor.build_prompt("striated ?", 1) == "<image>\nstriated ?"
     after.save_pretrained(tmp_path)

@@ -19,8 +19,11 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 def _shipping_folders() -> set[str]:
     """Every folder of the tree that ships files, as the package name it installs under."""
     found = set()
-    for base, name in ((ROOT / "biores_plugin", "biores_plugin"), (ROOT / "tasks", "biores_plugin.tasks"),
-                       (ROOT / "patches", "biores_plugin.patches")):
+    for base, name in (
+        (ROOT / "biores_plugin", "biores_plugin"),
+        (ROOT / "tasks", "biores_plugin.tasks"),
+        (ROOT / "patches", "biores_plugin.patches"),
+    ):
         for folder in [base, *(p for p in base.rglob("*") if p.is_dir())]:
             if folder.name == "__pycache__" or not any(f.is_file() and f.suffix != ".pyc" for f in folder.iterdir()):
                 continue
@@ -36,7 +39,10 @@ def test_package_list_matches_the_tree():
 def test_pins_are_the_tested_ranges():
     from biores_plugin.versions import TESTED
 
-    deps = {d.split(">")[0].split("=")[0].split("<")[0].strip(): d.split(" ")[0] for d in PYPROJECT["project"]["dependencies"]}
+    deps = {
+        d.split(">")[0].split("=")[0].split("<")[0].strip(): d.split(" ")[0]
+        for d in PYPROJECT["project"]["dependencies"]
+    }
     for package, (low, high) in TESTED.items():
         assert deps[package] == f"{package}>={low},<{high}"
 
@@ -65,8 +71,12 @@ def wheel(tmp_path_factory) -> tuple[Path, str]:
     for name in ("biores_plugin", "tasks", "patches"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("wheel")
-    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     wheels = list(out.glob("biores-*.whl"))
     assert len(wheels) == 1
@@ -96,11 +106,17 @@ def test_wheel_holds_tasks_configs_and_patches(wheel):
 def test_unpacked_wheel_imports_and_finds_its_tasks(wheel, tmp_path):
     path, _ = wheel
     zipfile.ZipFile(path).extractall(tmp_path / "site")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import biores_plugin, biores_plugin.models; "
-            "from biores_plugin.task_library.folders import tasks_dir; "
-            "print(biores_plugin.__file__); print(tasks_dir()); print(len(list(tasks_dir().glob('*/*.yaml'))))")
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import biores_plugin, biores_plugin.models; "
+        "from biores_plugin.task_library.folders import tasks_dir; "
+        "print(biores_plugin.__file__); print(tasks_dir()); print(len(list(tasks_dir().glob('*/*.yaml'))))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     module, tasks, yamls = run.stdout.split()
-    assert Path(module).is_relative_to(tmp_path / "site") and Path(tasks) == tmp_path / "site" / "biores_plugin" / "tasks"
+    assert (
+        Path(module).is_relative_to(tmp_path / "site") and Path(tasks) == tmp_path / "site" / "biores_plugin" / "tasks"
+    )
     assert int(yamls) == len(list((ROOT / "tasks").glob("*/*.yaml")))

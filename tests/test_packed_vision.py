@@ -43,8 +43,14 @@ CPU_BACKENDS = ("sdpa_blockdiag", "sdpa_segments")
 # ----------------------------------------------------------------------------------------------- fixtures
 def _tower(model_cls, config_cls, seed: int, image_size: int, patch_size: int, **kw):
     torch.manual_seed(seed)
-    cfg = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-               image_size=image_size, patch_size=patch_size)
+    cfg = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
     cfg.update(kw)
     return model_cls(config_cls(**cfg)).eval()
 
@@ -125,7 +131,7 @@ def test_block_diagonal_mask():
 def _naive_attention(q, k, v, lengths, scale, causal=False):
     outs, start = [], 0
     for n in lengths:
-        qs, ks, vs = (t[start:start + n].transpose(0, 1).double() for t in (q, k, v))  # [H, L, D]
+        qs, ks, vs = (t[start : start + n].transpose(0, 1).double() for t in (q, k, v))  # [H, L, D]
         scores = qs @ ks.transpose(-1, -2) * scale
         if causal:
             scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
@@ -235,7 +241,9 @@ def test_gradients_equal_image_by_image(tower_case, backend):
     # sum they reach ~500 and fp32 summation order alone moves them by ~1e-4 (relative 2e-7)
     w = torch.randn(probe.features.shape, generator=torch.Generator().manual_seed(5)) / probe.features.shape[0]
     ws = torch.split(w, probe.lengths)
-    p_packed, x_packed = grads(lambda pix: (encode_packed(model, pix, feature_layer=-2, backend=backend).features * w).sum())
+    p_packed, x_packed = grads(
+        lambda pix: (encode_packed(model, pix, feature_layer=-2, backend=backend).features * w).sum()
+    )
     p_ref, x_ref = grads(lambda pix: sum((_reference(model, x, -2) * wi).sum() for x, wi in zip(pix, ws)))
     assert any(g.abs().sum() > 0 for g in p_packed)
     for a, b in zip(p_packed, p_ref):
@@ -441,8 +449,9 @@ def _fake_kernel_setup(monkeypatch, name, fake):
     import biores_plugin.vision.kernels as attn
 
     real_reason = attn.backend_unavailable_reason
-    monkeypatch.setattr(attn, "backend_unavailable_reason",
-                        lambda b, *a, **k: None if b == name else real_reason(b, *a, **k))
+    monkeypatch.setattr(
+        attn, "backend_unavailable_reason", lambda b, *a, **k: None if b == name else real_reason(b, *a, **k)
+    )
     getter = "_flash_attn_varlen_func" if name == "flash_attn" else "_torch_varlen_attn"
     monkeypatch.setattr(attn, getter, lambda: fake)
 
@@ -457,9 +466,25 @@ def _flash_attn_reference_signature():
 
         return inspect.signature(flash_attn_varlen_func)
     except ImportError:  # no CUDA build here: the documented reference
-        def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
-                                   softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
-                                   alibi_slopes=None, deterministic=False, return_attn_probs=False, block_table=None):
+
+        def flash_attn_varlen_func(
+            q,
+            k,
+            v,
+            cu_seqlens_q,
+            cu_seqlens_k,
+            max_seqlen_q,
+            max_seqlen_k,
+            dropout_p=0.0,
+            softmax_scale=None,
+            causal=False,
+            window_size=(-1, -1),
+            softcap=0.0,
+            alibi_slopes=None,
+            deterministic=False,
+            return_attn_probs=False,
+            block_table=None,
+        ):
             raise AssertionError("reference signature only")
 
         return inspect.signature(flash_attn_varlen_func)

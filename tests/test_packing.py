@@ -114,7 +114,9 @@ def test_packed_attention_from_position_ids_alone(world):
     enable_lm_packing(model, "biores_varlen_lm")
     try:
         with torch.no_grad():
-            both = model(input_ids=packed["input_ids"], pixel_values=packed["pixel_values"], position_ids=packed["position_ids"]).logits
+            both = model(
+                input_ids=packed["input_ids"], pixel_values=packed["pixel_values"], position_ids=packed["position_ids"]
+            ).logits
             first = model(input_ids=features[0]["input_ids"][None], pixel_values=features[0]["pixel_values"]).logits
     finally:
         model.config.text_config._attn_implementation = "sdpa"
@@ -126,8 +128,28 @@ def test_biores_train_packs_by_default(synth_small, tmp_path):
     from biores_plugin.train.trainer import train
 
     out = tmp_path / "run"
-    stats = train(["--data_path", str(synth_small), "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "3",
-                   "--max_samples", "6", "--report_to", "none", "--use_cpu", "True", "--logging_steps", "1", "--save_strategy", "no"])
+    stats = train(
+        [
+            "--data_path",
+            str(synth_small),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "3",
+            "--max_samples",
+            "6",
+            "--report_to",
+            "none",
+            "--use_cpu",
+            "True",
+            "--logging_steps",
+            "1",
+            "--save_strategy",
+            "no",
+        ]
+    )
     assert stats["global_step"] == 2 and np.isfinite(stats["train_loss"])
     saved = json.loads((out / "config.json").read_text())
     assert "biores_varlen_lm" not in json.dumps(saved)  # the packing attention is not baked into the checkpoint
@@ -141,8 +163,17 @@ def test_pack_embeds_matches_hf_causal_lm_loss(backend):
     from biores_plugin.train.packing import pack_embeds
 
     torch.manual_seed(0)
-    lm = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")).train()
+    lm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=50,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            attn_implementation="sdpa",
+        )
+    ).train()
     lengths = [3, 40, 11]
     embeds = torch.randn(3, max(lengths), 32)
     mask = (torch.arange(max(lengths))[None] < torch.tensor(lengths)[:, None]).long()

@@ -26,8 +26,12 @@ sane_sizes = st.tuples(sides, sides).filter(lambda s: max(s) / min(s) <= 200)
 
 
 @settings(max_examples=300, deadline=None)
-@given(size=sane_sizes, patch=st.sampled_from([14, 16]), merge=st.sampled_from([1, 2]),
-       budget=st.tuples(st.integers(1, 64), st.integers(64, 8192)))
+@given(
+    size=sane_sizes,
+    patch=st.sampled_from([14, 16]),
+    merge=st.sampled_from([1, 2]),
+    budget=st.tuples(st.integers(1, 64), st.integers(64, 8192)),
+)
 def test_native_multiples_budget_aspect_and_idempotence(size, patch, merge, budget):
     w, h = size
     factor = patch * merge
@@ -50,7 +54,10 @@ def test_native_multiples_budget_aspect_and_idempotence(size, patch, merge, budg
     assert out_w * out_h >= min_pixels or not (min_pixels <= hf_h * hf_w <= max_pixels)
     # aspect ratio error bounded by one grid cell on each side (relative to the output)
     if min(out_w, out_h) >= 4 * factor and min(w, h) >= 4 * factor:
-        assert abs(math.log((out_w / out_h) / (w / h))) <= math.log((1 + 1.0 / (min(out_w, out_h) / factor - 1)) ** 2) + 1e-9
+        assert (
+            abs(math.log((out_w / out_h) / (w / h)))
+            <= math.log((1 + 1.0 / (min(out_w, out_h) / factor - 1)) ** 2) + 1e-9
+        )
     # idempotent: an already-resized image that meets the whole budget stays put
     if out_w * out_h >= min_pixels:
         assert policy.resize_target(out_w, out_h) == (out_w, out_h)
@@ -152,7 +159,18 @@ def test_downsample_pixel_cap_and_composition():
 
 
 def test_parse_and_serialise_round_trip():
-    for spec in ["native", "pad", "pad448", "crop:224", "square", "stretch", "anyres", "anyres_max_9", "448", "downsample:224:pad"]:
+    for spec in [
+        "native",
+        "pad",
+        "pad448",
+        "crop:224",
+        "square",
+        "stretch",
+        "anyres",
+        "anyres_max_9",
+        "448",
+        "downsample:224:pad",
+    ]:
         policy = parse_policy(spec)
         assert policy_from_dict(policy.to_dict()) == policy, spec
         hash(policy)

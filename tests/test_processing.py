@@ -13,8 +13,19 @@ from biores_plugin.processing import BioresAnyResImageProcessor, BioresNativeIma
 from biores_plugin.resolution import NativePolicy
 
 # square, landscape, portrait, tiny, exact pinpoints and extreme aspect ratios
-SIZES = [(336, 336), (1000, 700), (700, 1000), (1344, 1344), (673, 335), (50, 50), (90, 1800),
-         (1800, 90), (3000, 40), (17, 1200), (1023, 769)]
+SIZES = [
+    (336, 336),
+    (1000, 700),
+    (700, 1000),
+    (1344, 1344),
+    (673, 335),
+    (50, 50),
+    (90, 1800),
+    (1800, 90),
+    (3000, 40),
+    (17, 1200),
+    (1023, 769),
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +50,9 @@ def test_anyres_equals_llava_next(images, index):
 
 
 def test_anyres_batch_padding_equals_llava_next(images):
-    cfg = dict(ANYRES_CFG, image_grid_pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008], [1344, 336]])
+    cfg = dict(
+        ANYRES_CFG, image_grid_pinpoints=[[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008], [1344, 336]]
+    )
     ref = LlavaNextImageProcessor(**cfg)(images, return_tensors="pt")
     out = BioresAnyResImageProcessor(**cfg)(images, return_tensors="pt")
     assert out["pixel_values"].shape == ref["pixel_values"].shape
@@ -57,7 +70,11 @@ def test_native_patches_equal_qwen2vl(images):
     usable = [im for im in images if max(im.size) / min(im.size) <= 200]
     ref = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=512 * 28 * 28)(usable, return_tensors="pt")
     ours = BioresNativeImageProcessor(
-        patch_size=14, merge_size=2, temporal_patch_size=2, min_pixels=56 * 56, max_pixels=512 * 28 * 28,
+        patch_size=14,
+        merge_size=2,
+        temporal_patch_size=2,
+        min_pixels=56 * 56,
+        max_pixels=512 * 28 * 28,
         return_format="patches",
     )(usable)
     assert torch.equal(ours["image_grid_thw"], ref["image_grid_thw"])
@@ -70,11 +87,15 @@ def test_native_images_match_policy_and_tokens(images):
     usable = [im for im in images if max(im.size) / min(im.size) <= 200]
     out = proc(usable)
     policy = NativePolicy(14, 2, 28 * 28, 400 * 28 * 28)
-    for image, pixels, (gh, gw), tokens in zip(usable, out["pixel_values"], out["image_grid_hw"].tolist(), out["num_visual_tokens"].tolist()):
+    for image, pixels, (gh, gw), tokens in zip(
+        usable, out["pixel_values"], out["image_grid_hw"].tolist(), out["num_visual_tokens"].tolist()
+    ):
         w, h = policy.resize_target(*image.size)
         assert tuple(pixels.shape) == (3, h, w) and pixels.is_contiguous()
         assert (gh, gw) == (h // 14, w // 14)
-        assert tokens == policy.visual_tokens(*image.size) == proc.get_number_of_image_tokens(image.size[1], image.size[0])
+        assert (
+            tokens == policy.visual_tokens(*image.size) == proc.get_number_of_image_tokens(image.size[1], image.size[0])
+        )
     # tokens counted without pixels equal the processor's actual output
     packed = proc(usable, return_format="patches")
     assert packed["pixel_values"].shape[0] == sum(policy.grid(*im.size)[0] * policy.grid(*im.size)[1] for im in usable)
@@ -94,7 +115,10 @@ def test_inputs_of_every_kind_agree(rng, tmp_path):
     path = tmp_path / "x.png"
     Image.fromarray(array).save(path)
     proc = BioresNativeImageProcessor(min_pixels=1, max_pixels=10**7)
-    outs = [proc(x)["pixel_values"][0] for x in (Image.fromarray(array), array, torch.from_numpy(array).permute(2, 0, 1), str(path), path.read_bytes())]
+    outs = [
+        proc(x)["pixel_values"][0]
+        for x in (Image.fromarray(array), array, torch.from_numpy(array).permute(2, 0, 1), str(path), path.read_bytes())
+    ]
     for other in outs[1:]:
         assert torch.equal(outs[0], other)
 
@@ -113,13 +137,18 @@ def test_bad_inputs_raise_one_line_errors():
     with pytest.raises(BioresConfigError, match="return_format"):
         proc(Image.new("RGB", (50, 50)), return_format="grid")
     with pytest.raises(BioresConfigError, match="agree"):
-        BioresAnyResImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 336, "width": 336})(Image.new("RGB", (50, 50)))
+        BioresAnyResImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 336, "width": 336})(
+            Image.new("RGB", (50, 50))
+        )
 
 
-@pytest.mark.parametrize("cls, kwargs", [
-    (BioresNativeImageProcessor, dict(patch_size=16, merge_size=2, min_pixels=1024, max_pixels=65536)),
-    (BioresAnyResImageProcessor, dict(ANYRES_CFG, patch_size=14)),
-])
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (BioresNativeImageProcessor, dict(patch_size=16, merge_size=2, min_pixels=1024, max_pixels=65536)),
+        (BioresAnyResImageProcessor, dict(ANYRES_CFG, patch_size=14)),
+    ],
+)
 def test_save_and_auto_load_round_trip(tmp_path, cls, kwargs):
     import biores_plugin
 

@@ -189,8 +189,12 @@ def test_aperio_svs_layout_reads_its_mpp_and_levels(tmp_path):
     options = {"compression": "jpeg", "photometric": "rgb", "metadata": None}
     level = np.asarray(Image.fromarray(base).reduce(4))
     with tifffile.TiffWriter(path) as tw:
-        tw.write(base, tile=(256, 256), description=head + "1024x1024 (256x256) JPEG/RGB Q=70|AppMag = 20|MPP = 0.5",
-                 **options)
+        tw.write(
+            base,
+            tile=(256, 256),
+            description=head + "1024x1024 (256x256) JPEG/RGB Q=70|AppMag = 20|MPP = 0.5",
+            **options,
+        )
         tw.write(base[::8, ::8], description=head + "1024x1024 -> 128x128 - |MPP = 0.5", **options)
         tw.write(level, tile=(256, 256), description=head + "1024x1024 -> 256x256 - |MPP = 0.5", **options)
     meta = image_meta(path)

@@ -34,8 +34,16 @@ def test_argparse_and_hf_parser_read_the_same_flags():
     plain = parser.parse_args(flags)
     cls = dataclasses.make_dataclass("Flags", resolution_fields(names, image_aspect_ratio="square"))
     (hf,) = HfArgumentParser(cls).parse_args_into_dataclasses(args=[f.replace("-pixels", "_pixels") for f in flags])
-    assert vars(plain) == dataclasses.asdict(hf) == {"image_aspect_ratio": "square", "min_pixels": 3136,
-                                                    "max_pixels": 50176, "mixed_resolution": "native:0.5,224:0.5"}
+    assert (
+        vars(plain)
+        == dataclasses.asdict(hf)
+        == {
+            "image_aspect_ratio": "square",
+            "min_pixels": 3136,
+            "max_pixels": 50176,
+            "mixed_resolution": "native:0.5,224:0.5",
+        }
+    )
     helps = {a.dest: a.help for a in parser._actions if a.dest in names}
     assert helps["max_pixels"] == dataclasses.fields(ResolutionConfig)[2].metadata["help"]
     assert str(DEFAULT_MAX_PIXELS) in helps["max_pixels"]
@@ -57,7 +65,9 @@ def test_default_range_is_filled_in_one_place():
 def test_max_pixels_is_declared_as_a_flag_only_by_the_generator():
     """No module declares ``--max_pixels`` / ``--min_pixels`` (argparse) or a ``max_pixels`` /
     ``min_pixels`` flag field (dataclass) of its own: they come from ResolutionConfig."""
-    flag = re.compile(r"""add_argument\(\s*["']--(min|max)[-_]pixels["']|\(\s*["'](min|max)_pixels["']\s*,\s*(Optional|int)""")
+    flag = re.compile(
+        r"""add_argument\(\s*["']--(min|max)[-_]pixels["']|\(\s*["'](min|max)_pixels["']\s*,\s*(Optional|int)"""
+    )
     declared = []
     for file in [*(ROOT / "biores_plugin").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]:
         text = file.read_text()

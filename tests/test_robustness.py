@@ -13,9 +13,11 @@ from biores_plugin.report.metrics import ace, critical_resolution, rce, robustne
 
 
 def _cells(acc, stderr=None, tokens=None, run="m", dataset="d"):
-    levels = ["224", "448", "896", "native"][-len(acc):]
-    return [Cell(run, None, dataset, lvl, a, (stderr or [None] * len(acc))[i], 100, (tokens or [None] * len(acc))[i])
-            for i, (lvl, a) in enumerate(zip(levels, acc))]
+    levels = ["224", "448", "896", "native"][-len(acc) :]
+    return [
+        Cell(run, None, dataset, lvl, a, (stderr or [None] * len(acc))[i], 100, (tokens or [None] * len(acc))[i])
+        for i, (lvl, a) in enumerate(zip(levels, acc))
+    ]
 
 
 def test_ace_rce_spearman_and_critical_resolution_on_a_known_sweep():
@@ -34,7 +36,10 @@ def test_edge_cases():
     assert critical_resolution(["224", "448"], [0.5, 0.6], [0.1, 0.1]) is None  # no native level
     assert critical_resolution(["224", "native"], [0.6, 0.6], [None, None]) == "224"  # no stderr: equal only
     assert robustness(_cells([0.5])) == []  # one level: nothing to say
-    assert [r.dataset for r in robustness(_cells([0.1, 0.2], dataset="a") + _cells([0.3, 0.4], dataset="b"))] == ["a", "b"]
+    assert [r.dataset for r in robustness(_cells([0.1, 0.2], dataset="a") + _cells([0.3, 0.4], dataset="b"))] == [
+        "a",
+        "b",
+    ]
 
 
 @settings(deadline=None, max_examples=60)
@@ -53,18 +58,36 @@ def test_json_is_citable(tmp_path):
     rows = robustness(_cells([0.4, 0.6]))
     payload = json.loads(write_json(rows, tmp_path / "robustness.json", {"biores_x_224": [3]}).read_text())
     assert payload["schema"] == "biores.robustness/1" and "2510.16926" in payload["source"]
-    assert set(payload["definitions"]) >= {"spearman_rho", "ace", "rce", "critical_resolution", "accuracy_per_visual_token"}
+    assert set(payload["definitions"]) >= {
+        "spearman_rho",
+        "ace",
+        "rce",
+        "critical_resolution",
+        "accuracy_per_visual_token",
+    }
     assert payload["rows"][0]["ace"] == pytest.approx(0.2) and payload["skipped_image_ids"] == {"biores_x_224": [3]}
 
 
 def test_collect_reads_a_wrapped_tasks_own_metric_in_percent(tmp_path):
     from biores_plugin.report import collect
 
-    configs = {f"biores_v_{r}": {"metadata": [{"version": 0.0}, {"biores": {"primary_metric": "v_acc"}}]} for r in ("224", "native")}
-    results = {"results": {"biores_v_224": {"v_acc,none": 50.0, "v_acc_stderr,none": "N/A"}, "biores_v_native": {"v_acc,none": 75.0}},
-               "configs": configs, "n-samples": {"biores_v_224": {"effective": 4}, "biores_v_native": {"effective": 4}}}
+    configs = {
+        f"biores_v_{r}": {"metadata": [{"version": 0.0}, {"biores": {"primary_metric": "v_acc"}}]}
+        for r in ("224", "native")
+    }
+    results = {
+        "results": {
+            "biores_v_224": {"v_acc,none": 50.0, "v_acc_stderr,none": "N/A"},
+            "biores_v_native": {"v_acc,none": 75.0},
+        },
+        "configs": configs,
+        "n-samples": {"biores_v_224": {"effective": 4}, "biores_v_native": {"effective": 4}},
+    }
     (tmp_path / "x_results.json").write_text(json.dumps(results))
-    samples = [{"doc_id": i, "v_acc": {"score": 100.0}, "biores": {"score": float(i % 2), "eff_size": [224, 168]}} for i in range(4)]
+    samples = [
+        {"doc_id": i, "v_acc": {"score": 100.0}, "biores": {"score": float(i % 2), "eff_size": [224, 168]}}
+        for i in range(4)
+    ]
     (tmp_path / "x_samples_biores_v_224.jsonl").write_text("\n".join(json.dumps(s) for s in samples))
     cells = {c.resolution: c for c in collect([tmp_path])}
     assert cells["224"].accuracy == 0.5 and cells["native"].accuracy == 0.75  # percent -> fraction

@@ -196,11 +196,16 @@ def _budget_folder(root: Path, budget: int, sizes: list[list[int]]) -> None:
     run = root / f"max_pixels_{budget}" / "m"
     run.mkdir(parents=True)
     (run.parent / "biores_budget.json").write_text(json.dumps({"max_pixels": budget, "min_pixels": 784}))
-    results = {"results": {"t": {"acc,none": 0.5}}, "config": {"model_args": f"pretrained=/x/m,max_pixels={budget}"},
-               "n-samples": {"t": {"effective": len(sizes)}}}
+    results = {
+        "results": {"t": {"acc,none": 0.5}},
+        "config": {"model_args": f"pretrained=/x/m,max_pixels={budget}"},
+        "n-samples": {"t": {"effective": len(sizes)}},
+    }
     (run / "20260101_results.json").write_text(json.dumps(results))
-    rows = [{"doc_id": i, "token_counts": [{"visual_tokens": (w // 28) * (h // 28), "visual_tokens_sizes": [[w, h]]}]}
-            for i, (w, h) in enumerate(sizes)]
+    rows = [
+        {"doc_id": i, "token_counts": [{"visual_tokens": (w // 28) * (h // 28), "visual_tokens_sizes": [[w, h]]}]}
+        for i, (w, h) in enumerate(sizes)
+    ]
     (run / "20260101_samples_t.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
@@ -212,8 +217,10 @@ def test_report_names_budgets_that_reached_the_model_as_the_same_input(tmp_path)
     proc = _biores("report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if "same input" in line]
-    assert warned == ["biores report: warning: m / t: budgets max_pixels=1000000, max_pixels=12845056 reached the model "
-                      "as the same input (288 visual tokens per image on average)"]
+    assert warned == [
+        "biores report: warning: m / t: budgets max_pixels=1000000, max_pixels=12845056 reached the model "
+        "as the same input (288 visual tokens per image on average)"
+    ]
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "budgets max_pixels=1000000, max_pixels=12845056 reached the model as the same input" in text
     table = text.split("## Accuracy by inference resolution")[1].split("\n\n")[1]

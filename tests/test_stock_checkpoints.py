@@ -65,9 +65,15 @@ def _stock_run(folder, text, images, max_new=5):
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     prompt = processor.apply_chat_template(_messages(text, len(images)), add_generation_prompt=True)
     batch = processor(text=[prompt], images=images or None, return_tensors="pt")
-    out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
-    new = out[0, batch["input_ids"].shape[1]:]
-    return batch["input_ids"][0].tolist(), processor.tokenizer.decode(new, skip_special_tokens=True).strip(), int((batch["input_ids"] == model.config.image_token_id).sum())
+    out = model.generate(
+        **batch, max_new_tokens=max_new, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id
+    )
+    new = out[0, batch["input_ids"].shape[1] :]
+    return (
+        batch["input_ids"][0].tolist(),
+        processor.tokenizer.decode(new, skip_special_tokens=True).strip(),
+        int((batch["input_ids"] == model.config.image_token_id).sum()),
+    )
 
 
 @pytest.mark.parametrize("name", STOCK)
@@ -92,7 +98,10 @@ def test_text_only_requests_and_mixed_batches(stock_checkpoint, tiny_checkpoint)
 
     for folder in (tiny_checkpoint, stock_checkpoint("llava_legacy"), stock_checkpoint("qwen2_vl")):
         lm = BioresLlava(pretrained=str(folder), max_new_tokens=2, batch_size=2)
-        alone, mixed_text, mixed_image = (*lm._generate(["what is shown"], [[]], {}), *lm._generate(["what is shown"] * 2, [[], [_image()]], {}))
+        alone, mixed_text, mixed_image = (
+            *lm._generate(["what is shown"], [[]], {}),
+            *lm._generate(["what is shown"] * 2, [[], [_image()]], {}),
+        )
         assert alone.token_counts.visual_tokens == 0 == mixed_text.token_counts.visual_tokens
         assert mixed_image.token_counts.visual_tokens > 0
 
@@ -114,7 +123,11 @@ def test_broken_checkpoint_is_a_one_line_error(tmp_path, stock_checkpoint):
     with pytest.raises(BioresConfigError) as err:
         BioresLlava(pretrained=str(folder))
     message = str(err.value)
-    assert "\n" not in message and "1 missing keys (model.language_model.norm.weight)" in message and "1 unexpected keys" in message
+    assert (
+        "\n" not in message
+        and "1 missing keys (model.language_model.norm.weight)" in message
+        and "1 unexpected keys" in message
+    )
 
 
 def test_policy_override_on_stock_llava_uses_its_processor_config_stats(tmp_path, stock_checkpoint):
@@ -148,15 +161,43 @@ def test_data_parallel_two_ranks_one_progress_bar(tmp_path, tiny_checkpoint, syn
     from pathlib import Path
 
     out = tmp_path / "dp"
-    env = {**os.environ, "BIORES_SYNTH_PATH": str(synth_small), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2", "-m", "lmms_eval", "--model", "biores_llava",
-           "--model_args", f"pretrained={tiny_checkpoint},device=cpu", "--tasks", "biores_synth_224", "--limit", "6",
-           "--output_path", str(out), "--log_samples", "--verbosity", "DEBUG"]
+    env = {
+        **os.environ,
+        "BIORES_SYNTH_PATH": str(synth_small),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    cmd = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lmms_eval",
+        "--model",
+        "biores_llava",
+        "--model_args",
+        f"pretrained={tiny_checkpoint},device=cpu",
+        "--tasks",
+        "biores_synth_224",
+        "--limit",
+        "6",
+        "--output_path",
+        str(out),
+        "--log_samples",
+        "--verbosity",
+        "DEBUG",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "biores_llava: rank 0 of 2" in log and "biores_llava: rank 1 of 2" in log
     assert log.count("biores_llava:   0%") <= 1  # one progress bar (rank 0)
-    samples = [json.loads(line) for f in out.glob("**/*_samples_biores_synth_224.jsonl") for line in f.read_text().splitlines() if line.strip()]
+    samples = [
+        json.loads(line)
+        for f in out.glob("**/*_samples_biores_synth_224.jsonl")
+        for line in f.read_text().splitlines()
+        if line.strip()
+    ]
     assert sorted(s["doc_id"] for s in samples) == list(range(6))
     assert all(s["token_counts"][0]["visual_tokens"] > 0 for s in samples)

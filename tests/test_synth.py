@@ -37,8 +37,21 @@ from biores_plugin.synth import dataset as synth_dataset
 ALL = tuple(GENERATORS)
 DS_PARAMS = dict(generators=ALL, n_train=6, n_test=4, size="256x192", seed=3, progress=False)
 N_PROPERTY = 200  # images per generator for the balance / resolution checks
-ITEM_KEYS = {"id", "generator", "question", "options", "answer", "question_type", "native_width",
-             "native_height", "critical_scale_px", "seed", "fine_present", "coarse_label", "count"}
+ITEM_KEYS = {
+    "id",
+    "generator",
+    "question",
+    "options",
+    "answer",
+    "question_type",
+    "native_width",
+    "native_height",
+    "critical_scale_px",
+    "seed",
+    "fine_present",
+    "coarse_label",
+    "count",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -67,14 +80,17 @@ def property_runs():
             coarse, fine = items
             lo = downsample(img, 4, Image.LANCZOS)
             lo_bic = downsample(img, 4, Image.BICUBIC)
-            rows.append({
-                "coarse": coarse["answer"], "fine": fine["answer"],
-                "det_native": detect(g, img),
-                "det_low": detect(g, lo, native_size=img.size),
-                "det_low_bicubic": detect(g, lo_bic, native_size=img.size),
-                "score_low": fine_score(g, lo, native_size=img.size),
-                "coarse_low": detect_coarse(g, lo),
-            })
+            rows.append(
+                {
+                    "coarse": coarse["answer"],
+                    "fine": fine["answer"],
+                    "det_native": detect(g, img),
+                    "det_low": detect(g, lo, native_size=img.size),
+                    "det_low_bicubic": detect(g, lo_bic, native_size=img.size),
+                    "score_low": fine_score(g, lo, native_size=img.size),
+                    "coarse_low": detect_coarse(g, lo),
+                }
+            )
         res[g] = rows
     return res
 
@@ -169,7 +185,8 @@ def test_vocabulary_covers_questions_and_answers():
     assert {"yes", "no", "one", "four", "left", "right", "?"} <= set(vocab)
     assert len(vocab) <= 40
     assert vocabulary(["striations"]) == sorted(
-        {"how", "many", "cells", "are", "there", "?", "the", "striated", "yes", "no", "one", "two", "three", "four"})
+        {"how", "many", "cells", "are", "there", "?", "the", "striated", "yes", "no", "one", "two", "three", "four"}
+    )
     assert vocabulary("striations,puncta") == vocabulary(["puncta", "striations"])
 
 
@@ -230,8 +247,9 @@ def test_dataset_round_trip(small_ds, tmp_path):
     assert meta["generators"] == list(ALL) and meta["size"] == {"width": 256, "height": 192}
     assert meta["counts"]["train"] == {"images": 6 * len(ALL), "rows": 12 * len(ALL)}
     assert meta["vocabulary"] == vocabulary(ALL)
-    train = datasets.load_dataset("parquet", data_files={"train": str(small_ds / "train.parquet")},
-                                  split="train", cache_dir=str(tmp_path / "hf"))
+    train = datasets.load_dataset(
+        "parquet", data_files={"train": str(small_ds / "train.parquet")}, split="train", cache_dir=str(tmp_path / "hf")
+    )
     test = load_split(small_ds, "test", cache_dir=str(tmp_path / "hf"))
     assert len(train) == 12 * len(ALL) and len(test) == 8 * len(ALL)
     assert isinstance(train.features["image"], datasets.Image)
@@ -270,8 +288,14 @@ def test_load_in_fresh_offline_process(small_ds, tmp_path):
         "print(len(ds), im.size[0], im.size[1], ds[0]['native_width'], ds[0]['native_height'])\n"
     )
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code, str(small_ds / "test.parquet"), str(tmp_path / "hf")],
-                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(small_ds / "test.parquet"), str(tmp_path / "hf")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [str(8 * len(ALL)), "256", "192", "256", "192"]
 
@@ -352,13 +376,31 @@ def _parse(argv):
 
 def test_cli_run(tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["--out", str(out), "--generators", "striations,fundus", "--n-train", "2", "--n-test", "1",
-            "--size", "192x128", "--seed", "4", "--no-progress"]
+    argv = [
+        "--out",
+        str(out),
+        "--generators",
+        "striations,fundus",
+        "--n-train",
+        "2",
+        "--n-test",
+        "1",
+        "--size",
+        "192x128",
+        "--seed",
+        "4",
+        "--no-progress",
+    ]
     assert run(_parse(argv)) == 0
     assert "written" in capsys.readouterr().out
     meta = read_meta(out)
-    assert meta["params"] == {"generators": ["striations", "fundus"], "size": [192, 128], "seed": 4,
-                              "n_train": 2, "n_test": 1}
+    assert meta["params"] == {
+        "generators": ["striations", "fundus"],
+        "size": [192, 128],
+        "seed": 4,
+        "n_train": 2,
+        "n_test": 1,
+    }
     assert run(_parse(argv)) == 0
     assert "cached" in capsys.readouterr().out
 

@@ -239,7 +239,11 @@ def test_llava_med_protocol_scoring(tasks, fixtures, dataset):
         right = _scores(task, doc, row.answer)
         assert right["accuracy"] == 1.0
         wrong = _scores(task, doc, row.wrong)["accuracy"]
-        assert wrong == (0.0 if row.closed else len(set(row.answer.lower().split()) & set(row.wrong.lower().split())) / len(row.answer.split()))
+        assert wrong == (
+            0.0
+            if row.closed
+            else len(set(row.answer.lower().split()) & set(row.wrong.lower().split())) / len(row.answer.split())
+        )
         if row.closed:  # yes/no accuracy: the response names yes/no and holds the answer
             assert _scores(task, doc, f"{row.answer.capitalize()}, clearly visible.")["closed_accuracy"] == 1.0
             assert _scores(task, doc, "It is hard to say")["accuracy"] == 0.0
@@ -274,24 +278,52 @@ def test_vqa_aggregations_split_closed_and_open(tasks):
     records = [task.process_results(doc, [resp]) for doc, resp in zip(docs, responses, strict=True)]
     agg = task.aggregation()
     values = {name: agg[name]([r[name] for r in records]) for name in agg}
-    assert values == {"accuracy": 0.5, "closed_accuracy": 0.5, "open_accuracy": 0.5, "open_recall": 0.5,
-                      "biores_skipped_images": 0.0, "original_answer_type": 0.0}  # the hub copy: no answer_type, closed = yes/no answer
+    assert values == {
+        "accuracy": 0.5,
+        "closed_accuracy": 0.5,
+        "open_accuracy": 0.5,
+        "open_recall": 0.5,
+        "biores_skipped_images": 0.0,
+        "original_answer_type": 0.0,
+    }  # the hub copy: no answer_type, closed = yes/no answer
     task = tasks["biores_vqa_rad_native"]  # LLaVA-Med: closed hits 1, 0; open recalls 1 ("left lung"), 0
-    records = [task.process_results(doc, [resp]) for doc, resp in zip(task.test_docs_no_media(), responses, strict=True)]
-    values = {name: task.aggregation()[name]([r[name] for r in records]) for name in ("accuracy", "closed_accuracy", "open_recall")}
+    records = [
+        task.process_results(doc, [resp]) for doc, resp in zip(task.test_docs_no_media(), responses, strict=True)
+    ]
+    values = {
+        name: task.aggregation()[name]([r[name] for r in records])
+        for name in ("accuracy", "closed_accuracy", "open_recall")
+    }
     assert values == {"accuracy": 0.5, "closed_accuracy": 0.5, "open_recall": 0.5}
 
 
-@pytest.mark.parametrize("prefix,dataset", [("biores_pmc_vqa", "pmc_vqa"), ("biores_pmc_vqa_direct", "pmc_vqa"),
-                                            ("biores_pmc_vqa2", "pmc_vqa2"),
-                                            ("biores_microvqa_direct", "microvqa"), ("biores_ubench_direct", "ubench")])
+@pytest.mark.parametrize(
+    "prefix,dataset",
+    [
+        ("biores_pmc_vqa", "pmc_vqa"),
+        ("biores_pmc_vqa_direct", "pmc_vqa"),
+        ("biores_pmc_vqa2", "pmc_vqa2"),
+        ("biores_microvqa_direct", "microvqa"),
+        ("biores_ubench_direct", "ubench"),
+    ],
+)
 def test_multiple_choice_scoring(tasks, fixtures, prefix, dataset):
     task = tasks[f"{prefix}_native"]
     for doc, row in zip(task.test_docs_no_media(), fixtures[dataset].rows, strict=True):
         correct = row.options["ABCDEFGH".index(row.answer)]
         wrong = row.options["ABCDEFGH".index(row.wrong)]
-        rights = [f"{row.answer}:{correct}", correct] if prefix in ("biores_pmc_vqa", "biores_pmc_vqa2") else [
-            row.answer, f"({row.answer})", f"{row.answer}. {correct}", f"{row.answer}) {correct}", correct, f"The answer is {correct}."]
+        rights = (
+            [f"{row.answer}:{correct}", correct]
+            if prefix in ("biores_pmc_vqa", "biores_pmc_vqa2")
+            else [
+                row.answer,
+                f"({row.answer})",
+                f"{row.answer}. {correct}",
+                f"{row.answer}) {correct}",
+                correct,
+                f"The answer is {correct}.",
+            ]
+        )
         for response in rights:
             assert _scores(task, doc, response)["accuracy"] == 1.0, response
         for response in (f"{row.wrong}:{wrong}", wrong, ""):
@@ -318,17 +350,33 @@ def test_pmc_vqa_reads_both_csv_versions():
     assert pmc.strip_letter(" B: Focal uptake ", "B") == "Focal uptake"
     assert pmc.strip_letter("A:Diffuse", "A") == "Diffuse"
     assert pmc.strip_letter("A. CT", "A") == "CT" and pmc.strip_letter("CT", "A") == "CT"
-    v2 = Dataset.from_dict({
-        "index": [0], "Figure_path": ["x.jpg"], "Caption": ["c"], "Question": ["q?"],
-        "Choice A": ["A:one"], "Choice B": ["B:two"], "Choice C": ["C:three"], "Choice D": ["D:four"],
-        "Answer": ["C"], "split": ["test"],
-    })
+    v2 = Dataset.from_dict(
+        {
+            "index": [0],
+            "Figure_path": ["x.jpg"],
+            "Caption": ["c"],
+            "Question": ["q?"],
+            "Choice A": ["A:one"],
+            "Choice B": ["B:two"],
+            "Choice C": ["C:three"],
+            "Choice D": ["D:four"],
+            "Answer": ["C"],
+            "split": ["test"],
+        }
+    )
     doc = pmc._prepare(v2)[0]
     assert doc["options"] == ["one", "two", "three", "four"] and doc["answer_letter"] == "C"
-    v1_text_only = Dataset.from_dict({  # no usable label: matched from the answer text
-        "Figure_path": ["x.jpg"], "Question": ["q?"], "Anwser": ["four"],
-        "Choice A": ["A:one"], "Choice B": ["B:two"], "Choice C": ["C:three"], "Choice D": ["D:four"],
-    })
+    v1_text_only = Dataset.from_dict(
+        {  # no usable label: matched from the answer text
+            "Figure_path": ["x.jpg"],
+            "Question": ["q?"],
+            "Anwser": ["four"],
+            "Choice A": ["A:one"],
+            "Choice B": ["B:two"],
+            "Choice C": ["C:three"],
+            "Choice D": ["D:four"],
+        }
+    )
     assert pmc._prepare(v1_text_only)[0]["answer_letter"] == "D"
 
 
@@ -353,14 +401,17 @@ def test_bad_image_stops_or_is_skipped_in_a_shipped_task(tmp_path, monkeypatch, 
     assert task.doc_to_visual(docs[0])[0].size == (448, 336)
     with pytest.raises(BadImageError) as err:
         task.doc_to_visual(docs[1])
-    assert "\n" not in str(err.value) and "biores_vqa_rad_448, doc 1" in str(err.value) and "column 'image'" in str(err.value)
+    assert (
+        "\n" not in str(err.value)
+        and "biores_vqa_rad_448, doc 1" in str(err.value)
+        and "column 'image'" in str(err.value)
+    )
     monkeypatch.setenv("BIORES_SKIP_BAD_IMAGES", "biores_vqa_rad_448")
     assert [im.tobytes() for im in task.doc_to_visual(docs[1])] == [placeholder().tobytes()]
     assert set(task.process_results(plain[1], ["no"])) == {"biores_skipped_images"}  # no score from a broken image
     assert task.process_results(plain[0], ["yes"])["accuracy"]["score"] == 1.0
     agg = task.aggregation()["biores_skipped_images"]
     assert agg([task.process_results(d, ["x"])["biores_skipped_images"] for d in plain]) == 1.0
-
 
 
 def test_missing_images_raise_one_line_config_error(tmp_path, monkeypatch, real_env):
@@ -428,12 +479,23 @@ def test_lmms_eval_cli_runs_every_sweep(tmp_path_factory, real_env, fixtures, lm
     model, model_args = lmms_model_args
     names = [f"{p}_{v}" for d in DATASETS for p in SWEEPS[d] for v in ("224", "native")]
     out = tmp_path_factory.mktemp("real_cli") / "out"
-    args = ["--model", model, *(["--model_args", model_args] if model_args else []), "--tasks", ",".join(names), "--limit", "3",
-            "--gen_kwargs", "max_new_tokens=6"]  # the protocols allow 1,024-2,048 tokens; a random model uses them all
+    args = [
+        "--model",
+        model,
+        *(["--model_args", model_args] if model_args else []),
+        "--tasks",
+        ",".join(names),
+        "--limit",
+        "3",
+        "--gen_kwargs",
+        "max_new_tokens=6",
+    ]  # the protocols allow 1,024-2,048 tokens; a random model uses them all
     results = run_lmms_eval(args, out, env={**real_env, "OMP_NUM_THREADS": "1"})
     visual_tokens: dict[str, int] = {}
     for name in names:
-        dataset = next(d for d in DATASETS if any(name.startswith(p + "_") and name[len(p) + 1:] in VARIANTS for p in SWEEPS[d]))
+        dataset = next(
+            d for d in DATASETS if any(name.startswith(p + "_") and name[len(p) + 1 :] in VARIANTS for p in SWEEPS[d])
+        )
         task_results = results["results"][name]
         for metric in [m["metric"] for m in results["configs"][name]["metric_list"]]:
             assert 0.0 <= task_results[f"{metric},none"] <= 1.0 or metric == "biores_skipped_images", (name, metric)
@@ -452,7 +514,9 @@ def test_lmms_eval_cli_runs_every_sweep(tmp_path_factory, real_env, fixtures, lm
             counts = (sample.get("token_counts") or [None])[0] or {}
             if counts.get("visual_tokens") is not None:  # a real model (not lmms-eval's dummy)
                 visual_tokens[name] = visual_tokens.get(name, 0) + counts["visual_tokens"]
-    for prefix in [p for d in DATASETS for p in SWEEPS[d]]:  # the capped variant really reaches the model with fewer pixels
+    for prefix in [
+        p for d in DATASETS for p in SWEEPS[d]
+    ]:  # the capped variant really reaches the model with fewer pixels
         low, native = visual_tokens.get(f"{prefix}_224"), visual_tokens.get(f"{prefix}_native")
         assert low is not None and native is not None and low < native, prefix
 
@@ -469,7 +533,10 @@ def test_custom_resolutions_reuse_the_shipped_tasks(tmp_path, real_env):
     write_custom_sweep("slake", ["320", "native"], tmp_path, name="biores_slake_r")
     write_custom_sweep("vqa_rad", ["320", "native"], tmp_path, name="biores_vqa_rad_r")
     assert (tmp_path / "biores_vqa_rad_r" / "biores_vqa_rad_r_direct_320.yaml").is_file()
-    tasks = get_task_dict(["biores_slake_r_320", "biores_vqa_rad_r_320"], TaskManager("ERROR", include_path=str(tmp_path), include_defaults=False))
+    tasks = get_task_dict(
+        ["biores_slake_r_320", "biores_vqa_rad_r_320"],
+        TaskManager("ERROR", include_path=str(tmp_path), include_defaults=False),
+    )
     task = tasks["biores_slake_r_320"]
     doc = task.test_docs()[0]
     assert (doc["biores_orig_width"], doc["biores_eff_width"], doc["biores_eff_height"]) == (1200, 320, 240)

@@ -18,15 +18,46 @@ STEPS, EVERY = 40, 5  # kill-and-resume run: steps, save interval
 
 
 def _env(**extra):
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **extra}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        **extra,
+    }
 
 
 def _flags(data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "--model_name_or_path", "tiny", "--vision_tower", "siglip", "--tiny_config", '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
-        "--data_path", f"synth:{data}", "--image_aspect_ratio", "native", "--merge_size", "2",
-        "--output_dir", str(out), "--per_device_train_batch_size", "4", "--learning_rate", "3e-3",
-        "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", "--use_cpu", "true",
+        "--model_name_or_path",
+        "tiny",
+        "--vision_tower",
+        "siglip",
+        "--tiny_config",
+        '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+        "--data_path",
+        f"synth:{data}",
+        "--image_aspect_ratio",
+        "native",
+        "--merge_size",
+        "2",
+        "--output_dir",
+        str(out),
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "3e-3",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "0",
+        "--use_cpu",
+        "true",
         *extra,
     ]
 
@@ -34,14 +65,28 @@ def _flags(data: Path, out: Path, *extra: str) -> list[str]:
 def test_native_and_mixed_training_in_process(synth_small, tmp_path):
     from biores_plugin.train.trainer import train
 
-    stats = train(_flags(synth_small, tmp_path / "native", "--max_steps", "12", "--save_strategy", "no", "--max_samples", "8"))
+    stats = train(
+        _flags(synth_small, tmp_path / "native", "--max_steps", "12", "--save_strategy", "no", "--max_samples", "8")
+    )
     assert stats["global_step"] == 12
     assert stats["last_logged_loss"] < stats["first_logged_loss"]  # it learns (overfits 8 samples)
     config = json.loads((tmp_path / "native" / "biores_config.json").read_text())
     assert config["image_aspect_ratio"] == "native" and config["merge_size"] == 2
     assert json.loads((tmp_path / "native" / "config.json").read_text())["biores"]["train_resolution_label"] == "native"
 
-    mixed = train(_flags(synth_small, tmp_path / "mixed", "--max_steps", "4", "--save_strategy", "no", "--mixed_resolution", "native:0.5,64:0.5", "--no_group_by_token_count"))
+    mixed = train(
+        _flags(
+            synth_small,
+            tmp_path / "mixed",
+            "--max_steps",
+            "4",
+            "--save_strategy",
+            "no",
+            "--mixed_resolution",
+            "native:0.5,64:0.5",
+            "--no_group_by_token_count",
+        )
+    )
     assert mixed["global_step"] == 4 and math.isfinite(mixed["train_loss"])
     draws = json.loads((tmp_path / "mixed" / "resolution_draws.json").read_text())
     assert set(draws["counts"]) == {"native", "64"}
@@ -56,18 +101,26 @@ def test_native_and_mixed_training_in_process(synth_small, tmp_path):
     assert mixed["visual_tokens_seen"] < 4 * 4 * 64  # cheaper than all-native (64 tokens / image)
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--image_aspect_ratio", "hires"], "unknown image_aspect_ratio"),
-    (["--mixed_resolution", "native:0.5,224:0.4"], "sum to"),
-    (["--mixed_resolution", "native"], "RES:PROB"),
-    (["--min_pixels", "5000", "--max_pixels", "1000"], "larger than --max_pixels"),
-    (["--image_aspect_ratio", "pad", "--min_pixels", "100"], "only to --image_aspect_ratio native"),
-    (["--no_such_flag", "1"], "unknown flag"),
-    (["--vision_tower", "/no/such/tower"], "--vision_tower must be one of siglip, clip or a folder"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--image_aspect_ratio", "hires"], "unknown image_aspect_ratio"),
+        (["--mixed_resolution", "native:0.5,224:0.4"], "sum to"),
+        (["--mixed_resolution", "native"], "RES:PROB"),
+        (["--min_pixels", "5000", "--max_pixels", "1000"], "larger than --max_pixels"),
+        (["--image_aspect_ratio", "pad", "--min_pixels", "100"], "only to --image_aspect_ratio native"),
+        (["--no_such_flag", "1"], "unknown flag"),
+        (["--vision_tower", "/no/such/tower"], "--vision_tower must be one of siglip, clip or a folder"),
+    ],
+)
 def test_bad_flags_fail_fast_with_one_line(tmp_path, synth_small, flags, message):
-    proc = subprocess.run([str(BIN / "biores-train"), *_flags(synth_small, tmp_path / "x", "--max_steps", "1"), *flags],
-                          capture_output=True, text=True, timeout=120, env=_env())
+    proc = subprocess.run(
+        [str(BIN / "biores-train"), *_flags(synth_small, tmp_path / "x", "--max_steps", "1"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_env(),
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
@@ -76,7 +129,10 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, synth_small, flags, message
 
 def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):
     out = tmp_path / "run"
-    args = [str(BIN / "biores-train"), *_flags(synth_small, out, "--max_steps", str(STEPS), "--save_strategy", "steps", "--save_steps", str(EVERY))]
+    args = [
+        str(BIN / "biores-train"),
+        *_flags(synth_small, out, "--max_steps", str(STEPS), "--save_strategy", "steps", "--save_steps", str(EVERY)),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
     deadline = time.time() + 240
     while time.time() < deadline and not (out / f"checkpoint-{2 * EVERY}" / "trainer_state.json").exists():
@@ -86,7 +142,9 @@ def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):
     assert not (out / "biores_train_stats.json").exists(), "the run finished before the kill"
     assert (out / f"checkpoint-{2 * EVERY}").is_dir(), "no checkpoint before the kill"
     killed_log = [json.loads(line) for line in (out / "batches.jsonl").read_text().splitlines() if line.strip()]
-    resumed = subprocess.run([*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=_env())
+    resumed = subprocess.run(
+        [*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=_env()
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     stats = json.loads((out / "biores_train_stats.json").read_text())
     log = [json.loads(line) for line in (out / "batches.jsonl").read_text().splitlines() if line.strip()]
@@ -104,7 +162,9 @@ def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):
     assert redone <= EVERY  # at most one save interval of work lost
     assert killed_log and killed_log[0]["indices"] == reference[0]
     # resuming a finished run does not train further (transformers alone would add a step)
-    again = subprocess.run([*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=_env())
+    again = subprocess.run(
+        [*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=_env()
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "biores_train_stats.json").read_text())["global_step"] == STEPS
     assert len((out / "batches.jsonl").read_text().splitlines()) == len(log)
@@ -124,9 +184,23 @@ def test_accelerate_two_processes_on_cpu(synth_small, tmp_path):
     so the launch uses its multi-process launcher; biores-train picks gloo without CUDA."""
     out = tmp_path / "ddp"
     flags = _flags(synth_small, out, "--max_steps", "2", "--save_strategy", "no")
-    flags[flags.index("--use_cpu"):flags.index("--use_cpu") + 2] = []
-    cmd = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "biores_plugin.train.trainer", *flags]
+    flags[flags.index("--use_cpu") : flags.index("--use_cpu") + 2] = []
+    cmd = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "biores_plugin.train.trainer",
+        *flags,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     stats = json.loads((out / "biores_train_stats.json").read_text())
@@ -144,16 +218,45 @@ def test_pretrained_vision_tower_feeds_biores_train(synth_small, tmp_path):
     from biores_plugin.train.trainer import train
 
     tower = tmp_path / "tower"
-    stats = pretrain(["--data_path", f"synth:{synth_small}", "--output_dir", str(tower), "--max_steps", "30", "--learning_rate", "3e-3",
-                      "--per_device_train_batch_size", "8", "--disable_tqdm", "--warmup_steps", "1",
-                      "--tiny_config", '{"vision_hidden": 32, "heads": 2, "num_channels": 1, "image_size": 128}'])
+    stats = pretrain(
+        [
+            "--data_path",
+            f"synth:{synth_small}",
+            "--output_dir",
+            str(tower),
+            "--max_steps",
+            "30",
+            "--learning_rate",
+            "3e-3",
+            "--per_device_train_batch_size",
+            "8",
+            "--disable_tqdm",
+            "--warmup_steps",
+            "1",
+            "--tiny_config",
+            '{"vision_hidden": 32, "heads": 2, "num_channels": 1, "image_size": 128}',
+        ]
+    )
     assert set(stats["test_accuracy"]) == {"coarse", "fine"}  # one head per question type, scored on the test split
     assert stats["final_loss"] < stats["first_loss"]  # it learns (24 training images)
     assert json.loads((tower / STATS).read_text())["steps"] == 30 and not (tmp_path / "tower.partial").exists()
     saved = load_file(str(tower / "model.safetensors"))
 
     run = tmp_path / "llava"
-    train(_flags(synth_small, run, "--vision_tower", str(tower), "--max_steps", "2", "--save_strategy", "no", "--freeze_vision_tower", "true"))
+    train(
+        _flags(
+            synth_small,
+            run,
+            "--vision_tower",
+            str(tower),
+            "--max_steps",
+            "2",
+            "--save_strategy",
+            "no",
+            "--freeze_vision_tower",
+            "true",
+        )
+    )
     model = BioresLlavaForConditionalGeneration.from_pretrained(run)
     assert model.config.vision_config.num_channels == 1 and model.config.vision_config.hidden_size == 32
     state = model.model.vision_tower.state_dict()
@@ -167,18 +270,26 @@ def test_tiny_tower_position_table_is_small():
     from biores_plugin.train.trainer import build_model_and_processor
 
     records = [Record(None, [("how many cells are there?", "two", "coarse")], (64, 64))]
-    model, _ = build_model_and_processor(ModelArguments(vision_tower="siglip", tiny_config='{"vision_hidden": 64}'), DataArguments(data_path="x"), records, 0)
+    model, _ = build_model_and_processor(
+        ModelArguments(vision_tower="siglip", tiny_config='{"vision_hidden": 64}'),
+        DataArguments(data_path="x"),
+        records,
+        0,
+    )
     table = model.model.vision_tower.embeddings.position_embedding.weight
-    assert abs(float(table.detach().std()) - 64 ** -0.5) < 0.02
+    assert abs(float(table.detach().std()) - 64**-0.5) < 0.02
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--data_path", "/no/such/data"], "does not exist"),
-    (["--tiny_config", "{"], "--tiny_config is not JSON"),
-    (["--max_steps", "0"], "must be positive"),
-    (["--mixed_resolution", "native"], "RES:PROB"),
-    (["--no_such_flag", "1"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data_path", "/no/such/data"], "does not exist"),
+        (["--tiny_config", "{"], "--tiny_config is not JSON"),
+        (["--max_steps", "0"], "must be positive"),
+        (["--mixed_resolution", "native"], "RES:PROB"),
+        (["--no_such_flag", "1"], "unrecognized arguments"),
+    ],
+)
 def test_pretrain_vision_bad_input_gets_one_line(tmp_path, capsys, flags, message):
     from biores_plugin.train.pretrain_vision import main
 

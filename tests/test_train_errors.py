@@ -17,8 +17,12 @@ TINY = '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}'
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("parts")
-    folders = {"lm": fixtures_models.build_lm(root, "llama"), "tower": fixtures_models.build_tower(root, "clip"),
-               "naflex": fixtures_models.build_tower(root, "siglip2_naflex"), "qwen": fixtures_models.build_qwen_vl(root, "qwen2_5_vl")}
+    folders = {
+        "lm": fixtures_models.build_lm(root, "llama"),
+        "tower": fixtures_models.build_tower(root, "clip"),
+        "naflex": fixtures_models.build_tower(root, "siglip2_naflex"),
+        "qwen": fixtures_models.build_qwen_vl(root, "qwen2_5_vl"),
+    }
     bert = root / "resnet"
     bert.mkdir()
     (bert / "config.json").write_text(json.dumps({"model_type": "resnet"}))
@@ -33,7 +37,13 @@ def llava_json(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("json")
     for i in range(3):
         Image.new("RGB", (64, 48), (40 * i, 90, 160)).save(root / f"img{i}.png")
-    good = [{"image": f"img{i}.png", "conversations": [{"from": "human", "value": "<image>\nhow many cells?"}, {"from": "gpt", "value": "two"}]} for i in range(3)]
+    good = [
+        {
+            "image": f"img{i}.png",
+            "conversations": [{"from": "human", "value": "<image>\nhow many cells?"}, {"from": "gpt", "value": "two"}],
+        }
+        for i in range(3)
+    ]
     (root / "good.json").write_text(json.dumps(good))
     return root / "good.json"
 
@@ -48,16 +58,34 @@ def _run(capsys, argv: list[str]) -> str:
 
 
 def _base(data: str, out: Path, *extra: str) -> list[str]:
-    return ["--data_path", data, "--output_dir", str(out), "--max_steps", "1", "--report_to", "none", "--use_cpu", "true",
-            "--disable_tqdm", "true", "--save_strategy", "no", *extra]
+    return [
+        "--data_path",
+        data,
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "true",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("content, message", [
-    ([1, 2, 3], "entry 0 is a int, not a conversation object"),
-    (["a", "b"], "entry 0 is a str, not a conversation object"),
-    ([], "holds no training samples"),
-    ({"image": "x"}, "must hold a list of conversations"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ([1, 2, 3], "entry 0 is a int, not a conversation object"),
+        (["a", "b"], "entry 0 is a str, not a conversation object"),
+        ([], "holds no training samples"),
+        ({"image": "x"}, "must hold a list of conversations"),
+    ],
+)
 def test_bad_data_json(tmp_path, capsys, content, message):
     data = tmp_path / "data.json"
     data.write_text(json.dumps(content))
@@ -66,18 +94,24 @@ def test_bad_data_json(tmp_path, capsys, content, message):
     assert not (tmp_path / "out" / "model.safetensors").exists()  # never a saved untrained model
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1"),
-    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1"),
-    (["--resume_from_checkpoint", "/no/such/checkpoint"], "--resume_from_checkpoint /no/such/checkpoint does not exist"),
-    (["--tiny_config", "[1, 2]"], "--tiny_config must be a JSON object"),
-    (["--tiny_config", '{"text_hidden": -4}'], "text_hidden must be a positive integer"),
-    (["--tiny_config", '{"text_hidden": "big"}'], "text_hidden must be a positive integer"),
-    (["--tiny_config", '{"hidden": 32}'], "unknown key 'hidden'"),
-    (["--tiny_config", '{"text_hidden": 30, "heads": 4}'], "must be divisible by heads"),
-    (["--tiny_config", "{"], "--tiny_config is not valid JSON"),
-    (["--deepspeed", "zero9"], "neither a shipped config (zero2, zero3) nor a JSON file"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1"),
+        (
+            ["--resume_from_checkpoint", "/no/such/checkpoint"],
+            "--resume_from_checkpoint /no/such/checkpoint does not exist",
+        ),
+        (["--tiny_config", "[1, 2]"], "--tiny_config must be a JSON object"),
+        (["--tiny_config", '{"text_hidden": -4}'], "text_hidden must be a positive integer"),
+        (["--tiny_config", '{"text_hidden": "big"}'], "text_hidden must be a positive integer"),
+        (["--tiny_config", '{"hidden": 32}'], "unknown key 'hidden'"),
+        (["--tiny_config", '{"text_hidden": 30, "heads": 4}'], "must be divisible by heads"),
+        (["--tiny_config", "{"], "--tiny_config is not valid JSON"),
+        (["--deepspeed", "zero9"], "neither a shipped config (zero2, zero3) nor a JSON file"),
+    ],
+)
 def test_bad_flags(tmp_path, capsys, llava_json, flags, message):
     err = _run(capsys, _base(str(llava_json), tmp_path / "out", *flags))
     assert message in err
@@ -102,23 +136,46 @@ def test_deepspeed_config_passes_through_or_names_the_package(tmp_path, llava_js
 
 
 def test_huge_tiny_config_refused_with_estimate(tmp_path, capsys, llava_json):
-    err = _run(capsys, _base(str(llava_json), tmp_path / "out", "--tiny_config", '{"text_hidden": 16384, "text_layers": 96, "heads": 64, "vision_hidden": 128}'))
+    err = _run(
+        capsys,
+        _base(
+            str(llava_json),
+            tmp_path / "out",
+            "--tiny_config",
+            '{"text_hidden": 16384, "text_layers": 96, "heads": 64, "vision_hidden": 128}',
+        ),
+    )
     assert "training needs about" in err and "GiB" in err and "available memory" in err and "M parameters" in err
 
 
-@pytest.mark.parametrize("which, extra, message", [
-    ("resnet", [], "model_type 'resnet' is neither a LLaVA, a Qwen2-VL / Qwen2.5-VL checkpoint nor a causal language model"),
-    ("empty", [], "has no config.json"),
-    ("tower", [], "model_type 'clip_vision_model' is neither"),
-    ("lm", [], "is a language model: pass --vision_tower TOWER_FOLDER"),  # was: 23 GB, then killed
-    ("lm", ["--vision_tower", "{lm}"], "expected a CLIP, SigLIP or SigLIP2 tower"),
-    ("lm", ["--vision_tower", "{naflex}"], "SigLIP2 NaFlex"),
-    ("lm", ["--vision_tower", "{tower}", "--version", "vicuna"], "--version must be one of plain, v1, llama_3, qwen_2, template"),
-    ("lm", ["--vision_tower", "{tower}", "--merge_size", "2"], "a composed LLaVA uses --merge_size 1"),
-    ("lm", ["--vision_tower", "{tower}", "--pretrain_mm_mlp_adapter", "/no/mm_projector.bin"], "--pretrain_mm_mlp_adapter /no/mm_projector.bin does not exist"),
-    ("qwen", ["--vision_tower", "{tower}"], "--vision_tower does not apply to a Qwen2-VL family checkpoint"),
-    ("qwen", ["--image_aspect_ratio", "pad"], "use --image_aspect_ratio native"),
-])
+@pytest.mark.parametrize(
+    "which, extra, message",
+    [
+        (
+            "resnet",
+            [],
+            "model_type 'resnet' is neither a LLaVA, a Qwen2-VL / Qwen2.5-VL checkpoint nor a causal language model",
+        ),
+        ("empty", [], "has no config.json"),
+        ("tower", [], "model_type 'clip_vision_model' is neither"),
+        ("lm", [], "is a language model: pass --vision_tower TOWER_FOLDER"),  # was: 23 GB, then killed
+        ("lm", ["--vision_tower", "{lm}"], "expected a CLIP, SigLIP or SigLIP2 tower"),
+        ("lm", ["--vision_tower", "{naflex}"], "SigLIP2 NaFlex"),
+        (
+            "lm",
+            ["--vision_tower", "{tower}", "--version", "vicuna"],
+            "--version must be one of plain, v1, llama_3, qwen_2, template",
+        ),
+        ("lm", ["--vision_tower", "{tower}", "--merge_size", "2"], "a composed LLaVA uses --merge_size 1"),
+        (
+            "lm",
+            ["--vision_tower", "{tower}", "--pretrain_mm_mlp_adapter", "/no/mm_projector.bin"],
+            "--pretrain_mm_mlp_adapter /no/mm_projector.bin does not exist",
+        ),
+        ("qwen", ["--vision_tower", "{tower}"], "--vision_tower does not apply to a Qwen2-VL family checkpoint"),
+        ("qwen", ["--image_aspect_ratio", "pad"], "use --image_aspect_ratio native"),
+    ],
+)
 def test_wrong_model_folders(tmp_path, capsys, parts, llava_json, which, extra, message):
     extra = [e.format(**{k: str(v) for k, v in parts.items()}) for e in extra]
     err = _run(capsys, _base(str(llava_json), tmp_path / "out", "--model_name_or_path", str(parts[which]), *extra))
@@ -137,9 +194,22 @@ def test_image_error_in_dataloader_worker_is_one_line(tmp_path, capsys, llava_js
     blob = (root / "bad.png").read_bytes()
     (root / "bad.png").write_bytes(blob[: len(blob) // 2])  # truncated: header intact
     convo = [{"from": "human", "value": "<image>\nhow many?"}, {"from": "gpt", "value": "two"}]
-    (root / "data.json").write_text(json.dumps([{"image": "ok.png", "conversations": convo}, {"image": "bad.png", "conversations": convo}]))
-    err = _run(capsys, _base(str(root / "data.json"), tmp_path / "out", "--tiny_config", TINY, "--per_device_train_batch_size", "2",
-                            "--dataloader_num_workers", "1"))
+    (root / "data.json").write_text(
+        json.dumps([{"image": "ok.png", "conversations": convo}, {"image": "bad.png", "conversations": convo}])
+    )
+    err = _run(
+        capsys,
+        _base(
+            str(root / "data.json"),
+            tmp_path / "out",
+            "--tiny_config",
+            TINY,
+            "--per_device_train_batch_size",
+            "2",
+            "--dataloader_num_workers",
+            "1",
+        ),
+    )
     assert "training sample 1" in err and "bad.png" in err
 
 
@@ -147,15 +217,51 @@ def test_train_loss_after_resume_covers_the_whole_run(tmp_path, synth_small):
     from biores_plugin.train.trainer import train
 
     def flags(out: Path, *extra: str) -> list[str]:
-        return ["--model_name_or_path", "tiny", "--vision_tower", "siglip", "--tiny_config", TINY, "--data_path", f"synth:{synth_small}",
-                "--merge_size", "2", "--output_dir", str(out), "--per_device_train_batch_size", "4", "--learning_rate", "3e-3",
-                "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--seed", "0", "--use_cpu", "true",
-                "--max_steps", "6", *extra]
+        return [
+            "--model_name_or_path",
+            "tiny",
+            "--vision_tower",
+            "siglip",
+            "--tiny_config",
+            TINY,
+            "--data_path",
+            f"synth:{synth_small}",
+            "--merge_size",
+            "2",
+            "--output_dir",
+            str(out),
+            "--per_device_train_batch_size",
+            "4",
+            "--learning_rate",
+            "3e-3",
+            "--logging_steps",
+            "1",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+            "--seed",
+            "0",
+            "--use_cpu",
+            "true",
+            "--max_steps",
+            "6",
+            *extra,
+        ]
 
     whole = train(flags(tmp_path / "whole", "--save_strategy", "no"))
     train(flags(tmp_path / "first", "--save_strategy", "steps", "--save_steps", "3"))
-    resumed = train(flags(tmp_path / "first", "--save_strategy", "steps", "--save_steps", "3",
-                          "--resume_from_checkpoint", str(tmp_path / "first" / "checkpoint-3")))
+    resumed = train(
+        flags(
+            tmp_path / "first",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "3",
+            "--resume_from_checkpoint",
+            str(tmp_path / "first" / "checkpoint-3"),
+        )
+    )
     assert resumed["global_step"] == 6 and resumed["resumed_from"].endswith("checkpoint-3")
     assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-3)
     log = json.loads((tmp_path / "first" / "checkpoint-6" / "trainer_state.json").read_text())["log_history"]
@@ -179,8 +285,13 @@ def test_memory_estimate_counts_trained_weights_only():
     args = SimpleNamespace(deepspeed=None, fsdp=None, lora_enable=False)
     assert check_memory(model, "m", full, args) == 16 * total
     assert check_memory(model, "m", SimpleNamespace(tune_mm_mlp_adapter=True), args) == 4 * total + 12 * projector
-    assert check_memory(model, "m", SimpleNamespace(tune_mm_mlp_adapter=False, freeze_vision_tower=True), args) == 16 * total - 12 * tower
-    assert check_memory(model, "m", full, SimpleNamespace(deepspeed="zero3.json", fsdp=None, lora_enable=False)) == 0  # sharded: not estimated
+    assert (
+        check_memory(model, "m", SimpleNamespace(tune_mm_mlp_adapter=False, freeze_vision_tower=True), args)
+        == 16 * total - 12 * tower
+    )
+    assert (
+        check_memory(model, "m", full, SimpleNamespace(deepspeed="zero3.json", fsdp=None, lora_enable=False)) == 0
+    )  # sharded: not estimated
 
 
 def test_resume_weights_load_in_either_layout_and_refuse_mismatches(tmp_path):
@@ -202,7 +313,10 @@ def test_resume_weights_load_in_either_layout_and_refuse_mismatches(tmp_path):
             self.model, self.lm_head = Inner(), torch.nn.Linear(2, 2, bias=False)
 
     model = Outer()
-    weights = {"language_model.model.weight": torch.full((2, 2), 3.0), "language_model.lm_head.weight": torch.full((2, 2), 5.0)}
+    weights = {
+        "language_model.model.weight": torch.full((2, 2), 3.0),
+        "language_model.lm_head.weight": torch.full((2, 2), 5.0),
+    }
     save_file(weights, str(tmp_path / "model.safetensors"))
     load_checkpoint_weights(model, tmp_path / "model.safetensors")
     assert float(model.model.language_model.weight[0, 0]) == 3.0 and float(model.lm_head.weight[0, 0]) == 5.0

@@ -21,16 +21,64 @@ from fixtures_real import build_microvqa, build_slake, build_vstar, hub_snapshot
 
 BIN = Path(sys.executable).parent
 SLAKE_RESPONSES = [
-    "Yes", "yes.", "Yes, it does.", "No", "no", "是", "否", "MRI", "mri", "CT", "X-ray", "x ray", "xray", "Kidney",
-    "the kidney", "Kidney (left)", "Left Lung", "left lung.", "Left lung, lower lobe", "Right Lung", "The liver",
-    "Liver", "Spleen", "There is no abnormality", "", "I don't know", "Yes (the liver is visible)", "true",
+    "Yes",
+    "yes.",
+    "Yes, it does.",
+    "No",
+    "no",
+    "是",
+    "否",
+    "MRI",
+    "mri",
+    "CT",
+    "X-ray",
+    "x ray",
+    "xray",
+    "Kidney",
+    "the kidney",
+    "Kidney (left)",
+    "Left Lung",
+    "left lung.",
+    "Left lung, lower lobe",
+    "Right Lung",
+    "The liver",
+    "Liver",
+    "Spleen",
+    "There is no abnormality",
+    "",
+    "I don't know",
+    "Yes (the liver is visible)",
+    "true",
 ]
 MICROVQA_RESPONSES = [
-    "The answer is (2)", "the answer is (1)", "The answer is 2", "**The answer is (2)**", "The answer is **(2)**",
-    "Answer: (2)", "B", "(2)", "2", "The answer is (5)", "The answer is (7)", "Step by step ... The answer is (4).",
-    "The answer is (3)\nThe answer is (2)", "answer is (1)", "The answer is (6)", "", "I cannot tell.",
-    "The correct option is (2)", "The answer is (2). The answer is (3).", "THE ANSWER IS (2)", "The answer is (1)",
-    "the answer is (3)", "The answer is(2)", "The answer is (0)", "The answer is (9)", "Lysosomes", "A", "The answer is (4)",
+    "The answer is (2)",
+    "the answer is (1)",
+    "The answer is 2",
+    "**The answer is (2)**",
+    "The answer is **(2)**",
+    "Answer: (2)",
+    "B",
+    "(2)",
+    "2",
+    "The answer is (5)",
+    "The answer is (7)",
+    "Step by step ... The answer is (4).",
+    "The answer is (3)\nThe answer is (2)",
+    "answer is (1)",
+    "The answer is (6)",
+    "",
+    "I cannot tell.",
+    "The correct option is (2)",
+    "The answer is (2). The answer is (3).",
+    "THE ANSWER IS (2)",
+    "The answer is (1)",
+    "the answer is (3)",
+    "The answer is(2)",
+    "The answer is (0)",
+    "The answer is (9)",
+    "Lysosomes",
+    "A",
+    "The answer is (4)",
 ]
 
 
@@ -49,16 +97,39 @@ def world(tmp_path_factory):
     vstar = build_vstar(root / "vstar", truncate=1)
     tasks = root / "tasks"
     (tasks / "ref").mkdir(parents=True)
-    for name, rel, data in (("ref_slake_en", "slake/slake_en.yaml", slake.root), ("ref_microvqa", "microvqa/microvqa.yaml", microvqa.root)):
-        (tasks / "ref" / f"{name}.yaml").write_text(f'include: "{_upstream(rel)}"\ntask: {name}\ndataset_path: "{data}"\n')
+    for name, rel, data in (
+        ("ref_slake_en", "slake/slake_en.yaml", slake.root),
+        ("ref_microvqa", "microvqa/microvqa.yaml", microvqa.root),
+    ):
+        (tasks / "ref" / f"{name}.yaml").write_text(
+            f'include: "{_upstream(rel)}"\ntask: {name}\ndataset_path: "{data}"\n'
+        )
     env = {
-        "BIORES_SLAKE_PATH": str(slake.root), "BIORES_MICROVQA_PATH": str(microvqa.root), "BIORES_VSTAR_BENCH_PATH": str(vstar.root),
-        "HF_HOME": str(hf_home), "HF_HUB_CACHE": str(hf_home / "hub"), "XDG_CACHE_HOME": str(root / "cache"),
+        "BIORES_SLAKE_PATH": str(slake.root),
+        "BIORES_MICROVQA_PATH": str(microvqa.root),
+        "BIORES_VSTAR_BENCH_PATH": str(vstar.root),
+        "HF_HOME": str(hf_home),
+        "HF_HUB_CACHE": str(hf_home / "hub"),
+        "XDG_CACHE_HOME": str(root / "cache"),
         "LMMS_EVAL_DATASETS_CACHE": str(root / "datasets"),
     }
     # `biores sweep` of an upstream general high-resolution task, from the command line
-    proc = subprocess.run([str(BIN / "biores"), "sweep", "vstar_bench", "--resolutions", "224,native", "--out", str(tasks / "sweeps"),
-                           "--skip-bad-images"], capture_output=True, text=True, timeout=300, env={**__import__("os").environ, **env})
+    proc = subprocess.run(
+        [
+            str(BIN / "biores"),
+            "sweep",
+            "vstar_bench",
+            "--resolutions",
+            "224,native",
+            "--out",
+            str(tasks / "sweeps"),
+            "--skip-bad-images",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, **env},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     mp = pytest.MonkeyPatch()
     for key, value in env.items():
@@ -78,8 +149,15 @@ def loaded(world):
 
     install()
     manager = TaskManager("ERROR", include_path=str(world["tasks"]), include_defaults=False, model_name="biores_llava")
-    names = ["ref_slake_en", "biores_slake_native", "biores_slake_224", "ref_microvqa", "biores_microvqa_native", "biores_microvqa_224",
-             "biores_vstar_bench_224"]
+    names = [
+        "ref_slake_en",
+        "biores_slake_native",
+        "biores_slake_224",
+        "ref_microvqa",
+        "biores_microvqa_native",
+        "biores_microvqa_224",
+        "biores_vstar_bench_224",
+    ]
     return get_task_dict(names, manager, task_type="chat")
 
 
@@ -144,7 +222,9 @@ def test_capped_variants_cap_every_image_and_nothing_else(loaded):
             for a, b in zip(_pixels(ours), _pixels(theirs), strict=True):
                 assert max(a.shape[:2]) == min(224, max(b.shape[:2]))  # every image of a multi-image doc
                 assert abs(a.shape[1] / a.shape[0] - b.shape[1] / b.shape[0]) < 0.02
-            assert (doc["biores_eff_width"], doc["biores_eff_height"]) == max((p.shape[1], p.shape[0]) for p in _pixels(ours))
+            assert (doc["biores_eff_width"], doc["biores_eff_height"]) == max(
+                (p.shape[1], p.shape[0]) for p in _pixels(ours)
+            )
 
 
 def test_slake_secondary_metrics_follow_llava_med(loaded):
@@ -154,7 +234,9 @@ def test_slake_secondary_metrics_follow_llava_med(loaded):
     for doc in task.test_docs_no_media():
         out = task.process_results(doc, ["Yes, the left lung"])
         record = out["llava_med_closed_accuracy"]
-        expected = (llava_med_closed_hit if doc["answer_type"] == "CLOSED" else llava_med_recall)("Yes, the left lung", doc["answer"])
+        expected = (llava_med_closed_hit if doc["answer_type"] == "CLOSED" else llava_med_recall)(
+            "Yes, the left lung", doc["answer"]
+        )
         assert record["score"] == expected and record["question_type"] == doc["answer_type"].lower()
     assert llava_med_recall("the left lung, lower lobe", "Left Lung") == 1.0
     assert llava_med_recall("right lung", "Left Lung") == 0.5
@@ -172,8 +254,15 @@ def test_truncated_image_stops_with_one_line_naming_task_doc_and_source(world, l
     from biores_plugin.task_library.images import BadImageError
 
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # lmms-eval's setting: PIL alone would accept the file
-    write_task_sweep(Source("vstar_bench", _upstream("vstar_bench/vstar_bench.yaml")), tmp_path, ["native"], prefix="biores_vstar_strict")
-    task = get_task_dict(["biores_vstar_strict_native"], TaskManager("ERROR", include_path=str(tmp_path), include_defaults=False))["biores_vstar_strict_native"]
+    write_task_sweep(
+        Source("vstar_bench", _upstream("vstar_bench/vstar_bench.yaml")),
+        tmp_path,
+        ["native"],
+        prefix="biores_vstar_strict",
+    )
+    task = get_task_dict(
+        ["biores_vstar_strict_native"], TaskManager("ERROR", include_path=str(tmp_path), include_defaults=False)
+    )["biores_vstar_strict_native"]
     docs = task.test_docs()
     assert task.doc_to_visual(docs[0])[0].size == world["vstar"].rows[0].size
     with pytest.raises(BadImageError) as err:
@@ -235,7 +324,9 @@ def test_user_task_folder_with_template_functions_and_group(tmp_path, world):
     assert [s.task for s in resolve(["my_group"], include_path=str(mine), include_defaults=False)] == ["my_a", "my_b"]
     folders = sweep(["my_group"], tmp_path / "out", ["64", "native"], include_path=str(mine), include_defaults=False)
     assert [f.name for f in folders] == ["biores_my_a", "biores_my_b"]
-    task = get_task_dict(["biores_my_a_64"], TaskManager("ERROR", include_path=str(tmp_path / "out"), include_defaults=False))["biores_my_a_64"]
+    task = get_task_dict(
+        ["biores_my_a_64"], TaskManager("ERROR", include_path=str(tmp_path / "out"), include_defaults=False)
+    )["biores_my_a_64"]
     doc = task.test_docs()[0]
     assert task.doc_to_text(doc).startswith("Q: What is the color") and max(task.doc_to_visual(doc)[0].size) == 64
     assert task.process_results(task.test_docs_no_media()[0], ["A"])["hit"] == 1.0
@@ -248,12 +339,29 @@ def test_user_task_folder_with_template_functions_and_group(tmp_path, world):
 @pytest.fixture(scope="module")
 def cli_run(world, lmms_model_args):
     model, model_args = lmms_model_args
-    names = ["ref_slake_en", "biores_slake_native", "biores_slake_224", "ref_microvqa", "biores_microvqa_native",
-             "biores_microvqa_224", "biores_vstar_bench_sweep"]
+    names = [
+        "ref_slake_en",
+        "biores_slake_native",
+        "biores_slake_224",
+        "ref_microvqa",
+        "biores_microvqa_native",
+        "biores_microvqa_224",
+        "biores_vstar_bench_sweep",
+    ]
     out = world["root"] / "cli" / "out"
     out.parent.mkdir()
-    args = ["--model", model, "--model_args", model_args.replace("batch_size=4", "batch_size=1"), "--include_path", str(world["tasks"]),
-            "--tasks", ",".join(names), "--gen_kwargs", "max_new_tokens=6,temperature=0,do_sample=False"]
+    args = [
+        "--model",
+        model,
+        "--model_args",
+        model_args.replace("batch_size=4", "batch_size=1"),
+        "--include_path",
+        str(world["tasks"]),
+        "--tasks",
+        ",".join(names),
+        "--gen_kwargs",
+        "max_new_tokens=6,temperature=0,do_sample=False",
+    ]
     return out, run_lmms_eval(args, out, env={**world["env"], "OMP_NUM_THREADS": "1"})
 
 
@@ -276,7 +384,9 @@ def test_lmms_eval_run_native_points_equal_upstream_per_sample(cli_run):
             assert b.get("resps") == a.get("resps") and b["filtered_resps"] == a["filtered_resps"]
             assert {m: b[m] for m in metrics} == {m: a[m] for m in metrics}
             assert b["biores"]["orig_size"] == b["biores"]["eff_size"]
-        assert {m: results["results"][f"{prefix}_native"][f"{m},none"] for m in metrics} == {m: results["results"][ref][f"{m},none"] for m in metrics}
+        assert {m: results["results"][f"{prefix}_native"][f"{m},none"] for m in metrics} == {
+            m: results["results"][ref][f"{m},none"] for m in metrics
+        }
         for sample in _samples(out, f"{prefix}_224"):
             assert max(sample["biores"]["eff_size"]) == min(224, max(sample["biores"]["orig_size"]))
 
@@ -294,7 +404,9 @@ def test_lmms_eval_run_sweeps_vstar_and_records_the_skipped_image(cli_run):
 
 def test_biores_report_prints_robustness_metrics(cli_run, tmp_path):
     out, _ = cli_run
-    proc = subprocess.run([str(BIN / "biores"), "report", str(out), "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "biores"), "report", str(out), "--out", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Spearman" in proc.stdout and "ACE" in proc.stdout and "RCE" in proc.stdout
     report = (tmp_path / "report.md").read_text()
@@ -303,7 +415,9 @@ def test_biores_report_prints_robustness_metrics(cli_run, tmp_path):
     rows = {r["dataset"]: r for r in payload["rows"]}
     assert {"slake", "microvqa", "vstar_bench"} <= set(rows)
     vstar = rows["vstar_bench"]
-    assert vstar["levels"] == ["224", "native"] and all(0.0 <= a <= 1.0 for a in vstar["accuracy"])  # percent -> fraction
+    assert vstar["levels"] == ["224", "native"] and all(
+        0.0 <= a <= 1.0 for a in vstar["accuracy"]
+    )  # percent -> fraction
     assert vstar["ace"] == pytest.approx(abs(vstar["accuracy"][1] - vstar["accuracy"][0]))
     assert payload["skipped_image_ids"]["biores_vstar_bench_224"] == [1] and vstar["skipped_images"] == 2
     assert "Skipped for bad images in `biores_vstar_bench_native`: 1 doc(s), ids 1." in report

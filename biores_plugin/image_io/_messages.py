@@ -46,9 +46,7 @@ def _describe(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _fail(
-    name: str, problem: str, cls: type[BioresImageError] = BioresImageError
-) -> BioresImageError:
+def _fail(name: str, problem: str, cls: type[BioresImageError] = BioresImageError) -> BioresImageError:
     return cls(_one_line(f"cannot load image {name}: {problem}"))
 
 

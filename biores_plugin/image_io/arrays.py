@@ -20,9 +20,7 @@ def _array_layout(name: str, arr: np.ndarray) -> tuple[np.ndarray, tuple[int, ..
         return arr[:, :, None], ()
     if arr.ndim == 3:
         first, last = arr.shape[0], arr.shape[2]
-        if first <= MAX_GUESSED_CHANNELS and (
-            last > MAX_GUESSED_CHANNELS or first <= _SURE_CHANNELS < last
-        ):
+        if first <= MAX_GUESSED_CHANNELS and (last > MAX_GUESSED_CHANNELS or first <= _SURE_CHANNELS < last):
             return np.moveaxis(arr, 0, -1), ()
         if last <= MAX_GUESSED_CHANNELS:
             return arr, ()
@@ -38,9 +36,7 @@ def _array_layout(name: str, arr: np.ndarray) -> tuple[np.ndarray, tuple[int, ..
     )
 
 
-def _check_array_dtype(
-    name: str, arr: np.ndarray, *, convert: bool = True
-) -> np.ndarray:
+def _check_array_dtype(name: str, arr: np.ndarray, *, convert: bool = True) -> np.ndarray:
     kind = arr.dtype.kind
     if kind == "c":
         raise _fail(

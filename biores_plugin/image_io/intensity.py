@@ -12,9 +12,7 @@ import numpy as np
 
 from ._messages import _fail
 
-_PERCENTILE_SAMPLE = (
-    1 << 22
-)  # pixels per channel above which percentiles use a subsample
+_PERCENTILE_SAMPLE = 1 << 22  # pixels per channel above which percentiles use a subsample
 
 
 def _select(name: str, arr: np.ndarray, channels: tuple[int, ...] | None) -> np.ndarray:
@@ -25,8 +23,7 @@ def _select(name: str, arr: np.ndarray, channels: tuple[int, ...] | None) -> np.
     if bad:
         raise _fail(
             name,
-            f"channel index {bad[0]} out of range: the image has {n} channel{'s' if n != 1 else ''} "
-            f"(valid 0..{n - 1})",
+            f"channel index {bad[0]} out of range: the image has {n} channel{'s' if n != 1 else ''} (valid 0..{n - 1})",
         )
     if list(channels) == list(range(n)):
         return arr
@@ -46,9 +43,7 @@ def _to_alpha_u8(alpha: np.ndarray) -> np.ndarray:
     return np.rint(a * 255.0).astype(np.uint8)
 
 
-def _composite(
-    colour: np.ndarray, alpha: np.ndarray, bg: tuple[int, int, int], premultiplied: bool
-) -> np.ndarray:
+def _composite(colour: np.ndarray, alpha: np.ndarray, bg: tuple[int, int, int], premultiplied: bool) -> np.ndarray:
     """``colour`` HxWx(1|3) uint8, ``alpha`` HxW uint8 -> HxWx3 uint8 over ``bg``."""
     if colour.shape[2] == 1:
         colour = np.broadcast_to(colour, colour.shape[:2] + (3,))
@@ -100,9 +95,7 @@ def _clip_raw(name: str, arr: np.ndarray) -> np.ndarray:
     return out
 
 
-def _normalize(
-    name: str, arr: np.ndarray, mode: str | None, percentiles: tuple[float, float]
-) -> np.ndarray:
+def _normalize(name: str, arr: np.ndarray, mode: str | None, percentiles: tuple[float, float]) -> np.ndarray:
     """Per-channel intensity normalisation of ``HxWxC`` data to uint8 (uint8 is untouched)."""
     if arr.dtype == np.uint8:
         return arr
@@ -111,9 +104,7 @@ def _normalize(
     is_float = arr.dtype.kind == "f"
     out = np.empty(arr.shape, dtype=np.uint8)
     for c in range(arr.shape[2]):
-        out[:, :, c] = _normalize_channel(
-            name, arr[:, :, c], mode, percentiles, is_float
-        )
+        out[:, :, c] = _normalize_channel(name, arr[:, :, c], mode, percentiles, is_float)
     return out
 
 
@@ -135,9 +126,7 @@ def _normalize_channel(
 
     if mode == "auto":
         if is_float:
-            mode = (
-                "unit" if values.min() >= 0.0 and values.max() <= 1.0 else "percentile"
-            )
+            mode = "unit" if values.min() >= 0.0 and values.max() <= 1.0 else "percentile"
         else:
             mode = "percentile"
     elif mode in ("none", None):
@@ -150,17 +139,13 @@ def _normalize_channel(
         sample = values
         if sample.size > _PERCENTILE_SAMPLE:
             step = math.ceil(math.sqrt(sample.size / _PERCENTILE_SAMPLE))
-            sample = (
-                sample[::step, ::step] if sample.ndim == 2 else sample[:: step * step]
-            )
+            sample = sample[::step, ::step] if sample.ndim == 2 else sample[:: step * step]
         lo, hi = (float(v) for v in np.percentile(sample, percentiles))
     if mode == "minmax" or not hi > lo:
         lo, hi = float(values.min()), float(values.max())
     if not hi > lo:  # a constant channel keeps its level on the fixed scale
         return _fixed_scale(ch)
-    x = ch.astype(
-        np.float32 if ch.dtype.itemsize <= (4 if is_float else 2) else np.float64
-    )
+    x = ch.astype(np.float32 if ch.dtype.itemsize <= (4 if is_float else 2) else np.float64)
     if finite is not None:
         x = np.nan_to_num(x, nan=lo, posinf=hi, neginf=lo)
     x = np.clip(x, lo, hi)
@@ -173,16 +158,12 @@ def _fixed_scale(ch: np.ndarray) -> np.ndarray:
     """``normalize="none"``: floats clipped to [0, 1] (NaN, -inf -> 0, +inf -> 1) times 255,
     uint16 divided by 257, other integers' whole dtype range onto 0..255."""
     if ch.dtype.kind == "f":
-        x = np.nan_to_num(
-            ch.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0
-        )
+        x = np.nan_to_num(ch.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
         return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
     if ch.dtype == np.uint16:  # x / 257, rounded, through a lookup table
         return _uint16_lut()[ch]
     info = np.iinfo(ch.dtype)
-    scaled = (ch.astype(np.float64) - float(info.min)) * (
-        255.0 / (float(info.max) - float(info.min))
-    )
+    scaled = (ch.astype(np.float64) - float(info.min)) * (255.0 / (float(info.max) - float(info.min)))
     return np.rint(scaled).astype(np.uint8)
 
 
@@ -204,7 +185,5 @@ def _to_rgb(arr: np.ndarray) -> np.ndarray:
     if c == 1:
         return np.repeat(arr, 3, axis=2)
     if c == 2:
-        return np.concatenate(
-            [arr, np.zeros(arr.shape[:2] + (1,), dtype=arr.dtype)], axis=2
-        )
+        return np.concatenate([arr, np.zeros(arr.shape[:2] + (1,), dtype=arr.dtype)], axis=2)
     return arr[:, :, :3]

@@ -105,25 +105,13 @@ def _check_options(
         sel = None
     else:
         items: Any = channels
-        if isinstance(channels, (int, np.integer)) and not isinstance(
-            channels, (bool, np.bool_)
-        ):
+        if isinstance(channels, (int, np.integer)) and not isinstance(channels, (bool, np.bool_)):
             items = (channels,)
-        if isinstance(items, (str, bytes)) or not isinstance(
-            items, (Sequence, range, np.ndarray)
-        ):
-            raise bad(
-                f"channels must be None, an int or a sequence of ints, got {type(channels).__name__}"
-            )
+        if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, range, np.ndarray)):
+            raise bad(f"channels must be None, an int or a sequence of ints, got {type(channels).__name__}")
         sel_list = []
-        for idx in (
-            list(np.asarray(items).ravel())
-            if isinstance(items, np.ndarray)
-            else list(items)
-        ):
-            if isinstance(idx, (bool, np.bool_)) or not isinstance(
-                idx, (int, np.integer)
-            ):
+        for idx in list(np.asarray(items).ravel()) if isinstance(items, np.ndarray) else list(items):
+            if isinstance(idx, (bool, np.bool_)) or not isinstance(idx, (int, np.integer)):
                 raise bad(f"channel indices must be ints, got {idx!r}")
             if idx < 0:
                 raise bad(f"channel indices must be >= 0, got {int(idx)}")
@@ -131,15 +119,11 @@ def _check_options(
         if not sel_list:
             raise bad("channels selects no channel (empty selection)")
         if rgb_output and len(sel_list) > 3:
-            raise bad(
-                f"too many channels selected ({len(sel_list)}: {sel_list}); at most 3 can be mapped to RGB"
-            )
+            raise bad(f"too many channels selected ({len(sel_list)}: {sel_list}); at most 3 can be mapped to RGB")
         sel = tuple(sel_list)
 
     if projection not in _PROJECTIONS:
-        raise bad(
-            f"projection must be one of 'max', 'mean', 'first', got {projection!r}"
-        )
+        raise bad(f"projection must be one of 'max', 'mean', 'first', got {projection!r}")
 
     allowed = _NORMALIZE_MODES + (("raw",) if allow_raw else ())
     if normalize not in allowed:
@@ -149,18 +133,12 @@ def _check_options(
     try:
         lo, hi = (float(p) for p in percentiles)
     except Exception:  # noqa: BLE001 - any malformed value is an option error
-        raise bad(
-            f"percentiles must be two numbers (low, high), got {percentiles!r}"
-        ) from None
+        raise bad(f"percentiles must be two numbers (low, high), got {percentiles!r}") from None
     if not (0.0 <= lo < hi <= 100.0):
         raise bad(f"percentiles must satisfy 0 <= low < high <= 100, got ({lo}, {hi})")
 
     if max_pixels is not None:
-        if (
-            isinstance(max_pixels, bool)
-            or not isinstance(max_pixels, (int, np.integer))
-            or max_pixels <= 0
-        ):
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0:
             raise bad(f"max_pixels must be a positive int or None, got {max_pixels!r}")
         max_pixels = int(max_pixels)
 
@@ -174,7 +152,14 @@ def _check_options(
         raise bad(f"nonfinite must be one of 'error', 'zero', 'clip', got {nonfinite!r}")
 
     return _Options(
-        sel, projection, normalize, (lo, hi), max_pixels, bg, bool(exif_transpose), nonfinite,
+        sel,
+        projection,
+        normalize,
+        (lo, hi),
+        max_pixels,
+        bg,
+        bool(exif_transpose),
+        nonfinite,
         *_check_physical(bad, frame, window, mpp, region),
     )
 
@@ -231,11 +216,7 @@ def _check_background(background: Any) -> tuple[int, int, int] | None:
         return None
     out = []
     for v in values:
-        if (
-            isinstance(v, bool)
-            or not isinstance(v, (int, np.integer))
-            or not 0 <= v <= 255
-        ):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 255:
             return None
         out.append(int(v))
     return (out[0], out[1], out[2])

@@ -25,9 +25,7 @@ _FILE_CLOSED = (
     "(load() it inside the with block, or pass the path)"
 )
 # Pillow modes that can go straight to RGB with one convert() (8-bit, no alpha).
-_PIL_RGB_MODES = frozenset(
-    {"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
-)
+_PIL_RGB_MODES = frozenset({"1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"})
 _PIL_ALPHA_MODES = {
     "LA": "LA",
     "La": "LA",
@@ -41,9 +39,7 @@ def _pil_error(name: str, exc: BaseException, *, stage: str) -> BioresImageError
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
         return _fail(name, f"possible decompression bomb ({_one_line(exc)})")
     if isinstance(exc, UnidentifiedImageError):
-        return _fail(
-            name, "not a recognised image (corrupt data or unsupported format)"
-        )
+        return _fail(name, "not a recognised image (corrupt data or unsupported format)")
     if isinstance(exc, MemoryError):
         return _fail(name, "not enough memory to decode the image")
     text = str(exc).lower()
@@ -51,12 +47,7 @@ def _pil_error(name: str, exc: BaseException, *, stage: str) -> BioresImageError
         return _fail(name, _CLOSED if "closed image" in text else _FILE_CLOSED)
     if isinstance(exc, SyntaxError) and "checksum" in text:
         return _fail(name, f"corrupt image data (failed checksum: {_one_line(exc)})")
-    if (
-        isinstance(exc, EOFError)
-        or "truncated" in text
-        or "broken data stream" in text
-        or "premature end" in text
-    ):
+    if isinstance(exc, EOFError) or "truncated" in text or "broken data stream" in text or "premature end" in text:
         return _fail(name, f"truncated or incomplete image data ({_exc_text(exc)})")
     if stage == "open":
         return _fail(name, f"corrupt image header ({_exc_text(exc)})")
@@ -147,15 +138,11 @@ def _pil_open(name: str, stream: BinaryIO) -> Image.Image:
             return Image.open(stream)
     except BioresError:
         raise
-    except (
-        Exception
-    ) as exc:  # includes DecompressionBombError / warnings turned into errors
+    except Exception as exc:  # includes DecompressionBombError / warnings turned into errors
         raise _pil_error(name, exc, stage="open") from exc
 
 
-def _pil_size(
-    name: str, stream: BinaryIO, opts_max: int | None, exif: bool
-) -> tuple[int, int]:
+def _pil_size(name: str, stream: BinaryIO, opts_max: int | None, exif: bool) -> tuple[int, int]:
     im = _pil_open(name, stream)
     w, h = im.size
     _check_size(name, w, h, opts_max)
@@ -164,9 +151,7 @@ def _pil_size(
     return w, h
 
 
-def _pil_decode(
-    name: str, im: Image.Image, opts: _Options, *, is_input: bool
-) -> _Decoded:
+def _pil_decode(name: str, im: Image.Image, opts: _Options, *, is_input: bool) -> _Decoded:
     w, h = im.size
     _check_size(name, w, h, opts.max_pixels)
     if is_input:

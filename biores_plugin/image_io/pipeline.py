@@ -78,9 +78,7 @@ def _decode_other(src: _Source, opts: _Options) -> _Decoded:
             # a compression tifffile cannot decode without imagecodecs: let Pillow (libtiff) try
             stream.seek(start)
             try:
-                return _pil_decode(
-                    src.name, _pil_open(src.name, stream), opts, is_input=False
-                )
+                return _pil_decode(src.name, _pil_open(src.name, stream), opts, is_input=False)
             except BioresImageError as exc:
                 raise _fail(
                     src.name,
@@ -91,9 +89,7 @@ def _decode_other(src: _Source, opts: _Options) -> _Decoded:
     return _pil_decode(src.name, _pil_open(src.name, stream), opts, is_input=False)
 
 
-def _finish(
-    name: str, dec: _Decoded, opts: _Options, *, rgb: bool, raw: bool
-) -> np.ndarray:
+def _finish(name: str, dec: _Decoded, opts: _Options, *, rgb: bool, raw: bool) -> np.ndarray:
     if dec.pil is not None:
         arr = _pil_rgb_array(dec)
     else:
@@ -107,9 +103,7 @@ def _finish(
         return _clip_raw(name, arr) if opts.nonfinite == "clip" else arr
     if dec.alpha:
         colour = _normalize(name, arr[:, :, :-1], opts.normalize, opts.percentiles)
-        arr = _composite(
-            colour, _to_alpha_u8(arr[:, :, -1]), opts.background, dec.premultiplied
-        )
+        arr = _composite(colour, _to_alpha_u8(arr[:, :, -1]), opts.background, dec.premultiplied)
     arr = _select(name, arr, opts.channels)
     arr = _normalize(name, arr, opts.normalize, opts.percentiles)
     if rgb:
@@ -124,12 +118,8 @@ def _guarded(name: str, func: Callable[[], _T]) -> _T:
         raise
     except MemoryError as exc:
         raise _fail(name, "not enough memory to decode the image") from exc
-    except (
-        Exception
-    ) as exc:  # last resort: never leak a raw Pillow / tifffile / numpy error
-        raise _fail(
-            name, f"unexpected error while reading the image ({_exc_text(exc)})"
-        ) from exc
+    except Exception as exc:  # last resort: never leak a raw Pillow / tifffile / numpy error
+        raise _fail(name, f"unexpected error while reading the image ({_exc_text(exc)})") from exc
 
 
 _DEFAULTS = _check_options("<defaults>", allow_raw=False, rgb_output=True)
@@ -181,17 +171,11 @@ def load_array(
 
     def step(name: str, src: _Source, opts: _Options) -> np.ndarray:
         dec = _decode(src, opts)
-        arr = _finish(
-            name, dec, opts, rgb=not keep_channels, raw=opts.normalize == "raw"
-        )
+        arr = _finish(name, dec, opts, rgb=not keep_channels, raw=opts.normalize == "raw")
         if not copy:
             return arr if min(arr.strides, default=0) >= 0 else arr.copy()
-        if not arr.flags.writeable or (
-            src.array is not None and np.may_share_memory(arr, src.array)
-        ):
-            arr = (
-                arr.copy()
-            )  # never hand back a read-only array or a view of the caller's data
+        if not arr.flags.writeable or (src.array is not None and np.may_share_memory(arr, src.array)):
+            arr = arr.copy()  # never hand back a read-only array or a view of the caller's data
         return np.ascontiguousarray(arr)
 
     return _run(
@@ -204,9 +188,7 @@ def load_array(
     )
 
 
-def load_image(
-    source: Any, *, copy: bool = True, **options: Unpack[_LoadOptions]
-) -> Image.Image:
+def load_image(source: Any, *, copy: bool = True, **options: Unpack[_LoadOptions]) -> Image.Image:
     """Load ``source`` as a decoded ``PIL.Image.Image`` in mode ``"RGB"``.
 
     Keyword options and their defaults: ``channels=None``, ``projection="max"``,
@@ -223,9 +205,7 @@ def load_image(
     return _run("load_image", source, options, step, allow_raw=False, rgb_output=True)
 
 
-def _image_step(
-    name: str, src: _Source, opts: _Options, *, copy: bool = True
-) -> Image.Image:
+def _image_step(name: str, src: _Source, opts: _Options, *, copy: bool = True) -> Image.Image:
     dec = _decode(src, opts)
     if dec.pil is not None and opts.channels is None:
         im = dec.pil

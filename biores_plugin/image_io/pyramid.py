@@ -93,9 +93,7 @@ def _read_window(name: str, level: Any, window: tuple[int, int, int, int], opts:
     TILES_READ["whole_levels"] += 1
     data = np.asarray(level.asarray())
     x0, y0, x1, y1 = window
-    index = tuple(
-        slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else slice(None) for a in axes
-    )
+    index = tuple(slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else slice(None) for a in axes)
     return data[index], axes
 
 

@@ -46,18 +46,14 @@ def _open_source(source: Any, name: str) -> Iterator[_Source]:
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
-            raise _fail(
-                name, f"cannot open file ({exc.strerror or _exc_text(exc)})"
-            ) from exc
+            raise _fail(name, f"cannot open file ({exc.strerror or _exc_text(exc)})") from exc
         with fh:
             if os.fstat(fh.fileno()).st_size == 0:
                 raise _fail(name, "empty file (0 bytes)")
             yield _Source(name, "stream", stream=fh)
         return
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = (
-            source if isinstance(source, bytes) else bytes(source)
-        )  # memoryview of any shape too
+        data = source if isinstance(source, bytes) else bytes(source)  # memoryview of any shape too
         if not data:
             raise _fail(name, "empty bytes (0 bytes)")
         yield _Source(name, "stream", stream=io.BytesIO(data))
@@ -79,11 +75,7 @@ def _open_source(source: Any, name: str) -> Iterator[_Source]:
             )
         stream: BinaryIO
         try:
-            seekable = (
-                bool(source.seekable())
-                if hasattr(source, "seekable")
-                else hasattr(source, "seek")
-            )
+            seekable = bool(source.seekable()) if hasattr(source, "seekable") else hasattr(source, "seek")
             if seekable:
                 source.seek(0, os.SEEK_END)
                 size = source.tell()
@@ -96,9 +88,7 @@ def _open_source(source: Any, name: str) -> Iterator[_Source]:
         except BioresError:
             raise
         except Exception as exc:
-            raise _fail(
-                name, f"cannot read file-like object ({_exc_text(exc)})"
-            ) from exc
+            raise _fail(name, f"cannot read file-like object ({_exc_text(exc)})") from exc
         if not isinstance(size, int) or size == 0:
             raise _fail(name, "empty file (0 bytes)")
         yield _Source(name, "stream", stream=stream)
@@ -124,9 +114,7 @@ class _Decoded:
     array: np.ndarray | None = None
     alpha: bool = False
     premultiplied: bool = False
-    pil: Image.Image | None = (
-        None  # 8-bit image that converts straight to RGB (fast path)
-    )
+    pil: Image.Image | None = None  # 8-bit image that converts straight to RGB (fast path)
     pil_is_input: bool = False
     #: micrometres per pixel of the decoded pixels (None: unknown)
     mpp: float | None = None

@@ -44,11 +44,7 @@ def _tiff_layout(name: str, tf: Any) -> tuple[Any, str, tuple[int, ...], int, in
 
 def _tiff_orientation(series: Any) -> int:
     try:
-        page = (
-            series.keyframe
-            if getattr(series, "keyframe", None) is not None
-            else series.pages[0]
-        )
+        page = series.keyframe if getattr(series, "keyframe", None) is not None else series.pages[0]
         tag = page.tags.get(274)
         value = int(tag.value) if tag is not None else 1
     except Exception:  # noqa: BLE001 - a broken tag never makes the image unreadable
@@ -71,21 +67,14 @@ def _tiff_error(name: str, exc: BaseException, *, stage: str) -> BioresImageErro
     if isinstance(exc, MemoryError):
         return _fail(name, "not enough memory to decode the TIFF image")
     text = str(exc).lower()
-    if (
-        "failed to read" in text
-        or "truncated" in text
-        or isinstance(exc, EOFError)
-        or "unexpected end" in text
-    ):
+    if "failed to read" in text or "truncated" in text or isinstance(exc, EOFError) or "unexpected end" in text:
         return _fail(name, f"truncated or incomplete TIFF data ({_exc_text(exc)})")
     if stage == "open":
         return _fail(name, f"corrupt TIFF header ({_exc_text(exc)})")
     return _fail(name, f"corrupt or unreadable TIFF data ({_exc_text(exc)})")
 
 
-def _tiff_size(
-    name: str, stream: BinaryIO, max_pixels: int | None, exif: bool
-) -> tuple[int, int]:
+def _tiff_size(name: str, stream: BinaryIO, max_pixels: int | None, exif: bool) -> tuple[int, int]:
     def size(tf: Any) -> tuple[int, int]:
         series, _axes, _shape, w, h = _tiff_layout(name, tf)
         _check_size(name, w, h, max_pixels)
@@ -97,14 +86,10 @@ def _tiff_size(
 
 
 def _tiff_decode(name: str, stream: BinaryIO, opts: _Options) -> _Decoded:
-    return _with_tiff(
-        name, stream, lambda tf: _tiff_decode_open(name, tf, opts), stage="read"
-    )
+    return _with_tiff(name, stream, lambda tf: _tiff_decode_open(name, tf, opts), stage="read")
 
 
-def _with_tiff(
-    name: str, stream: BinaryIO, read: Callable[[Any], _T], *, stage: str
-) -> _T:
+def _with_tiff(name: str, stream: BinaryIO, read: Callable[[Any], _T], *, stage: str) -> _T:
     """Open the TIFF in ``stream``, apply ``read`` to it and close it; convert errors."""
     tf = _tiff_open(name, stream)
     try:
@@ -138,11 +123,7 @@ def _tiff_decode_open(name: str, tf: Any, opts: _Options) -> _Decoded:
             f"TIFF series of shape {shape} holds {total} values, more than "
             f"{MAX_STACK_FACTOR} x max_pixels={opts.max_pixels} (possible decompression bomb)",
         )
-    page = (
-        series.keyframe
-        if getattr(series, "keyframe", None) is not None
-        else series.pages[0]
-    )
+    page = series.keyframe if getattr(series, "keyframe", None) is not None else series.pages[0]
     try:
         data = series.asarray()
     except (KeyError, ValueError, ImportError, ModuleNotFoundError) as exc:
@@ -172,21 +153,10 @@ def _tiff_arrange(data: np.ndarray, axes: str, page: Any, opts: _Options, orient
 
     # photometric interpretation: MINISWHITE (0) inverts, PALETTE (3) maps through the colormap
     if photometric == 0 and data.dtype.kind in "ub":
-        data = (
-            np.logical_not(data)
-            if data.dtype == bool
-            else np.iinfo(data.dtype).max - data
-        )
-    if (
-        photometric == 3
-        and colormap is not None
-        and data.dtype.kind == "u"
-        and "S" not in axes
-    ):
+        data = np.logical_not(data) if data.dtype == bool else np.iinfo(data.dtype).max - data
+    if photometric == 3 and colormap is not None and data.dtype.kind == "u" and "S" not in axes:
         cmap = np.asarray(colormap)
-        cmap = (
-            (cmap >> 8).astype(np.uint8) if cmap.max() > 255 else cmap.astype(np.uint8)
-        )
+        cmap = (cmap >> 8).astype(np.uint8) if cmap.max() > 255 else cmap.astype(np.uint8)
         data = np.moveaxis(cmap[:, np.clip(data, 0, cmap.shape[1] - 1)], 0, -1)
         axes += "S"
         photometric = 2
@@ -194,9 +164,7 @@ def _tiff_arrange(data: np.ndarray, axes: str, page: Any, opts: _Options, orient
     # roles: channel axes (C, S), spatial (Y, X), everything else is a stack axis
     roles = []
     for letter in axes:
-        roles.append(
-            "c" if letter in "CS" else letter.lower() if letter in "YX" else "z"
-        )
+        roles.append("c" if letter in "CS" else letter.lower() if letter in "YX" else "z")
     if "c" not in roles:
         for i in range(len(axes) - 1, -1, -1):
             if axes[i] in "QI" and data.shape[i] <= MAX_GUESSED_CHANNELS:

@@ -19,7 +19,14 @@ from ..errors import BioresConfigError
 from ..models import Encoded
 from .accounting import VisualTokenCounts
 
-_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 def _opt_int(value: Any) -> Optional[int]:
@@ -64,10 +71,20 @@ class BioresLlava(lmms):
         if str(dtype) not in _DTYPES:
             raise BioresConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
         self._set_rank(device)
-        policy = {"image_aspect_ratio": image_aspect_ratio, "min_pixels": _opt_int(min_pixels),
-                  "max_pixels": _opt_int(max_pixels), "merge_size": _opt_int(merge_size)}
-        model, self.processor = load(pretrained, policy, dtype=_DTYPES[str(dtype)], attn_implementation=attn_implementation,
-                                     vision_backend=vision_backend, flag="pretrained=")
+        policy = {
+            "image_aspect_ratio": image_aspect_ratio,
+            "min_pixels": _opt_int(min_pixels),
+            "max_pixels": _opt_int(max_pixels),
+            "merge_size": _opt_int(merge_size),
+        }
+        model, self.processor = load(
+            pretrained,
+            policy,
+            dtype=_DTYPES[str(dtype)],
+            attn_implementation=attn_implementation,
+            vision_backend=vision_backend,
+            flag="pretrained=",
+        )
         self.model = model.to(self._device).eval()
         self.tokenizer = self.processor.tokenizer
         self.batch_size_per_gpu = max(1, int(batch_size))
@@ -101,7 +118,11 @@ class BioresLlava(lmms):
 
         images.stop_cli_runs_cleanly()  # a biores error while generating: one line and exit 2 in the CLI
         args = utils.simple_parse_args_string(arg_string)
-        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in args and k != "max_batch_size"}
+        extra = {
+            k: v
+            for k, v in (additional_config or {}).items()
+            if v is not None and k not in args and k != "max_batch_size"
+        }
         try:
             return cls(**args, **extra)
         except BioresError as exc:
@@ -129,8 +150,11 @@ class BioresLlava(lmms):
         out = {}
         for key, value in inputs.items():
             if key == "pixel_values":
-                value = [p.to(self._device, self.model.dtype) for p in value] if isinstance(value, (list, tuple)) \
+                value = (
+                    [p.to(self._device, self.model.dtype) for p in value]
+                    if isinstance(value, (list, tuple))
                     else value.to(self._device, self.model.dtype)
+                )
             elif torch.is_tensor(value):
                 value = value.to(self._device)
             out[key] = value
@@ -140,7 +164,9 @@ class BioresLlava(lmms):
         """Model inputs, visual tokens per sample and the tower's ``[w, h]`` per image."""
         return self.processor.encode(prompts, images, padding_side=padding_side)
 
-    def _generate(self, prompts: list[str], images: list[list[Image.Image]], gen_kwargs: dict) -> list[GenerationResult]:
+    def _generate(
+        self, prompts: list[str], images: list[list[Image.Image]], gen_kwargs: dict
+    ) -> list[GenerationResult]:
         texts = [self.processor.build_prompt(p, len(imgs)) for p, imgs in zip(prompts, images)]
         inputs, visual, sizes = self._encode(texts, images)
         until = gen_kwargs.get("until") or []
@@ -156,7 +182,7 @@ class BioresLlava(lmms):
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
         results = []
         for row, visual_tokens, size, ids in zip(new_tokens, visual, sizes, inputs["input_ids"]):
             text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
@@ -165,7 +191,9 @@ class BioresLlava(lmms):
                     text = text.split(stop)[0]
             n_out = int((row != self.tokenizer.pad_token_id).sum())
             n_in = int((ids != self.tokenizer.pad_token_id).sum())
-            counts = VisualTokenCounts(input_tokens=n_in, output_tokens=n_out, visual_tokens=int(visual_tokens), visual_tokens_sizes=size)
+            counts = VisualTokenCounts(
+                input_tokens=n_in, output_tokens=n_out, visual_tokens=int(visual_tokens), visual_tokens_sizes=size
+            )
             results.append(GenerationResult(text=text, token_counts=counts))
         return results
 

@@ -155,7 +155,11 @@ def _renamed_split(task: Any) -> None:
 
                 logging.getLogger(__name__).warning(
                     "biores: %s has no split %r; reading its %r split (the name before July 2025, same %d questions)",
-                    task.config.task, renamed[0], renamed[1], len(splits[renamed[0]]))
+                    task.config.task,
+                    renamed[0],
+                    renamed[1],
+                    len(splits[renamed[0]]),
+                )
 
 
 def _name_sweep_docs(task: Any) -> None:

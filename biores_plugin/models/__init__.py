@@ -12,4 +12,13 @@ from .checkpoint import check_loading_info, folder_config
 from .counting import Encoded
 from .families import FAMILIES, Family, checkpoint_kind, empty_model, load
 
-__all__ = ["FAMILIES", "Encoded", "Family", "check_loading_info", "checkpoint_kind", "empty_model", "folder_config", "load"]
+__all__ = [
+    "FAMILIES",
+    "Encoded",
+    "Family",
+    "check_loading_info",
+    "checkpoint_kind",
+    "empty_model",
+    "folder_config",
+    "load",
+]

@@ -92,8 +92,10 @@ def checkpoint_kind(path: str | Path, *, training: bool = False, flag: str = "ch
     if family is None:
         return "lm"
     if training and not family.trains:
-        raise BioresConfigError(f"{flag} {path}: biores-train does not fine-tune {model_type} checkpoints "
-                                f"(it trains: {', '.join(k for k, f in FAMILIES.items() if f.trains)})")
+        raise BioresConfigError(
+            f"{flag} {path}: biores-train does not fine-tune {model_type} checkpoints "
+            f"(it trains: {', '.join(k for k, f in FAMILIES.items() if f.trains)})"
+        )
     return family.kind
 
 
@@ -129,7 +131,9 @@ def load(
     """
     model_type, family = family_of(path, flag)
     if family is None:
-        raise BioresConfigError(f"{flag} {path} is a language model: pass --vision_tower TOWER_FOLDER to compose a LLaVA")
+        raise BioresConfigError(
+            f"{flag} {path} is a language model: pass --vision_tower TOWER_FOLDER to compose a LLaVA"
+        )
     if training and not family.trains:
         checkpoint_kind(path, training=True, flag=flag)
     if not training:
@@ -137,8 +141,10 @@ def load(
         bad = sorted(set(resolution) - set(family.policy)) if family.policy is not None else []
         if bad:
             allowed = ", ".join(family.policy or ()) or "none"
-            raise BioresConfigError(f"{model_type} checkpoints run at their own processor's policy; "
-                                    f"{', '.join(bad)} not supported (allowed: {allowed})")
+            raise BioresConfigError(
+                f"{model_type} checkpoints run at their own processor's policy; "
+                f"{', '.join(bad)} not supported (allowed: {allowed})"
+            )
     load_kwargs: dict[str, Any] = {}
     if dtype is not None:
         load_kwargs["dtype"] = dtype

@@ -33,7 +33,9 @@ class ComposedLlavaProcessor(BioresLlavaProcessor):
         if present not in (0, n_images):
             raise BioresConfigError(f"prompt has {present} {self.image_token} placeholders for {n_images} images")
         if present == 0:
-            pieces: list = [None] * n_images + [text] if self.image_placement == "before" else [text] + [None] * n_images
+            pieces: list = (
+                [None] * n_images + [text] if self.image_placement == "before" else [text] + [None] * n_images
+            )
         else:
             pieces = []
             for i, chunk in enumerate(text.split(self.image_token)):
@@ -43,9 +45,13 @@ class ComposedLlavaProcessor(BioresLlavaProcessor):
                 if chunk.strip():
                     pieces.append(chunk)
         content = [{"type": "image"} if p is None else {"type": "text", "text": p} for p in pieces]
-        prompt = self.tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+        prompt = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
         if prompt.count(self.image_token) != n_images:
-            raise BioresConfigError(f"the chat template renders {prompt.count(self.image_token)} {self.image_token} for {n_images} images")
+            raise BioresConfigError(
+                f"the chat template renders {prompt.count(self.image_token)} {self.image_token} for {n_images} images"
+            )
         bos = self.tokenizer.bos_token
         if bos and not prompt.startswith(bos) and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]:
             prompt = bos + prompt
@@ -54,13 +60,17 @@ class ComposedLlavaProcessor(BioresLlavaProcessor):
     def expand_prompt(self, text: str, counts: Sequence[int]) -> str:
         parts = text.split(self.image_token)
         if len(parts) - 1 != len(counts):
-            raise BioresConfigError(f"prompt has {len(parts) - 1} {self.image_token} placeholders for {len(counts)} images")
+            raise BioresConfigError(
+                f"prompt has {len(parts) - 1} {self.image_token} placeholders for {len(counts)} images"
+            )
         return parts[0] + "".join(self.image_token * count + part for count, part in zip(counts, parts[1:]))
 
 
 def tower_sized(resolution: Any, vision_config: Any) -> Any:
     """Fixed policies (pad, crop, stretch) at the tower's own size, as LLaVA's image processor."""
-    if resolution.image_aspect_ratio in ("pad", "crop", "stretch") and resolution.image_size != int(vision_config.image_size):
+    if resolution.image_aspect_ratio in ("pad", "crop", "stretch") and resolution.image_size != int(
+        vision_config.image_size
+    ):
         return type(resolution).from_dict({**resolution.to_dict(), "image_size": int(vision_config.image_size)})
     return resolution
 
@@ -84,7 +94,9 @@ def load_stock_llava(path: str | Path, **kwargs: Any) -> Any:
     stock, info = LlavaForConditionalGeneration.from_pretrained(path, output_loading_info=True, **kwargs)
     if info["missing_keys"] or info["mismatched_keys"]:
         missing = sorted(info["missing_keys"]) + [str(m) for m in info["mismatched_keys"]]
-        raise BioresConfigError(f"--model_name_or_path {path}: {len(missing)} weights missing or mismatched when loading (e.g. {missing[0]})")
+        raise BioresConfigError(
+            f"--model_name_or_path {path}: {len(missing)} weights missing or mismatched when loading (e.g. {missing[0]})"
+        )
     with torch.device("meta"):
         model = BioresLlavaForConditionalGeneration(stock.config)
     for name in ("language_model", "vision_tower", "multi_modal_projector"):
@@ -100,14 +112,24 @@ def stock_training_processor(path: str | Path, base: Any, resolution: Any) -> Co
 
     image_processor = AutoImageProcessor.from_pretrained(path)
     resolution = tower_sized(resolution, AutoConfig.from_pretrained(path).vision_config)
-    processor = ComposedLlavaProcessor(base.tokenizer, resolution, image_mean=image_processor.image_mean,
-                                       image_std=image_processor.image_std, image_placement=base.image_placement)
+    processor = ComposedLlavaProcessor(
+        base.tokenizer,
+        resolution,
+        image_mean=image_processor.image_mean,
+        image_std=image_processor.image_std,
+        image_placement=base.image_placement,
+    )
     processor.tower_path = str(path)
     return processor
 
 
 def load_llava(
-    path: str | Path, resolution: Any = None, *, training: bool = False, vision_backend: str = "auto", **load_kwargs: Any
+    path: str | Path,
+    resolution: Any = None,
+    *,
+    training: bool = False,
+    vision_backend: str = "auto",
+    **load_kwargs: Any,
 ) -> tuple[Any, Any]:
     """Evaluation: biores' native-resolution model and processor, ``resolution`` a mapping of
     policy overrides (None: the checkpoint's). Training: a stock folder keeps its stock processor;
@@ -131,13 +153,20 @@ def load_llava(
     resolution = resolution if resolution is not None else ResolutionConfig()
     resolution = resolution.resolved(resolution.patch_size or int(model.config.vision_config.patch_size))
     if resolution.merge_size != model.model.merge_size:
-        raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}")
+        raise BioresConfigError(
+            f"--merge_size {resolution.merge_size} does not match the checkpoint's {model.model.merge_size}"
+        )
     base = BioresLlavaProcessor.from_pretrained(path)
     if stock:  # a stock checkpoint stays one: LlavaProcessor prompts, stock save
         processor = stock_training_processor(path, base, resolution)
     else:
-        processor = BioresLlavaProcessor(base.tokenizer, resolution, image_mean=base.image_processor.image_mean,
-                                         image_std=base.image_processor.image_std, image_placement=base.image_placement)
+        processor = BioresLlavaProcessor(
+            base.tokenizer,
+            resolution,
+            image_mean=base.image_processor.image_mean,
+            image_std=base.image_processor.image_std,
+            image_placement=base.image_placement,
+        )
     model.config.biores = processor.resolution.to_dict()
     model.set_vision_backend(vision_backend)
     return model, processor

@@ -95,8 +95,11 @@ class BioresLlavaModel(LlavaModel):
             return BaseModelOutputWithPooling(last_hidden_state=None, pooler_output=[])
         if isinstance(pixel_values, torch.Tensor) and self.merge_size == 1:
             return super().get_image_features(
-                pixel_values=pixel_values, vision_feature_layer=vision_feature_layer,
-                vision_feature_select_strategy=vision_feature_select_strategy, image_sizes=image_sizes, **kwargs,
+                pixel_values=pixel_values,
+                vision_feature_layer=vision_feature_layer,
+                vision_feature_select_strategy=vision_feature_select_strategy,
+                image_sizes=image_sizes,
+                **kwargs,
             )
         from ..vision import encode_packed, merge_2x2
 
@@ -121,7 +124,11 @@ class BioresLlavaModel(LlavaModel):
         if self.merge_size > 1:
             features, grids = merge_2x2(features, grids)
         projected = self.multi_modal_projector(features)
-        counts = [int(h) * int(w) + (1 if strategy != "default" and self.merge_size == 1 and _has_cls(self.vision_tower) else 0) for h, w in grids]
+        counts = [
+            int(h) * int(w)
+            + (1 if strategy != "default" and self.merge_size == 1 and _has_cls(self.vision_tower) else 0)
+            for h, w in grids
+        ]
         per_image = list(torch.split(projected, counts))
         return BaseModelOutputWithPooling(last_hidden_state=features.unsqueeze(0), pooler_output=per_image)
 
@@ -179,8 +186,15 @@ class BioresLlavaProcessor:
     image_token = "<image>"
 
     def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, resolution: ResolutionConfig, *, image_mean=None, image_std=None,
-        image_placement: str = "before", stock_image_processor: Any = None, extra_image_tokens: int = 0,
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        resolution: ResolutionConfig,
+        *,
+        image_mean=None,
+        image_std=None,
+        image_placement: str = "before",
+        stock_image_processor: Any = None,
+        extra_image_tokens: int = 0,
     ):
         """``stock_image_processor``: a checkpoint's own image processor (its resize/crop), used
         instead of the policy; each image then gives ``grid + extra_image_tokens`` tokens."""
@@ -222,11 +236,21 @@ class BioresLlavaProcessor:
         if loaded and self.stock_image_processor is not None:  # the checkpoint's own policy
             pixels = self.stock_image_processor(loaded, return_tensors="pt")["pixel_values"]
             patch = int(self.resolution.patch_size)
-            grid = torch.tensor([[pixels.shape[-2] // patch, pixels.shape[-1] // patch]] * len(loaded), dtype=torch.long)
+            grid = torch.tensor(
+                [[pixels.shape[-2] // patch, pixels.shape[-1] // patch]] * len(loaded), dtype=torch.long
+            )
             counts = grid.prod(-1) + self.extra_image_tokens
             return {"pixel_values": pixels, "num_visual_tokens": counts, "image_grid_hw": grid}
         prepared = [self.prepare_image(image) for image in loaded]
-        return self.image_processor(prepared) if prepared else {"pixel_values": [], "num_visual_tokens": torch.zeros(0, dtype=torch.long), "image_grid_hw": torch.zeros(0, 2, dtype=torch.long)}
+        return (
+            self.image_processor(prepared)
+            if prepared
+            else {
+                "pixel_values": [],
+                "num_visual_tokens": torch.zeros(0, dtype=torch.long),
+                "image_grid_hw": torch.zeros(0, 2, dtype=torch.long),
+            }
+        )
 
     def visual_tokens(self, image: Image.Image) -> int:
         return int(self.policy.visual_tokens(*image.size))
@@ -281,7 +305,9 @@ class BioresLlavaProcessor:
         BPE tokenizer would emit a space token between them)."""
         parts = text.split(self.image_token)
         if len(parts) - 1 != len(counts):
-            raise BioresConfigError(f"prompt has {len(parts) - 1} {self.image_token} placeholders for {len(counts)} images")
+            raise BioresConfigError(
+                f"prompt has {len(parts) - 1} {self.image_token} placeholders for {len(counts)} images"
+            )
         return parts[0] + "".join(self.image_token * count + part for count, part in zip(counts, parts[1:]))
 
     def __call__(
@@ -313,7 +339,9 @@ class BioresLlavaProcessor:
         return {
             "input_ids": encoded["input_ids"],
             "attention_mask": encoded["attention_mask"],
-            "pixel_values": processed["pixel_values"] if torch.is_tensor(processed["pixel_values"]) else list(processed["pixel_values"]),
+            "pixel_values": processed["pixel_values"]
+            if torch.is_tensor(processed["pixel_values"])
+            else list(processed["pixel_values"]),
             "image_grid_hw": processed["image_grid_hw"],
             "num_visual_tokens": processed["num_visual_tokens"],
             "visual_tokens_per_sample": [sum(counts[i] for i in range(a, a + len(s))) for a, s in _offsets(per_sample)],
@@ -341,7 +369,11 @@ class BioresLlavaProcessor:
         self.tokenizer.save_pretrained(directory)
         self.image_processor.save_pretrained(directory)
         self.resolution.save_pretrained(directory)
-        atomic_write_text(directory / PROCESSOR_CONFIG, json.dumps({"processor_class": type(self).__name__, "image_placement": self.image_placement}, indent=2) + "\n")
+        atomic_write_text(
+            directory / PROCESSOR_CONFIG,
+            json.dumps({"processor_class": type(self).__name__, "image_placement": self.image_placement}, indent=2)
+            + "\n",
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, **overrides: Any) -> BioresLlavaProcessor:
@@ -350,7 +382,9 @@ class BioresLlavaProcessor:
         directory = Path(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         saved = ResolutionConfig.from_pretrained(directory)
-        model_config = json.loads((directory / "config.json").read_text()) if (directory / "config.json").is_file() else {}
+        model_config = (
+            json.loads((directory / "config.json").read_text()) if (directory / "config.json").is_file() else {}
+        )
         resolution = saved or ResolutionConfig()
         vision = model_config.get("vision_config") or {}
         if resolution.patch_size is None:  # the tower's own patch size (its config's default when unsaved)
@@ -371,12 +405,24 @@ class BioresLlavaProcessor:
 
             stock = AutoImageProcessor.from_pretrained(directory)
             proc = _processor_config(directory)
-            strategy = proc.get("vision_feature_select_strategy") or model_config.get("vision_feature_select_strategy", "default")
-            extra = int(proc.get("num_additional_image_tokens", 1 if vision.get("model_type", "clip_vision_model") == "clip_vision_model" else 0))
+            strategy = proc.get("vision_feature_select_strategy") or model_config.get(
+                "vision_feature_select_strategy", "default"
+            )
+            extra = int(
+                proc.get(
+                    "num_additional_image_tokens",
+                    1 if vision.get("model_type", "clip_vision_model") == "clip_vision_model" else 0,
+                )
+            )
             extra -= 1 if strategy == "default" else 0
         return cls(
-            tokenizer, ResolutionConfig.from_dict(values), image_mean=mean, image_std=std, image_placement=placement,
-            stock_image_processor=stock, extra_image_tokens=extra or 0,
+            tokenizer,
+            ResolutionConfig.from_dict(values),
+            image_mean=mean,
+            image_std=std,
+            image_placement=placement,
+            stock_image_processor=stock,
+            extra_image_tokens=extra or 0,
         )
 
 

@@ -50,7 +50,11 @@ class QwenVLTrainProcessor:
         if not images:
             return {"pixel_values": [], "num_visual_tokens": torch.zeros(0, dtype=torch.long)}
         prepared = [apply_policy(img.convert("RGB"), self.policy) for img in images]
-        out = self.hf.image_processor(images=prepared, size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}, return_tensors="pt")
+        out = self.hf.image_processor(
+            images=prepared,
+            size={"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels},
+            return_tensors="pt",
+        )
         grids = out["image_grid_thw"]
         sizes = grids.prod(-1).tolist()
         chunks = torch.split(out["pixel_values"], sizes)
@@ -58,13 +62,20 @@ class QwenVLTrainProcessor:
         for img, count in zip(prepared, counts):
             expected = self.policy.visual_tokens(*img.size)
             if expected != count:  # the sampler's and stats' token counts must be the processor's
-                raise BioresConfigError(f"policy predicts {expected} visual tokens for {img.size}, the Qwen processor made {count}")
-        return {"pixel_values": [QwenImage(c, g) for c, g in zip(chunks, grids)], "num_visual_tokens": torch.tensor(counts)}
+                raise BioresConfigError(
+                    f"policy predicts {expected} visual tokens for {img.size}, the Qwen processor made {count}"
+                )
+        return {
+            "pixel_values": [QwenImage(c, g) for c, g in zip(chunks, grids)],
+            "num_visual_tokens": torch.tensor(counts),
+        }
 
     def build_prompt(self, text: str, n_images: int) -> str:
         body = text.replace(self.image_token, "").strip()
         content = [{"type": "image"}] * n_images + [{"type": "text", "text": body}]
-        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + [{"role": "user", "content": content}]
+        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + [
+            {"role": "user", "content": content}
+        ]
         return self.hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def expand_prompt(self, text: str, counts: Sequence[int]) -> str:
@@ -96,7 +107,9 @@ def load_qwen_vl(
     patch, merge = int(vision.patch_size), int(vision.spatial_merge_size)
     resolution = resolution if resolution is not None else ResolutionConfig(image_aspect_ratio="native")
     if resolution.merge_size not in (1, merge):
-        raise BioresConfigError(f"--merge_size {resolution.merge_size} does not match the checkpoint's spatial_merge_size {merge}")
+        raise BioresConfigError(
+            f"--merge_size {resolution.merge_size} does not match the checkpoint's spatial_merge_size {merge}"
+        )
     if resolution.patch_size not in (None, patch):
         raise BioresConfigError(f"--patch_size {resolution.patch_size} does not match the checkpoint's {patch}")
     resolution = ResolutionConfig.from_dict({**resolution.to_dict(), "merge_size": merge}).resolved(patch)

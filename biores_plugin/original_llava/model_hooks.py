@@ -29,7 +29,11 @@ def _images_need_native(tower: Any, images: Any) -> bool:
     side = int(side) if isinstance(side, int) else None
     if isinstance(images, torch.Tensor):
         return images.dim() == 4 and side is not None and tuple(images.shape[-2:]) != (side, side)
-    if isinstance(images, (list, tuple)) and images and all(isinstance(x, torch.Tensor) and x.dim() == 3 for x in images):
+    if (
+        isinstance(images, (list, tuple))
+        and images
+        and all(isinstance(x, torch.Tensor) and x.dim() == 3 for x in images)
+    ):
         return side is None or any(tuple(x.shape[-2:]) != (side, side) for x in images)
     return False
 
@@ -118,8 +122,11 @@ def _log_batch(images: NativeImages, out: tuple) -> None:
     else:  # pragma: no cover
         seq_lens = []
     log_event(
-        "batch", step=state.step, image_sizes_hw=images.sizes,
-        visual_tokens=list(getattr(images, "visual_tokens", [])), seq_lens=seq_lens,
+        "batch",
+        step=state.step,
+        image_sizes_hw=images.sizes,
+        visual_tokens=list(getattr(images, "visual_tokens", [])),
+        seq_lens=seq_lens,
     )
 
 
@@ -146,8 +153,9 @@ def hook_prepare_inputs(meta_cls: type) -> bool:
     orig = getattr(meta_cls, "prepare_inputs_labels_for_multimodal", None)
     if orig is None or "images" not in inspect.signature(orig).parameters:
         return False
-    return wrap_point(meta_cls, "prepare_inputs_labels_for_multimodal", _prepare_inputs,
-                      group=HOOK_GROUP, label="prepare_inputs")
+    return wrap_point(
+        meta_cls, "prepare_inputs_labels_for_multimodal", _prepare_inputs, group=HOOK_GROUP, label="prepare_inputs"
+    )
 
 
 # ------------------------------------------------------------------------------------------ inference
@@ -157,8 +165,10 @@ def _process_images(orig):
         if getattr(model_cfg, "image_aspect_ratio", None) != "native":
             return orig(images, image_processor, model_cfg, *args, **kwargs)
         policy = inference_policy(
-            getattr(model_cfg, "biores", None), int(getattr(image_processor, "patch_size", None) or 14),
-            min_pixels=getattr(model_cfg, "min_pixels", None), max_pixels=getattr(model_cfg, "max_pixels", None),
+            getattr(model_cfg, "biores", None),
+            int(getattr(image_processor, "patch_size", None) or 14),
+            min_pixels=getattr(model_cfg, "min_pixels", None),
+            max_pixels=getattr(model_cfg, "max_pixels", None),
         )
         native = native_processor_for(getattr(image_processor, "base", image_processor), policy)
         items = list(images) if isinstance(images, (list, tuple)) else [images]
@@ -170,4 +180,6 @@ def _process_images(orig):
 def hook_process_images() -> bool:
     """``llava.mm_utils.process_images``, also where llava modules imported it by name."""
     mm_utils = import_or_none("llava.mm_utils")
-    return wrap_point(mm_utils, "process_images", _process_images, group=HOOK_GROUP, label="process_images", rebind=True)
+    return wrap_point(
+        mm_utils, "process_images", _process_images, group=HOOK_GROUP, label="process_images", rebind=True
+    )

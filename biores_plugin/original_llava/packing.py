@@ -40,6 +40,11 @@ def maybe_pack(model: Any, out: tuple) -> tuple:
     from biores_plugin.original_llava.state import active_state, log_event
 
     if active_state() is not None:  # what the language model is fed, next to the batch event
-        log_event("packed", rows=int(packed["inputs_embeds"].shape[0]), tokens=int(packed["inputs_embeds"].shape[1]),
-                  padded_slots=int(attention_mask.numel()), samples=int(attention_mask.shape[0]))
+        log_event(
+            "packed",
+            rows=int(packed["inputs_embeds"].shape[0]),
+            tokens=int(packed["inputs_embeds"].shape[1]),
+            padded_slots=int(attention_mask.numel()),
+            samples=int(attention_mask.shape[0]),
+        )
     return input_ids, packed["position_ids"], None, None, packed["inputs_embeds"], packed.get("labels")

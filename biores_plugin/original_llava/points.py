@@ -14,7 +14,16 @@ from typing import Any
 
 from biores_plugin import patching
 
-__all__ = ["HOOK_GROUP", "SHIM_GROUP", "import_or_none", "in_llava", "installed", "replace_point", "revert", "wrap_point"]
+__all__ = [
+    "HOOK_GROUP",
+    "SHIM_GROUP",
+    "import_or_none",
+    "in_llava",
+    "installed",
+    "replace_point",
+    "revert",
+    "wrap_point",
+]
 
 HOOK_GROUP = "llava.hooks"
 SHIM_GROUP = "llava.shims"
@@ -37,8 +46,9 @@ def import_or_none(module_name: str) -> Any:
         error = exc
     import logging
 
-    logging.getLogger("biores.llava").warning("biores: %s fails to import (%s: %s); its hook points are skipped",
-                                              module_name, type(error).__name__, error)
+    logging.getLogger("biores.llava").warning(
+        "biores: %s fails to import (%s: %s); its hook points are skipped", module_name, type(error).__name__, error
+    )
     return None
 
 
@@ -48,7 +58,9 @@ def _remember(group: str, label: str, owner: Any, attr: str) -> None:
         points.append((owner, attr))
 
 
-def wrap_point(owner: Any, attr: str, make: Callable[[Any], Any], *, group: str, label: str, rebind: bool = False) -> bool:
+def wrap_point(
+    owner: Any, attr: str, make: Callable[[Any], Any], *, group: str, label: str, rebind: bool = False
+) -> bool:
     """``patching.wrap`` when ``owner.attr`` exists (False when it does not: the point is skipped)."""
     if owner is None or getattr(owner, attr, None) is None:
         return False
@@ -66,7 +78,8 @@ def replace_point(owner: Any, attr: str, value: Any, *, group: str, label: str) 
 def installed(group: str) -> list[str]:
     """The names of ``group`` with at least one point patched now, in the order they were installed."""
     return [
-        label for label, points in _POINTS.get(group, {}).items()
+        label
+        for label, points in _POINTS.get(group, {}).items()
         if any(patching.is_wrapped(owner, attr, group) for owner, attr in points)
     ]
 

@@ -99,8 +99,14 @@ class NativeLlavaImageProcessor:
             level = self._level(index)
             tensor = image_at_policy(native, image, self.state.resolution.level_policy(level))
             pixels.append(tensor)
-            log_event("draw", state=self.state, index=index, choice=resolution_label(level),
-                      original_wh=list(getattr(image, "size", ())), size_hw=list(tensor.shape[-2:]))
+            log_event(
+                "draw",
+                state=self.state,
+                index=index,
+                choice=resolution_label(level),
+                original_wh=list(getattr(image, "size", ())),
+                size_hw=list(tensor.shape[-2:]),
+            )
         return BatchFeature(data={"pixel_values": pixels})
 
     __call__ = preprocess

@@ -48,8 +48,11 @@ def check_resolution_flags(
     """
     aspect = check_aspect_ratio(image_aspect_ratio)
     config = ResolutionConfig(
-        image_aspect_ratio=aspect, min_pixels=min_pixels, max_pixels=max_pixels,
-        mixed_resolution=mixed_resolution, patch_size=patch_size,
+        image_aspect_ratio=aspect,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
+        mixed_resolution=mixed_resolution,
+        patch_size=patch_size,
     )
     if aspect != "native":
         return None

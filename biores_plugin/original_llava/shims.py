@@ -137,7 +137,9 @@ def _with_self_attr(attr: str):
 def _sampler_needed() -> bool:
     from transformers import Trainer
 
-    return "train_dataset" in _params(Trainer._get_train_sampler) and len(_params(_trainer_cls()._get_train_sampler)) == 1
+    return (
+        "train_dataset" in _params(Trainer._get_train_sampler) and len(_params(_trainer_cls()._get_train_sampler)) == 1
+    )
 
 
 def _sampler_apply() -> None:
@@ -320,22 +322,62 @@ def _forward_kwargs_apply() -> None:
 
 
 SHIMS: tuple[Shim, ...] = (
-    Shim("layernorm_import", "from transformers.trainer import ALL_LAYERNORM_LAYERS (ImportError)",
-         "llava-torch 1.2.2 / LLaVA-NeXT on transformers >= 5", _layernorm_needed, _layernorm_apply),
-    Shim("trainer_tokenizer_kwarg", "Trainer(tokenizer=...) rejected, now processing_class",
-         "transformers >= 5 (deprecated since 4.46)", _tokenizer_needed, _tokenizer_apply),
-    Shim("train_sampler_signature", "LLaVATrainer._get_train_sampler() called with train_dataset",
-         "transformers >= 4.52", _sampler_needed, _sampler_apply),
-    Shim("create_optimizer_signature", "LLaVATrainer.create_optimizer() called with model",
-         "transformers >= 4.54", _optimizer_needed, _optimizer_apply),
-    Shim("save_checkpoint_signature", "Trainer._save_checkpoint(model, trial) lost metrics",
-         "transformers >= 4.47", _save_ckpt_needed, _save_ckpt_apply),
-    Shim("deepspeed_lazy_import", "maybe_zero_3 imports deepspeed at save time",
-         "any install without deepspeed", _deepspeed_needed, _deepspeed_apply),
-    Shim("image_processor_size", "image_processor.size / crop_size are SizeDict, min(size) breaks",
-         "transformers >= 5 (LLaVA-NeXT's process_anyres_image)", _size_needed, _size_apply),
-    Shim("generate_forward_kwargs", "generate() passes cache= (and cache_position, logits_to_keep) to forward",
-         "transformers >= 5 (past_key_values renamed cache)", _forward_kwargs_needed, _forward_kwargs_apply),
+    Shim(
+        "layernorm_import",
+        "from transformers.trainer import ALL_LAYERNORM_LAYERS (ImportError)",
+        "llava-torch 1.2.2 / LLaVA-NeXT on transformers >= 5",
+        _layernorm_needed,
+        _layernorm_apply,
+    ),
+    Shim(
+        "trainer_tokenizer_kwarg",
+        "Trainer(tokenizer=...) rejected, now processing_class",
+        "transformers >= 5 (deprecated since 4.46)",
+        _tokenizer_needed,
+        _tokenizer_apply,
+    ),
+    Shim(
+        "train_sampler_signature",
+        "LLaVATrainer._get_train_sampler() called with train_dataset",
+        "transformers >= 4.52",
+        _sampler_needed,
+        _sampler_apply,
+    ),
+    Shim(
+        "create_optimizer_signature",
+        "LLaVATrainer.create_optimizer() called with model",
+        "transformers >= 4.54",
+        _optimizer_needed,
+        _optimizer_apply,
+    ),
+    Shim(
+        "save_checkpoint_signature",
+        "Trainer._save_checkpoint(model, trial) lost metrics",
+        "transformers >= 4.47",
+        _save_ckpt_needed,
+        _save_ckpt_apply,
+    ),
+    Shim(
+        "deepspeed_lazy_import",
+        "maybe_zero_3 imports deepspeed at save time",
+        "any install without deepspeed",
+        _deepspeed_needed,
+        _deepspeed_apply,
+    ),
+    Shim(
+        "image_processor_size",
+        "image_processor.size / crop_size are SizeDict, min(size) breaks",
+        "transformers >= 5 (LLaVA-NeXT's process_anyres_image)",
+        _size_needed,
+        _size_apply,
+    ),
+    Shim(
+        "generate_forward_kwargs",
+        "generate() passes cache= (and cache_position, logits_to_keep) to forward",
+        "transformers >= 5 (past_key_values renamed cache)",
+        _forward_kwargs_needed,
+        _forward_kwargs_apply,
+    ),
 )
 
 _BEFORE_TRAIN_IMPORT = ("layernorm_import",)
@@ -347,7 +389,9 @@ def _run(shim: Shim) -> None:
     try:
         needed = shim.needed()
     except Exception as exc:  # noqa: BLE001 - a hook point this llava flavour lacks (ImportError, AttributeError, ...)
-        logger.warning("biores llava shim %s not applied (%s: %s); it fixes: %s", shim.name, type(exc).__name__, exc, shim.fixes)
+        logger.warning(
+            "biores llava shim %s not applied (%s: %s); it fixes: %s", shim.name, type(exc).__name__, exc, shim.fixes
+        )
         return
     if needed:
         shim.apply()

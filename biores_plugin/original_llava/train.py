@@ -32,11 +32,29 @@ def _new_fields(base: type) -> list[tuple[str, Any, Any]]:
 
     have = {f.name for f in dataclasses.fields(base)}
     fields = resolution_fields(_FLAGS, **_LLAVA_DEFAULTS)
-    fields.append(("pack_sequences", bool, dataclasses.field(default=False, metadata={
-        "help": "padding-free training batches: the samples of a batch in one row (same loss as padding)"})))
+    fields.append(
+        (
+            "pack_sequences",
+            bool,
+            dataclasses.field(
+                default=False,
+                metadata={
+                    "help": "padding-free training batches: the samples of a batch in one row (same loss as padding)"
+                },
+            ),
+        )
+    )
     if "image_grid_pinpoints" not in have:
-        fields.append(("image_grid_pinpoints", Optional[str], dataclasses.field(default=None, metadata={
-            "help": "anyres grid pinpoints, e.g. '[(336, 672), (672, 336), (672, 672)]'"})))
+        fields.append(
+            (
+                "image_grid_pinpoints",
+                Optional[str],
+                dataclasses.field(
+                    default=None,
+                    metadata={"help": "anyres grid pinpoints, e.g. '[(336, 672), (672, 336), (672, 672)]'"},
+                ),
+            )
+        )
     return fields
 
 
@@ -100,7 +118,9 @@ def preflight(argv: Sequence[str]) -> dict[str, Any] | None:
     pre = _Pre(add_help=False, allow_abbrev=False)
     from biores_plugin.resolution import add_resolution_arguments
 
-    add_resolution_arguments(pre, _FLAGS, dashes=True, typed=False, **_LLAVA_DEFAULTS)  # values checked below, one line each
+    add_resolution_arguments(
+        pre, _FLAGS, dashes=True, typed=False, **_LLAVA_DEFAULTS
+    )  # values checked below, one line each
     for name, default in (("mm_patch_merge_type", "flat"), ("seed", "42")):  # LLaVA's own flags
         pre.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, default=default)
     known, _ = pre.parse_known_args(list(argv))

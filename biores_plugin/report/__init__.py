@@ -19,13 +19,29 @@ from .metrics import report_section, robustness
 from .plots import plot_curves, plot_heatmap
 from .tables import markdown_table, matrix, matrix_text, resolution_warnings
 
-__all__ = ["Cell", "collect", "markdown_table", "matrix", "matrix_text", "plot_curves", "plot_heatmap", "resolution_warnings", "write_report"]
+__all__ = [
+    "Cell",
+    "collect",
+    "markdown_table",
+    "matrix",
+    "matrix_text",
+    "plot_curves",
+    "plot_heatmap",
+    "resolution_warnings",
+    "write_report",
+]
 
 
 def write_report(
-    cells: Sequence[Cell], out: str | Path, *, title: str = "biores resolution report", notes: str = "",
-    skipped: dict[str, list[int]] | None = None, unreadable: Sequence[tuple[str, str]] = (),
-    gallery: Any = None, gallery_cap: int = 0,
+    cells: Sequence[Cell],
+    out: str | Path,
+    *,
+    title: str = "biores resolution report",
+    notes: str = "",
+    skipped: dict[str, list[int]] | None = None,
+    unreadable: Sequence[tuple[str, str]] = (),
+    gallery: Any = None,
+    gallery_cap: int = 0,
 ) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -37,8 +53,10 @@ def write_report(
     warnings = resolution_warnings(cells) + budget_collapse_warnings(cells)
     if warnings:
         parts.append("## Warning: the model did not see the sweep's resolutions\n")
-        parts.append("\n".join(f"- {w}" for w in warnings) + "\n\nVisual tokens below are the counts the model consumed "
-                     "(docs/accounting.md gives each wrapper's honest settings).\n")
+        parts.append(
+            "\n".join(f"- {w}" for w in warnings) + "\n\nVisual tokens below are the counts the model consumed "
+            "(docs/accounting.md gives each wrapper's honest settings).\n"
+        )
     missing = missing_token_warnings(cells)
     if missing:
         parts.append("## Samples without a visual-token count\n\n" + "\n".join(f"- {m}" for m in missing) + "\n")
@@ -47,7 +65,9 @@ def write_report(
         parts.append("\n".join(f"- `{path}`: {reason}" for path, reason in unreadable) + "\n")
     parts.append("## Accuracy by inference resolution\n")
     parts.append(markdown_table(cells) + "\n")
-    parts.append("Accuracy and standard error in percentage points; `~` marks visual tokens estimated from image sizes.\n")
+    parts.append(
+        "Accuracy and standard error in percentage points; `~` marks visual tokens estimated from image sizes.\n"
+    )
     if heat is not None:
         files["heatmap"] = heat
         for dataset in sorted({c.dataset for c in cells if c.train is not None}):
@@ -69,11 +89,24 @@ def write_report(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", help="lmms-eval --output_path folders (or *_results.json files)")
     parser.add_argument("--out", default="biores_report", help="folder for report.md, curve.png, heatmap.png")
-    parser.add_argument("--label", action="append", default=[], metavar="FOLDER=TRAIN_RES", help="training resolution of a results folder")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="FOLDER=TRAIN_RES",
+        help="training resolution of a results folder",
+    )
     parser.add_argument("--metric", default="accuracy")
-    parser.add_argument("--token-policy", default="native", help="policy used to estimate visual tokens when the model did not log them")
-    parser.add_argument("--gallery", type=int, default=12, metavar="N",
-                        help="report.html: at most N flipping samples per model and sweep (0: no gallery)")
+    parser.add_argument(
+        "--token-policy", default="native", help="policy used to estimate visual tokens when the model did not log them"
+    )
+    parser.add_argument(
+        "--gallery",
+        type=int,
+        default=12,
+        metavar="N",
+        help="report.html: at most N flipping samples per model and sweep (0: no gallery)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
     from .metrics import markdown, skipped_image_ids
 
     unreadable: list[tuple[str, str]] = []
-    cells = collect(args.results, labels=labels, metric=args.metric, token_policy=args.token_policy, unreadable=unreadable)
+    cells = collect(
+        args.results, labels=labels, metric=args.metric, token_policy=args.token_policy, unreadable=unreadable
+    )
     for path, reason in unreadable:
         print(f"biores report: skipped unreadable {path} ({reason})", file=sys.stderr)
     for line in budget_collapse_warnings(cells) + missing_token_warnings(cells):
@@ -104,8 +139,14 @@ def run(args: argparse.Namespace) -> int:
         gallery = attach_images(find_flips(args.results, args.gallery, metric=args.metric, labels=labels))
         for prefix, note in sorted(gallery.notes.items()):
             print(f"biores report: gallery: {prefix}: {note}", file=sys.stderr)
-    files = write_report(cells, args.out, skipped=skipped_image_ids(args.results), unreadable=unreadable,
-                         gallery=gallery, gallery_cap=args.gallery)
+    files = write_report(
+        cells,
+        args.out,
+        skipped=skipped_image_ids(args.results),
+        unreadable=unreadable,
+        gallery=gallery,
+        gallery_cap=args.gallery,
+    )
     print(markdown_table(cells))
     print("\n" + markdown(robustness(cells)))
     for dataset in sorted({c.dataset for c in cells if c.train is not None}):

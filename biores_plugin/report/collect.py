@@ -79,16 +79,21 @@ def budget_collapse_warnings(cells: Sequence[Cell]) -> list[str]:
             if len(same) > 1:
                 same = sorted(same, key=lambda c: c.res_value)
                 names = ", ".join(c.resolution for c in same)
-                out.append(f"{run} / {dataset}: budgets {names} reached the model as the same input "
-                           f"({same[0].visual_tokens:.0f} visual tokens per image on average)")
+                out.append(
+                    f"{run} / {dataset}: budgets {names} reached the model as the same input "
+                    f"({same[0].visual_tokens:.0f} visual tokens per image on average)"
+                )
     return out
 
 
 def missing_token_warnings(cells: Sequence[Cell]) -> list[str]:
     """One line per cell whose samples lack a visual-token count (the wrapper is not watched, or
     the count failed: each sample's ``visual_tokens_missing`` says why)."""
-    return [f"{c.run} / {c.dataset} / {c.resolution}: {c.tokens_missing} of {c.n} samples have no visual-token count"
-            for c in cells if c.tokens_missing]
+    return [
+        f"{c.run} / {c.dataset} / {c.resolution}: {c.tokens_missing} of {c.n} samples have no visual-token count"
+        for c in cells
+        if c.tokens_missing
+    ]
 
 
 def _results_files(folder: Path) -> list[Path]:
@@ -149,7 +154,11 @@ def _load_json(path: Path, unreadable: list | None) -> dict | None:
 
 
 def _reason(exc: Exception) -> str:
-    return f"invalid JSON at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(exc).splitlines()[0][:120]
+    return (
+        f"invalid JSON at line {exc.lineno}"
+        if isinstance(exc, json.JSONDecodeError)
+        else str(exc).splitlines()[0][:120]
+    )
 
 
 def _read_lines(path: Path, unreadable: list | None) -> list[dict] | None:
@@ -242,11 +251,17 @@ def collect(
                 m = _TASK.match(task)
                 task_metric = _task_metric(data, task, values, metric) if m or budget else None
                 if task_metric is None and budget:  # any task of a budget run: its first metric
-                    task_metric = next((k.split(",")[0] for k, v in values.items() if k.endswith(",none")
-                                        and "stderr" not in k and isinstance(v, (int, float))), None)
+                    task_metric = next(
+                        (
+                            k.split(",")[0]
+                            for k, v in values.items()
+                            if k.endswith(",none") and "stderr" not in k and isinstance(v, (int, float))
+                        ),
+                        None,
+                    )
                 if task_metric is None:
                     continue
-                dataset = m.group(1)[len("biores_"):] if m else task
+                dataset = m.group(1)[len("biores_") :] if m else task
                 level = level_display(m.group(2)) if m else "native"
                 if budget:  # the model-side axis; a data-side level other than native stays in the name
                     dataset += "" if level == "native" else f" ({level})"
@@ -258,7 +273,14 @@ def collect(
                     accuracy, stderr = accuracy / 100, None if stderr is None else stderr / 100
                 n = int((data.get("n-samples") or {}).get(task, {}).get("effective", 0))
                 tokens, estimated = None, False
-                extra = {k.split(",")[0]: float(v) for k, v in values.items() if k.endswith(",none") and "stderr" not in k and isinstance(v, (int, float)) and not k.startswith(f"{task_metric},")}
+                extra = {
+                    k.split(",")[0]: float(v)
+                    for k, v in values.items()
+                    if k.endswith(",none")
+                    and "stderr" not in k
+                    and isinstance(v, (int, float))
+                    and not k.startswith(f"{task_metric},")
+                }
                 samples = _samples_file(results_file, task)
                 rows = _read_lines(samples, unreadable) if samples is not None else None
                 sizes, consumed = [], []
@@ -272,10 +294,23 @@ def collect(
                     elif sizes:
                         tokens = sum(estimator.visual_tokens(w, h) for w, h in sizes if w and h) / len(sizes)
                         estimated = True
-                cells.append(Cell(run_name, train, dataset, level, accuracy, stderr, n, tokens, estimated, extra,
-                                  list(sizes), list(consumed), len(missing) if rows is not None else 0))
+                cells.append(
+                    Cell(
+                        run_name,
+                        train,
+                        dataset,
+                        level,
+                        accuracy,
+                        stderr,
+                        n,
+                        tokens,
+                        estimated,
+                        extra,
+                        list(sizes),
+                        list(consumed),
+                        len(missing) if rows is not None else 0,
+                    )
+                )
     if not cells:
         raise BioresConfigError("the results hold no biores_<dataset>_<resolution> tasks and no biores run budgets")
     return cells
-
-

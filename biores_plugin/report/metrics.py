@@ -104,15 +104,23 @@ def robustness(cells: Iterable[Cell]) -> list[Robustness]:
             continue
         acc = [c.accuracy for c in group]
         ranks = list(range(len(group)))  # the levels in increasing order; native is the highest
-        rows.append(Robustness(
-            run=run, train=train, dataset=dataset,
-            levels=[c.resolution for c in group], accuracy=acc, stderr=[c.stderr for c in group],
-            visual_tokens=[c.visual_tokens for c in group],
-            spearman_rho=spearman(ranks, acc), ace=ace(acc), rce=rce(acc),
-            critical_resolution=critical_resolution([c.resolution for c in group], acc, [c.stderr for c in group]),
-            accuracy_per_visual_token=[c.accuracy / c.visual_tokens if c.visual_tokens else None for c in group],
-            skipped_images=int(sum(c.extra.get("biores_skipped_images", 0) for c in group)),
-        ))
+        rows.append(
+            Robustness(
+                run=run,
+                train=train,
+                dataset=dataset,
+                levels=[c.resolution for c in group],
+                accuracy=acc,
+                stderr=[c.stderr for c in group],
+                visual_tokens=[c.visual_tokens for c in group],
+                spearman_rho=spearman(ranks, acc),
+                ace=ace(acc),
+                rce=rce(acc),
+                critical_resolution=critical_resolution([c.resolution for c in group], acc, [c.stderr for c in group]),
+                accuracy_per_visual_token=[c.accuracy / c.visual_tokens if c.visual_tokens else None for c in group],
+                skipped_images=int(sum(c.extra.get("biores_skipped_images", 0) for c in group)),
+            )
+        )
     return rows
 
 
@@ -173,13 +181,19 @@ def skipped_image_ids(folders: Iterable[str | Path]) -> dict[str, list[int]]:
     return {task: sorted(set(ids)) for task, ids in found.items()}
 
 
-def report_section(cells: Sequence[Cell], out: Path, files: dict[str, Path], skipped: dict[str, list[int]] | None = None) -> str:
+def report_section(
+    cells: Sequence[Cell], out: Path, files: dict[str, Path], skipped: dict[str, list[int]] | None = None
+) -> str:
     """The ``report.md`` section (the table, the definitions, skipped images); writes ``robustness.json``."""
     rows = robustness(cells)
     files["robustness"] = write_json(rows, Path(out) / "robustness.json", skipped)
-    text = "## Robustness to inference resolution\n\n" + (markdown(rows) if rows else "Fewer than two levels per model and data set.")
-    text += (f"\n\nMetrics as {CITATION}; ACE in accuracy points. The critical resolution is the lowest level within one "
-             "standard error of native. `robustness.json` holds the numbers.\n")
+    text = "## Robustness to inference resolution\n\n" + (
+        markdown(rows) if rows else "Fewer than two levels per model and data set."
+    )
+    text += (
+        f"\n\nMetrics as {CITATION}; ACE in accuracy points. The critical resolution is the lowest level within one "
+        "standard error of native. `robustness.json` holds the numbers.\n"
+    )
     for task, ids in sorted((skipped or {}).items()):
         text += f"\nSkipped for bad images in `{task}`: {len(ids)} doc(s), ids {', '.join(map(str, ids))}.\n"
     return text

@@ -39,7 +39,12 @@ def plot_curves(cells: Sequence[Cell], path: Path) -> Path:
             axes[row][0].errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=label)
             with_tokens = [c for c in series if c.visual_tokens]
             if with_tokens:
-                axes[row][1].plot([c.visual_tokens for c in with_tokens], [100 * c.accuracy for c in with_tokens], marker="o", label=label)
+                axes[row][1].plot(
+                    [c.visual_tokens for c in with_tokens],
+                    [100 * c.accuracy for c in with_tokens],
+                    marker="o",
+                    label=label,
+                )
         axes[row][0].set_xticks(range(len(cols)), cols)
         unit = "pixel size, µm/px" if any("µm" in c for c in cols) else "longest side, px"
         axes[row][0].set_xlabel(f"inference resolution ({unit})")
@@ -68,7 +73,12 @@ def plot_heatmap(cells: Sequence[Cell], path: Path) -> Path | None:
     datasets = sorted({c.dataset for c in cells if c.train is not None})
     if not datasets:
         return None
-    fig, axes = plt.subplots(1, len(datasets), figsize=(1.6 + 1.3 * max(len(_order(c.resolution for c in cells)), 3) * len(datasets), 3.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(datasets),
+        figsize=(1.6 + 1.3 * max(len(_order(c.resolution for c in cells)), 3) * len(datasets), 3.8),
+        squeeze=False,
+    )
     for ax, dataset in zip(axes[0], datasets):
         rows, cols, table = matrix(cells, dataset)
         values = [[float("nan") if v is None else 100 * v for v in row] for row in table]
@@ -81,11 +91,11 @@ def plot_heatmap(cells: Sequence[Cell], path: Path) -> Path | None:
         for i, row in enumerate(values):
             for j, v in enumerate(row):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="white" if v < 60 else "black", fontsize=9)
+                    ax.text(
+                        j, i, f"{v:.1f}", ha="center", va="center", color="white" if v < 60 else "black", fontsize=9
+                    )
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     atomic_write_bytes(path, _png(fig))
     plt.close(fig)
     return path
-
-

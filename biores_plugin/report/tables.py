@@ -19,7 +19,9 @@ def markdown_table(cells: Sequence[Cell]) -> str:
     for c in sorted(cells, key=lambda c: (c.dataset, c.run, c.res_value)):
         tokens = "-" if c.visual_tokens is None else f"{'~' if c.tokens_estimated else ''}{c.visual_tokens:.0f}"
         stderr = "-" if c.stderr is None else f"{100 * c.stderr:.1f}"
-        lines.append(f"| {c.run} | {c.train or '-'} | {c.dataset} | {c.resolution} | {100 * c.accuracy:.1f} | {stderr} | {c.n} | {tokens} |")
+        lines.append(
+            f"| {c.run} | {c.train or '-'} | {c.dataset} | {c.resolution} | {100 * c.accuracy:.1f} | {stderr} | {c.n} | {tokens} |"
+        )
     return "\n".join(lines)
 
 
@@ -40,8 +42,6 @@ def matrix_text(rows: Sequence[str], cols: Sequence[str], table: Sequence[Sequen
     for r, row in zip(rows, table):
         out.append(r.ljust(width) + "".join(("-" if v is None else f"{100 * v:.1f}").rjust(9) for v in row))
     return "\n".join(out)
-
-
 
 
 def _change(eff: tuple[int, int], got: tuple[int, int]) -> str | None:
@@ -82,17 +82,25 @@ def resolution_warnings(cells: Sequence[Cell]) -> list[str]:
                 changed.setdefault(kind, []).append(c.resolution)
         by_input: dict[tuple, list[Cell]] = {}
         for c in group:
-            by_input.setdefault((round(c.visual_tokens, 1), tuple(sorted(set(map(tuple, c.consumed_sizes))))), []).append(c)
+            by_input.setdefault(
+                (round(c.visual_tokens, 1), tuple(sorted(set(map(tuple, c.consumed_sizes))))), []
+            ).append(c)
         collapsed = [  # variants biores sent at different sizes that reached the tower identical
-            sorted(v, key=lambda c: c.res_value) for v in by_input.values()
+            sorted(v, key=lambda c: c.res_value)
+            for v in by_input.values()
             if len({tuple(sorted(set(map(tuple, c.eff_sizes)))) for c in v}) > 1
         ]
         if not changed and not collapsed:
             continue
-        how = "; ".join(f"{kind} at {', '.join(res)}" for kind, res in sorted(changed.items())) or "changed the sweep images"
+        how = (
+            "; ".join(f"{kind} at {', '.join(res)}" for kind, res in sorted(changed.items()))
+            or "changed the sweep images"
+        )
         line = f"{run} / {dataset}: the model's processor {how}"
         for same in sorted(collapsed, key=lambda v: v[0].res_value):
-            line += (f"; variants {', '.join(c.resolution for c in same)} collapse to the same input "
-                     f"({_size_text(same[0].consumed_sizes)}, {same[0].visual_tokens:.0f} visual tokens)")
+            line += (
+                f"; variants {', '.join(c.resolution for c in same)} collapse to the same input "
+                f"({_size_text(same[0].consumed_sizes)}, {same[0].visual_tokens:.0f} visual tokens)"
+            )
         out.append(line)
     return out

@@ -19,8 +19,14 @@ from .levels import capped
 from .mixed import MixedResolution
 from .policy import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, NativePolicy, Policy, parse_policy
 
-__all__ = ["BIORES_CONFIG_NAME", "ResolutionConfig", "add_resolution_arguments", "is_native_like", "pixel_range",
-           "resolution_fields"]
+__all__ = [
+    "BIORES_CONFIG_NAME",
+    "ResolutionConfig",
+    "add_resolution_arguments",
+    "is_native_like",
+    "pixel_range",
+    "resolution_fields",
+]
 
 BIORES_CONFIG_NAME = "biores_config.json"
 
@@ -28,12 +34,19 @@ BIORES_CONFIG_NAME = "biores_config.json"
 def is_native_like(spec: Any) -> bool:
     """``native`` or a longest-side cap (``448``, ``downsample:448``): any image size is accepted."""
     text = str(spec).strip().lower()
-    return text == "native" or text[:1].isdigit() or (text.startswith("downsample") and not text.endswith((":pad", ":crop", ":square", ":stretch")))
+    return (
+        text == "native"
+        or text[:1].isdigit()
+        or (text.startswith("downsample") and not text.endswith((":pad", ":crop", ":square", ":stretch")))
+    )
 
 
 def pixel_range(min_pixels: Optional[int], max_pixels: Optional[int]) -> tuple[int, int]:
     """A native policy's pixel range, the default range (``policy.py``) where a bound is not given."""
-    return (DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels, DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+    return (
+        DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels,
+        DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+    )
 
 
 def _positive(name: str, value: Any) -> Optional[int]:
@@ -54,14 +67,27 @@ def _positive(name: str, value: Any) -> Optional[int]:
 class ResolutionConfig:
     """How a model sees images. ``patch_size=None`` means "the vision tower's" until resolved."""
 
-    image_aspect_ratio: str = field(default="native", metadata={"help": "native, pad, crop (LLaVA's square), stretch, anyres, anyres_max_N or a longest side such as 448"})
-    min_pixels: Optional[int] = field(default=None, metadata={"help": f"native: smallest pixel count after resizing (default {DEFAULT_MIN_PIXELS})"})
-    max_pixels: Optional[int] = field(default=None, metadata={"help": f"native: largest pixel count after resizing (default {DEFAULT_MAX_PIXELS})"})
+    image_aspect_ratio: str = field(
+        default="native",
+        metadata={
+            "help": "native, pad, crop (LLaVA's square), stretch, anyres, anyres_max_N or a longest side such as 448"
+        },
+    )
+    min_pixels: Optional[int] = field(
+        default=None, metadata={"help": f"native: smallest pixel count after resizing (default {DEFAULT_MIN_PIXELS})"}
+    )
+    max_pixels: Optional[int] = field(
+        default=None, metadata={"help": f"native: largest pixel count after resizing (default {DEFAULT_MAX_PIXELS})"}
+    )
     patch_size: Optional[int] = field(default=None, metadata={"help": "vision patch size (default: the tower's)"})
     merge_size: int = field(default=1, metadata={"help": "2 = 2x2 token merge after the tower"})
     image_size: int = field(default=336, metadata={"help": "fixed / anyres base size"})
-    mixed_resolution: Optional[str] = field(default=None, metadata={"help": "native only: per-sample mix, e.g. native:0.5,448:0.25,224:0.25"})
-    train_resolution_label: Optional[str] = field(default=None, metadata={"help": "what reports call the training resolution"})
+    mixed_resolution: Optional[str] = field(
+        default=None, metadata={"help": "native only: per-sample mix, e.g. native:0.5,448:0.25,224:0.25"}
+    )
+    train_resolution_label: Optional[str] = field(
+        default=None, metadata={"help": "what reports call the training resolution"}
+    )
 
     def __post_init__(self) -> None:
         self.image_aspect_ratio = str(self.image_aspect_ratio).strip()
@@ -135,7 +161,11 @@ class ResolutionConfig:
         if is_native_like(values["image_aspect_ratio"]):
             values["min_pixels"], values["max_pixels"] = pixel_range(values["min_pixels"], values["max_pixels"])
         if not values.get("train_resolution_label"):
-            values["train_resolution_label"] = MixedResolution(values["mixed_resolution"]).label if is_native_like(values["image_aspect_ratio"]) else None
+            values["train_resolution_label"] = (
+                MixedResolution(values["mixed_resolution"]).label
+                if is_native_like(values["image_aspect_ratio"])
+                else None
+            )
         out = ResolutionConfig(**values)
         if out.mixed_resolution:
             for level in out.mixed().levels:
@@ -205,12 +235,19 @@ def resolution_fields(names: Sequence[str], **defaults: Any) -> list[tuple[str, 
     unknown = sorted(set(names) - set(own))
     if unknown:
         raise BioresConfigError(f"ResolutionConfig has no field(s) {', '.join(unknown)}")
-    return [(n, hints[n], field(default=defaults.get(n, own[n].default), metadata=dict(own[n].metadata))) for n in names]
+    return [
+        (n, hints[n], field(default=defaults.get(n, own[n].default), metadata=dict(own[n].metadata))) for n in names
+    ]
 
 
 def add_resolution_arguments(
-    parser: Any, names: Sequence[str], *, dashes: bool = False, typed: bool = True,
-    options: Optional[dict[str, dict[str, Any]]] = None, **defaults: Any,
+    parser: Any,
+    names: Sequence[str],
+    *,
+    dashes: bool = False,
+    typed: bool = True,
+    options: Optional[dict[str, dict[str, Any]]] = None,
+    **defaults: Any,
 ) -> None:
     """:class:`ResolutionConfig`'s fields ``names`` as argparse flags (``--max_pixels``; with
     ``dashes`` also ``--max-pixels``), their types, defaults (``defaults`` replace them) and help;
@@ -218,7 +255,12 @@ def add_resolution_arguments(
     for name, hint, spec in resolution_fields(names, **defaults):
         kind = int if int in (hint, *getattr(hint, "__args__", ())) else str
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if dashes and "_" in name else [])
-        kwargs = {"dest": name, "type": kind if typed else None, "default": spec.default, "help": spec.metadata.get("help")}
+        kwargs = {
+            "dest": name,
+            "type": kind if typed else None,
+            "default": spec.default,
+            "help": spec.metadata.get("help"),
+        }
         kwargs.update((options or {}).get(name, {}))
         if kwargs.get("required"):
             kwargs.pop("default")

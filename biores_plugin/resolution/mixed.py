@@ -47,7 +47,9 @@ class MixedResolution:
             try:
                 prob = float(prob_text)
             except ValueError:
-                raise BioresConfigError(f"--mixed_resolution probability {prob_text.strip()!r} is not a number") from None
+                raise BioresConfigError(
+                    f"--mixed_resolution probability {prob_text.strip()!r} is not a number"
+                ) from None
             if not math.isfinite(prob) or not 0 < prob <= 1:
                 raise BioresConfigError(f"--mixed_resolution probabilities must be in (0, 1], got {prob_text.strip()}")
             if any(level == seen for seen, _ in entries):

@@ -63,7 +63,11 @@ def _check_size(width: int, height: int) -> tuple[int, int]:
 
 
 def smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS
+    height: int,
+    width: int,
+    factor: int = 28,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[int, int]:
     """Qwen2-VL's ``smart_resize``: ``(height, width)`` -> ``(height', width')``.
 
@@ -211,7 +215,9 @@ class FixedPolicy(_PolicyBase):
         if self.mode not in ("pad", "crop", "stretch"):
             raise BioresConfigError(f"fixed policy mode must be pad, crop or stretch, got {self.mode!r}")
         if self.size <= 0 or self.size % self.patch_size:
-            raise BioresConfigError(f"fixed size {self.size} must be a positive multiple of patch_size {self.patch_size}")
+            raise BioresConfigError(
+                f"fixed size {self.size} must be a positive multiple of patch_size {self.patch_size}"
+            )
 
     def resize_target(self, width: int, height: int) -> tuple[int, int]:
         _check_size(width, height)
@@ -305,8 +311,7 @@ class NativePolicy(_PolicyBase):
             raise BioresConfigError(f"min_pixels ({self.min_pixels}) is larger than max_pixels ({self.max_pixels})")
         if self.max_pixels < self.factor**2:
             raise BioresBudgetError(
-                f"max_pixels={self.max_pixels} is below one {self.factor}x{self.factor} grid cell; "
-                f"no image can meet it"
+                f"max_pixels={self.max_pixels} is below one {self.factor}x{self.factor} grid cell; no image can meet it"
             )
 
     @property

@@ -164,8 +164,9 @@ def soft_blob(
     phi = np.arctan2(v, u)
     amp = rng.uniform(0, wobble, 3).astype(np.float32)
     ph = rng.uniform(0, 2 * np.pi, 3).astype(np.float32)
-    rad = np.float32(r) * (1 + amp[0] * np.cos(2 * phi + ph[0]) + amp[1] * np.cos(3 * phi + ph[1])
-                           + amp[2] * np.cos(4 * phi + ph[2]) * 0.5)
+    rad = np.float32(r) * (
+        1 + amp[0] * np.cos(2 * phi + ph[0]) + amp[1] * np.cos(3 * phi + ph[1]) + amp[2] * np.cos(4 * phi + ph[2]) * 0.5
+    )
     d = (rho - rad) / np.float32(edge)
     return (0.5 - 0.5 * np.tanh(0.5 * d)).astype(np.float32)
 
@@ -192,8 +193,9 @@ def noise(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
 
 def square_lattice(dy: np.ndarray, dx: np.ndarray, period: float, theta: float, phase: np.ndarray) -> np.ndarray:
     """Zero-mean square lattice of dots (two orthogonal gratings), values in [-1, 1]."""
-    return (grating(dy, dx, period, theta, float(phase[0]))
-            + grating(dy, dx, period, theta + np.pi / 2, float(phase[1]))) * np.float32(0.5)
+    return (
+        grating(dy, dx, period, theta, float(phase[0])) + grating(dy, dx, period, theta + np.pi / 2, float(phase[1]))
+    ) * np.float32(0.5)
 
 
 def gaussian(img: np.ndarray, sigma: float) -> np.ndarray:

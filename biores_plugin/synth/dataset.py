@@ -47,9 +47,23 @@ _SPLIT_CODE = {"train": 1, "test": 2}
 _GEN_CODE = {"puncta": 1, "mitosis": 2, "fundus": 3, "striations": 4}
 
 COLUMNS = (
-    "id", "image", "generator", "split", "index", "question", "options", "answer",
-    "question_type", "native_width", "native_height", "critical_scale_px", "seed",
-    "fine_present", "coarse_label", "count", "details",
+    "id",
+    "image",
+    "generator",
+    "split",
+    "index",
+    "question",
+    "options",
+    "answer",
+    "question_type",
+    "native_width",
+    "native_height",
+    "critical_scale_px",
+    "seed",
+    "fine_present",
+    "coarse_label",
+    "count",
+    "details",
 )
 
 
@@ -58,25 +72,27 @@ def features():
     from datasets import Features, List, Value
     from datasets import Image as HFImage
 
-    return Features({
-        "id": Value("string"),
-        "image": HFImage(),
-        "generator": Value("string"),
-        "split": Value("string"),
-        "index": Value("int32"),
-        "question": Value("string"),
-        "options": List(Value("string")),
-        "answer": Value("string"),
-        "question_type": Value("string"),
-        "native_width": Value("int32"),
-        "native_height": Value("int32"),
-        "critical_scale_px": Value("float32"),
-        "seed": Value("int64"),
-        "fine_present": Value("bool"),
-        "coarse_label": Value("string"),
-        "count": Value("int32"),
-        "details": Value("string"),
-    })
+    return Features(
+        {
+            "id": Value("string"),
+            "image": HFImage(),
+            "generator": Value("string"),
+            "split": Value("string"),
+            "index": Value("int32"),
+            "question": Value("string"),
+            "options": List(Value("string")),
+            "answer": Value("string"),
+            "question_type": Value("string"),
+            "native_width": Value("int32"),
+            "native_height": Value("int32"),
+            "critical_scale_px": Value("float32"),
+            "seed": Value("int64"),
+            "fine_present": Value("bool"),
+            "coarse_label": Value("string"),
+            "count": Value("int32"),
+            "details": Value("string"),
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------------
@@ -114,25 +130,27 @@ def _make_rows(task):
         png = {"bytes": _png_bytes(arr, GENERATORS[gen].mode), "path": None}
         details = json.dumps(info["details"], sort_keys=True)
         for it in items:
-            rows.append({
-                "id": f"{gen}-{split}-{index:06d}-{it['question_type']}",
-                "image": png,
-                "generator": gen,
-                "split": split,
-                "index": int(index),
-                "question": it["question"],
-                "options": it["options"],
-                "answer": it["answer"],
-                "question_type": it["question_type"],
-                "native_width": it["native_width"],
-                "native_height": it["native_height"],
-                "critical_scale_px": it["critical_scale_px"],
-                "seed": it["seed"],
-                "fine_present": it["fine_present"],
-                "coarse_label": it["coarse_label"],
-                "count": it["count"],
-                "details": details,
-            })
+            rows.append(
+                {
+                    "id": f"{gen}-{split}-{index:06d}-{it['question_type']}",
+                    "image": png,
+                    "generator": gen,
+                    "split": split,
+                    "index": int(index),
+                    "question": it["question"],
+                    "options": it["options"],
+                    "answer": it["answer"],
+                    "question_type": it["question_type"],
+                    "native_width": it["native_width"],
+                    "native_height": it["native_height"],
+                    "critical_scale_px": it["critical_scale_px"],
+                    "seed": it["seed"],
+                    "fine_present": it["fine_present"],
+                    "coarse_label": it["coarse_label"],
+                    "count": it["count"],
+                    "details": details,
+                }
+            )
     return rows
 
 
@@ -149,8 +167,7 @@ def _params(generators, n_train, n_test, size, seed) -> dict:
         raise BioresConfigError("n_train and n_test are both 0: nothing to generate")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**32:
         raise BioresConfigError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    return {"generators": list(gens), "size": [w, h], "seed": int(seed),
-            "n_train": int(n_train), "n_test": int(n_test)}
+    return {"generators": list(gens), "size": [w, h], "seed": int(seed), "n_train": int(n_train), "n_test": int(n_test)}
 
 
 def _read_meta(out: Path) -> dict | None:
@@ -171,8 +188,11 @@ def _read_meta(out: Path) -> dict | None:
 
 
 def _same_build(meta: dict, params: dict) -> bool:
-    return (meta.get("params") == params and meta.get("format_version") == FORMAT_VERSION
-            and meta.get("generator_version") == GENERATOR_VERSION)
+    return (
+        meta.get("params") == params
+        and meta.get("format_version") == FORMAT_VERSION
+        and meta.get("generator_version") == GENERATOR_VERSION
+    )
 
 
 def _difference(meta: dict, params: dict) -> str:
@@ -194,8 +214,10 @@ def _sha256(path: Path) -> str:
 def missing_data_message(path) -> str:
     """One-line explanation of how to create the dataset expected at ``path``."""
     p = str(path)
-    return (f"no complete biores synthetic dataset at {p}; create it with: "
-            f"biores synth --out {shlex.quote(p)} (options: --generators, --n-train, --n-test, --size, --seed)")
+    return (
+        f"no complete biores synthetic dataset at {p}; create it with: "
+        f"biores synth --out {shlex.quote(p)} (options: --generators, --n-train, --n-test, --size, --seed)"
+    )
 
 
 def is_complete(out_dir) -> bool:
@@ -267,7 +289,7 @@ def _write_split(path: Path, params: dict, split: str, n: int, *, workers: int, 
     opts["dictionary_pagesize_limit"] = _DICT_PAGE_LIMIT
     size = tuple(params["size"])
     jobs = [(g, i) for i in range(n) for g in params["generators"]]
-    tasks = [(params["seed"], split, size, jobs[k:k + _CHUNK_IMAGES]) for k in range(0, len(jobs), _CHUNK_IMAGES)]
+    tasks = [(params["seed"], split, size, jobs[k : k + _CHUNK_IMAGES]) for k in range(0, len(jobs), _CHUNK_IMAGES)]
     rows_written = 0
     writer = pq.ParquetWriter(str(path), schema=schema, **opts)
     try:
@@ -290,8 +312,13 @@ def _write_split(path: Path, params: dict, split: str, n: int, *, workers: int, 
                 pool.shutdown(cancel_futures=True)
     finally:
         writer.close()
-    return {"file": path.name, "images": len(jobs), "rows": rows_written,
-            "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {
+        "file": path.name,
+        "images": len(jobs),
+        "rows": rows_written,
+        "bytes": path.stat().st_size,
+        "sha256": _sha256(path),
+    }
 
 
 def _generate_into(tmp: Path, params: dict, *, workers: int, progress: bool) -> dict:
@@ -322,10 +349,14 @@ def _generate_into(tmp: Path, params: dict, *, workers: int, progress: bool) -> 
         "splits": splits,
         "content_hash": "sha256:" + content.hexdigest(),
         "fine_period_px": list(FINE_PERIOD_RANGE),
-        "questions": {g: {"coarse": {"question": GENERATORS[g].coarse.text, "options": list(GENERATORS[g].coarse.options)},
-                          "fine": {"question": GENERATORS[g].fine.text, "options": list(GENERATORS[g].fine.options)},
-                          "image_mode": GENERATORS[g].mode}
-                      for g in params["generators"]},
+        "questions": {
+            g: {
+                "coarse": {"question": GENERATORS[g].coarse.text, "options": list(GENERATORS[g].coarse.options)},
+                "fine": {"question": GENERATORS[g].fine.text, "options": list(GENERATORS[g].fine.options)},
+                "image_mode": GENERATORS[g].mode,
+            }
+            for g in params["generators"]
+        },
         "vocabulary": vocabulary(params["generators"]),
         "columns": list(COLUMNS),
         "biores_version": __version__,
@@ -353,16 +384,22 @@ def _write_dataset(out_dir, *, generators, n_train, n_test, size, seed, progress
         if meta is not None and not overwrite:
             if _same_build(meta, params):
                 return True
-            raise BioresConfigError(f"{out} holds a synthetic dataset with different parameters "
-                                    f"({_difference(meta, params)}); use overwrite=True / --overwrite or another --out")
+            raise BioresConfigError(
+                f"{out} holds a synthetic dataset with different parameters "
+                f"({_difference(meta, params)}); use overwrite=True / --overwrite or another --out"
+            )
         if not any(out.iterdir()):
             return False
         if meta is None and not _looks_like_ours(out):
-            raise BioresConfigError(f"{out} exists and is not a biores synthetic dataset; refusing to replace it "
-                                    "(even with --overwrite): choose another --out or remove it")
+            raise BioresConfigError(
+                f"{out} exists and is not a biores synthetic dataset; refusing to replace it "
+                "(even with --overwrite): choose another --out or remove it"
+            )
         if not overwrite:
-            raise BioresConfigError(f"{out} holds an incomplete synthetic dataset; "
-                                    "use overwrite=True / --overwrite to regenerate it, or another --out")
+            raise BioresConfigError(
+                f"{out} holds an incomplete synthetic dataset; "
+                "use overwrite=True / --overwrite to regenerate it, or another --out"
+            )
         return False
 
     if check_existing():  # fast path, no lock needed for a read
@@ -419,8 +456,17 @@ def write_dataset(
     as is (cache hit). A different dataset, or a non-empty folder that is not a complete
     dataset, raises :class:`BioresConfigError` unless ``overwrite``.
     """
-    path, _ = _write_dataset(out_dir, generators=generators, n_train=n_train, n_test=n_test, size=size,
-                             seed=seed, progress=progress, overwrite=overwrite, workers=workers)
+    path, _ = _write_dataset(
+        out_dir,
+        generators=generators,
+        n_train=n_train,
+        n_test=n_test,
+        size=size,
+        seed=seed,
+        progress=progress,
+        overwrite=overwrite,
+        workers=workers,
+    )
     return path
 
 
@@ -436,6 +482,6 @@ def load_split(out_dir, split: str, *, cache_dir: str | None = None):
         raise BioresConfigError(f"{out} has no {split!r} split (it was generated with n_{split}=0)")
     import datasets
 
-    return datasets.load_dataset("parquet", data_files={split: str(out / meta["splits"][split]["file"])},
-                                 split=split, cache_dir=cache_dir)
-
+    return datasets.load_dataset(
+        "parquet", data_files={split: str(out / meta["splits"][split]["file"])}, split=split, cache_dir=cache_dir
+    )

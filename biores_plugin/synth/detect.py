@@ -151,5 +151,4 @@ def fit_detector(generator: str, n: int = 200, size=256, seed: int = 12345, *, f
     lo, hi = float(cands[best[0]]), float(cands[best[-1]])
     # scores span decades: split the best interval geometrically when possible
     thr = float(np.sqrt(lo * hi)) if lo > 0 and hi > 0 else (lo + hi) / 2
-    return {"threshold": thr, "accuracy": float(accs.max()),
-            "yes": s[y].tolist(), "no": s[~y].tolist()}
+    return {"threshold": thr, "accuracy": float(accs.max()), "yes": s[y].tolist(), "no": s[~y].tolist()}

@@ -118,12 +118,20 @@ def _render_puncta(rng, w, h, fine, coarse):
     img += np.float32(0.008) * smooth_field(rng, h, w, 24 * s)
     for (cx, cy), r in zip(centres, radii):
         (y0, y1, x0, x1), dy, dx = blob_box(h, w, cx, cy, r * 1.3 + 5 * edge)
-        mask = soft_blob(rng, dy, dx, r, aspect=rng.uniform(0.7, 1.0), theta=rng.uniform(0, np.pi),
-                         edge=edge, wobble=0.12)
+        mask = soft_blob(
+            rng, dy, dx, r, aspect=rng.uniform(0.7, 1.0), theta=rng.uniform(0, np.pi), edge=edge, wobble=0.12
+        )
         # dim nucleus
         off = rng.uniform(-0.2, 0.2, 2) * r
-        nuc = soft_blob(rng, dy - np.float32(off[1]), dx - np.float32(off[0]), r * rng.uniform(0.33, 0.42),
-                        aspect=rng.uniform(0.75, 1.0), theta=rng.uniform(0, np.pi), edge=edge)
+        nuc = soft_blob(
+            rng,
+            dy - np.float32(off[1]),
+            dx - np.float32(off[0]),
+            r * rng.uniform(0.33, 0.42),
+            aspect=rng.uniform(0.75, 1.0),
+            theta=rng.uniform(0, np.pi),
+            edge=edge,
+        )
         cyto = mask * (1 - np.float32(0.6) * nuc)
         # diffuse vesicles (coarse distractors, present in both classes)
         k = int(rng.integers(3, 9))
@@ -152,8 +160,11 @@ def _render_puncta(rng, w, h, fine, coarse):
         "count": n,
         "fine_scale_px": period,
         "coarse_scale_px": float(2 * radii.mean()),
-        "details": {"period_px": round(period, 4), "colour": "green" if green else "gray",
-                    "radii_px": [round(float(r), 2) for r in radii]},
+        "details": {
+            "period_px": round(period, 4),
+            "colour": "green" if green else "gray",
+            "radii_px": [round(float(r), 2) for r in radii],
+        },
     }
     return img, info
 
@@ -217,8 +228,7 @@ def _render_mitosis(rng, w, h, fine, coarse):
         "count": n,
         "fine_scale_px": period,
         "coarse_scale_px": float(2 * radii.mean()),
-        "details": {"period_px": round(period, 4), "n_nuclei": n,
-                    "n_mitotic": len(mitotic) if fine else 0},
+        "details": {"period_px": round(period, 4), "n_nuclei": n, "n_mitotic": len(mitotic) if fine else 0},
     }
     return rgb, info
 
@@ -251,7 +261,9 @@ def _render_fundus(rng, w, h, fine, coarse):
     dyc = cy + R * rng.uniform(-0.1, 0.1)
     mxc = cx - sgn * R * rng.uniform(0.05, 0.18)
     myc = cy + R * rng.uniform(-0.06, 0.06)
-    mac = np.exp(-((xx + np.float32(cx - mxc)) ** 2 + (yy + np.float32(cy - myc)) ** 2) / np.float32(2 * (0.16 * R) ** 2))
+    mac = np.exp(
+        -((xx + np.float32(cx - mxc)) ** 2 + (yy + np.float32(cy - myc)) ** 2) / np.float32(2 * (0.16 * R) ** 2)
+    )
     shade = shade * (1 - np.float32(0.3) * mac)
     rgb = base[None, None, :] * shade[..., None]
     # vessels: four arcades around the macula plus nasal branches, drawn then blurred
@@ -278,8 +290,9 @@ def _render_fundus(rng, w, h, fine, coarse):
     vdark = np.array([0.35, 0.6, 0.6], dtype=np.float32) * np.float32(rng.uniform(0.8, 1.0))
     # disc (drawn under the vessels)
     (y0, y1, x0, x1), dy, dx = blob_box(h, w, dxc, dyc, dr * 1.3 + 12 * s)
-    da = soft_blob(rng, dy, dx, dr, aspect=rng.uniform(0.85, 1.0), theta=rng.uniform(0, np.pi),
-                   edge=2.2 * max(1.0, s), wobble=0.04)
+    da = soft_blob(
+        rng, dy, dx, dr, aspect=rng.uniform(0.85, 1.0), theta=rng.uniform(0, np.pi), edge=2.2 * max(1.0, s), wobble=0.04
+    )
     disc_col = np.array([0.98, 0.86, 0.58], dtype=np.float32)
     rgb[y0:y1, x0:x1] = rgb[y0:y1, x0:x1] * (1 - da[..., None]) + disc_col * da[..., None]
     rgb *= 1 - vdark[None, None, :] * vessel[..., None]
@@ -313,36 +326,44 @@ def _render_fundus(rng, w, h, fine, coarse):
         "count": len(ma_pos) if fine else 0,
         "fine_scale_px": period,
         "coarse_scale_px": float(2 * dr),
-        "details": {"period_px": round(period, 4), "disc_side": "right" if right else "left",
-                    "eye": "right" if right else "left", "n_microaneurysm_clusters": len(ma_pos) if fine else 0},
+        "details": {
+            "period_px": round(period, 4),
+            "disc_side": "right" if right else "left",
+            "eye": "right" if right else "left",
+            "n_microaneurysm_clusters": len(ma_pos) if fine else 0,
+        },
     }
     return rgb, info
 
 
 GENERATORS: dict[str, GeneratorSpec] = {
     "puncta": GeneratorSpec(
-        "puncta", "RGB",
+        "puncta",
+        "RGB",
         Question("how many cells are there?", COUNT_WORDS),
         Question("do the cells have puncta?", YES_NO),
         _render_puncta,
         "fluorescence cells (gray or green on black); fine: square lattice of puncta (two orthogonal gratings, +-80-95 %), period 2.2-2.8 px",
     ),
     "mitosis": GeneratorSpec(
-        "mitosis", "RGB",
+        "mitosis",
+        "RGB",
         Question("are there many nuclei?", YES_NO),
         Question("is there a mitotic figure?", YES_NO),
         _render_mitosis,
         "H&E-like tissue; fine: 1-3 nuclei with striated chromatin, period 2.2-2.8 px",
     ),
     "fundus": GeneratorSpec(
-        "fundus", "RGB",
+        "fundus",
+        "RGB",
         Question("which side is the optic disc on?", LEFT_RIGHT),
         Question("are there microaneurysms?", YES_NO),
         _render_fundus,
         "retina with optic disc and vessels; fine: 3-6 clusters of dark-red dot lattices, period 2.2-2.8 px",
     ),
     "striations": GeneratorSpec(
-        "striations", "L",
+        "striations",
+        "L",
         Question("how many cells are there?", COUNT_WORDS),
         Question("are the cells striated?", YES_NO),
         _render_striations,
@@ -366,7 +387,9 @@ def check_generators(generators: str | Iterable[str]) -> tuple[str, ...]:
         raise BioresConfigError(f"no generator given; valid generators: {', '.join(GENERATORS)}")
     bad = [g for g in names if g not in GENERATORS]
     if bad:
-        raise BioresConfigError(f"unknown generator(s) {', '.join(map(repr, bad))}; valid generators: {', '.join(GENERATORS)}")
+        raise BioresConfigError(
+            f"unknown generator(s) {', '.join(map(repr, bad))}; valid generators: {', '.join(GENERATORS)}"
+        )
     return tuple(dict.fromkeys(names))
 
 
@@ -386,7 +409,9 @@ def _check_labels(spec: GeneratorSpec, labels: dict) -> dict:
             raise BioresConfigError(f"invalid fine label {fine!r}: expected True/False or yes/no")
         fine = fine == "yes"
     if coarse not in spec.coarse.options:
-        raise BioresConfigError(f"invalid coarse label {coarse!r} for {spec.name}: expected one of {', '.join(spec.coarse.options)}")
+        raise BioresConfigError(
+            f"invalid coarse label {coarse!r} for {spec.name}: expected one of {', '.join(spec.coarse.options)}"
+        )
     return {"fine": bool(fine), "coarse": coarse}
 
 
@@ -411,12 +436,24 @@ def render_array(generator: str, rng_or_seed, size=256, *, labels: dict | None =
         "count": int(info["count"]),
     }
     items = [
-        {"id": f"{name}-{seed}-coarse", "question": spec.coarse.text, "options": list(spec.coarse.options),
-         "answer": lab["coarse"], "question_type": "coarse",
-         "critical_scale_px": round(float(info["coarse_scale_px"]), 4), **common},
-        {"id": f"{name}-{seed}-fine", "question": spec.fine.text, "options": list(spec.fine.options),
-         "answer": fine_word, "question_type": "fine",
-         "critical_scale_px": round(float(info["fine_scale_px"]), 4), **common},
+        {
+            "id": f"{name}-{seed}-coarse",
+            "question": spec.coarse.text,
+            "options": list(spec.coarse.options),
+            "answer": lab["coarse"],
+            "question_type": "coarse",
+            "critical_scale_px": round(float(info["coarse_scale_px"]), 4),
+            **common,
+        },
+        {
+            "id": f"{name}-{seed}-fine",
+            "question": spec.fine.text,
+            "options": list(spec.fine.options),
+            "answer": fine_word,
+            "question_type": "fine",
+            "critical_scale_px": round(float(info["fine_scale_px"]), 4),
+            **common,
+        },
     ]
     return arr, items, info
 

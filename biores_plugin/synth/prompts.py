@@ -12,6 +12,10 @@ POST_PROMPT = "\nAnswer with one word."
 
 def question_prompt(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = None) -> str:
     """``<question> Options: a, b.`` between lmms-eval's pre and post prompts."""
-    kwargs = {"pre_prompt": "", "post_prompt": POST_PROMPT} if lmms_eval_specific_kwargs is None else lmms_eval_specific_kwargs
+    kwargs = (
+        {"pre_prompt": "", "post_prompt": POST_PROMPT}
+        if lmms_eval_specific_kwargs is None
+        else lmms_eval_specific_kwargs
+    )
     options = ", ".join(doc["options"])
     return f"{kwargs.get('pre_prompt', '')}{doc['question']} Options: {options}.{kwargs.get('post_prompt', '')}"

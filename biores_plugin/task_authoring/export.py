@@ -81,7 +81,7 @@ def aggregate_open_recall(results):
     return _mean(r["score"] for r in results if r["question_type"] == "open")
 '''
 
-_PMC_GLUE = '''
+_PMC_GLUE = """
 CHOICE_COLUMNS = ("Choice A", "Choice B", "Choice C", "Choice D")
 process_docs = _prepare
 
@@ -127,7 +127,7 @@ def doc_to_target(doc):
 def process_results(doc, results):
     picked = nearest_choice([doc[c] for c in CHOICE_COLUMNS], results[0] if results else "")
     return {"accuracy": float(picked is not None and picked == int(doc["answer_idx"]))}
-'''
+"""
 
 _UBENCH_GLUE = '''
 
@@ -191,30 +191,91 @@ class Export:
 
 
 EXPORTS = {
-    "vqa_rad": Export("VQA-RAD", "LLaVA-Med's protocol (closed yes/no accuracy, open token recall)", "biores_vqa_rad", (
-        ("biores_plugin.task_library.scoring", ("_PUNCT", "_ARTICLES", "normalize_answer", "closed_by_answer")),
-        ("biores_plugin.task_library.protocols", ("_LM_PUNCT", "_LM_DIGIT_COMMA", "_LM_PERIOD", "_LM_NUMBER_WORDS", "_LM_ARTICLES",
-                                          "llava_med_normalize", "_word_counts", "llava_med_recall", "llava_med_closed_hit",
-                                          "llava_med_record")),
-    ), _VQA_GLUE, ("accuracy", "closed_accuracy", "open_recall")),
-    "pmc_vqa": Export("PMC-VQA test-clean", "the authors' MedVInT choice test (nearest choice by difflib)", "biores_pmc_vqa", (
-        ("biores_plugin.task_library.protocols", ("medvint_prompt", "nearest_choice")),
-        ("biores_plugin.tasks.biores_pmc_vqa.utils", ("LETTERS", "_PREFIX", "strip_letter", "_column", "_prepare")),
-    ), _PMC_GLUE, ("accuracy",)),
-    "ubench": Export("uBench (μ-Bench perception)", "the authors' protocol (eVLLM prompt and check_prediction)",
-                     "biores_ubench", (
-        ("biores_plugin.task_library.evllm", ("INSTRUCTION", "CHECK_LETTERS", "PREFIXES", "DATASETS", "POSTHOC_DROPPED", "FINE",
-                                      "UNRESOLVED", "correct_index", "usable", "lettered_options", "prompt", "gold",
-                                      "check_prediction", "resolve_datasets", "in_paper")),
-        ("biores_plugin.tasks.biores_ubench.utils",
-         ("QUESTION", "_correct_index", "_usable", "sources", "flatten", "_prepare")),
-    ), _UBENCH_GLUE, ("accuracy", "accuracy_without_eulenberg", "macro_dataset_accuracy")),
+    "vqa_rad": Export(
+        "VQA-RAD",
+        "LLaVA-Med's protocol (closed yes/no accuracy, open token recall)",
+        "biores_vqa_rad",
+        (
+            ("biores_plugin.task_library.scoring", ("_PUNCT", "_ARTICLES", "normalize_answer", "closed_by_answer")),
+            (
+                "biores_plugin.task_library.protocols",
+                (
+                    "_LM_PUNCT",
+                    "_LM_DIGIT_COMMA",
+                    "_LM_PERIOD",
+                    "_LM_NUMBER_WORDS",
+                    "_LM_ARTICLES",
+                    "llava_med_normalize",
+                    "_word_counts",
+                    "llava_med_recall",
+                    "llava_med_closed_hit",
+                    "llava_med_record",
+                ),
+            ),
+        ),
+        _VQA_GLUE,
+        ("accuracy", "closed_accuracy", "open_recall"),
+    ),
+    "pmc_vqa": Export(
+        "PMC-VQA test-clean",
+        "the authors' MedVInT choice test (nearest choice by difflib)",
+        "biores_pmc_vqa",
+        (
+            ("biores_plugin.task_library.protocols", ("medvint_prompt", "nearest_choice")),
+            ("biores_plugin.tasks.biores_pmc_vqa.utils", ("LETTERS", "_PREFIX", "strip_letter", "_column", "_prepare")),
+        ),
+        _PMC_GLUE,
+        ("accuracy",),
+    ),
+    "ubench": Export(
+        "uBench (μ-Bench perception)",
+        "the authors' protocol (eVLLM prompt and check_prediction)",
+        "biores_ubench",
+        (
+            (
+                "biores_plugin.task_library.evllm",
+                (
+                    "INSTRUCTION",
+                    "CHECK_LETTERS",
+                    "PREFIXES",
+                    "DATASETS",
+                    "POSTHOC_DROPPED",
+                    "FINE",
+                    "UNRESOLVED",
+                    "correct_index",
+                    "usable",
+                    "lettered_options",
+                    "prompt",
+                    "gold",
+                    "check_prediction",
+                    "resolve_datasets",
+                    "in_paper",
+                ),
+            ),
+            (
+                "biores_plugin.tasks.biores_ubench.utils",
+                ("QUESTION", "_correct_index", "_usable", "sources", "flatten", "_prepare"),
+            ),
+        ),
+        _UBENCH_GLUE,
+        ("accuracy", "accuracy_without_eulenberg", "macro_dataset_accuracy"),
+    ),
 }
-EXPORTS["pathvqa"] = Export("PathVQA", EXPORTS["vqa_rad"].protocol, "biores_pathvqa", EXPORTS["vqa_rad"].pieces, _VQA_GLUE,
-                            EXPORTS["vqa_rad"].metrics)
-_CUSTOM_AGG = {"closed_accuracy": "aggregate_closed", "open_recall": "aggregate_open_recall", "accuracy": "aggregate_accuracy",
-               "macro_dataset_accuracy": "aggregate_macro_dataset",
-               "accuracy_without_eulenberg": "aggregate_without_eulenberg"}
+EXPORTS["pathvqa"] = Export(
+    "PathVQA",
+    EXPORTS["vqa_rad"].protocol,
+    "biores_pathvqa",
+    EXPORTS["vqa_rad"].pieces,
+    _VQA_GLUE,
+    EXPORTS["vqa_rad"].metrics,
+)
+_CUSTOM_AGG = {
+    "closed_accuracy": "aggregate_closed",
+    "open_recall": "aggregate_open_recall",
+    "accuracy": "aggregate_accuracy",
+    "macro_dataset_accuracy": "aggregate_macro_dataset",
+    "accuracy_without_eulenberg": "aggregate_without_eulenberg",
+}
 
 
 def _module_file(module_name: str) -> Path:
@@ -231,8 +292,13 @@ def source_of(module_name: str, names: Sequence[str]) -> str:
     text = _module_file(module_name).read_text()
     wanted, out = set(names), []
     for node in ast.parse(text).body:
-        targets = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else \
-            [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)] if isinstance(node, ast.Assign) else []
+        targets = (
+            [node.name]
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+            else [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
+            if isinstance(node, ast.Assign)
+            else []
+        )
         if wanted & set(targets):
             out.append(ast.get_source_segment(text, node, padded=False))
             wanted -= set(targets)
@@ -258,16 +324,25 @@ def task_yaml(name: str, spec: Export) -> str:
     from lmms_eval import utils
 
     config = utils.load_yaml_config(str(tasks_dir() / spec.folder / "_default_template_yaml"), mode="simple")
-    lines = [f"# {spec.title} under {spec.protocol}.", f"# Exported by `biores export-task {name}`; see README.md.",
-             f"task: {name}", f"dataset_path: {config['dataset_path']}"]
+    lines = [
+        f"# {spec.title} under {spec.protocol}.",
+        f"# Exported by `biores export-task {name}`; see README.md.",
+        f"task: {name}",
+        f"dataset_path: {config['dataset_path']}",
+    ]
     for key in ("dataset_kwargs", "test_split", "output_type"):
         if key in config:
             lines.append(f"{key}: {json.dumps(config[key])}")
-    lines += ["process_docs: !function utils.process_docs", "doc_to_visual: !function utils.doc_to_visual",
-              "doc_to_text: !function utils.doc_to_text", "doc_to_messages: !function utils.doc_to_messages",
-              f"doc_to_target: {'!function utils.doc_to_target' if name in ('pmc_vqa', 'ubench') else 'answer'}",
-              "process_results: !function utils.process_results",
-              f"generation_kwargs: {json.dumps(config['generation_kwargs'])}", "metric_list:"]
+    lines += [
+        "process_docs: !function utils.process_docs",
+        "doc_to_visual: !function utils.doc_to_visual",
+        "doc_to_text: !function utils.doc_to_text",
+        "doc_to_messages: !function utils.doc_to_messages",
+        f"doc_to_target: {'!function utils.doc_to_target' if name in ('pmc_vqa', 'ubench') else 'answer'}",
+        "process_results: !function utils.process_results",
+        f"generation_kwargs: {json.dumps(config['generation_kwargs'])}",
+        "metric_list:",
+    ]
     for metric in spec.metrics:
         aggregation = "mean" if name == "pmc_vqa" else f"!function utils.{_CUSTOM_AGG[metric]}"
         lines += [f"  - metric: {metric}", f"    aggregation: {aggregation}", "    higher_is_better: true"]
@@ -279,12 +354,16 @@ def task_yaml(name: str, spec: Export) -> str:
 
 def readme(name: str, spec: Export, out: Path) -> str:
     source = (tasks_dir() / spec.folder / "README.md").read_text()
-    protocol = source[source.index("## Protocol"):].split("\n## ")[0] if "## Protocol" in source else ""
-    protocol = "## Protocol" + protocol[protocol.index("\n"):] if protocol else ""  # no biores sweep names
-    protocol = protocol.replace("biores_plugin/task_library/protocols.py", "utils.py").replace("all in `utils.py`", "all in `utils.py`")
+    protocol = source[source.index("## Protocol") :].split("\n## ")[0] if "## Protocol" in source else ""
+    protocol = "## Protocol" + protocol[protocol.index("\n") :] if protocol else ""  # no biores sweep names
+    protocol = protocol.replace("biores_plugin/task_library/protocols.py", "utils.py").replace(
+        "all in `utils.py`", "all in `utils.py`"
+    )
     return (
         f"# {name}: {spec.title}\n\n{spec.protocol}. Exported by `biores export-task {name}` for contribution to\n"
-        "lmms-eval: a stock lmms-eval loads it through `--include_path` (or as `lmms_eval/tasks/" + name + "`); it imports\n"
+        "lmms-eval: a stock lmms-eval loads it through `--include_path` (or as `lmms_eval/tasks/"
+        + name
+        + "`); it imports\n"
         "nothing from biores. It is biores' native point; biores' own task adds the resolution sweep.\n\n"
         f"{protocol.strip()}\n\n## Run\n\n```bash\nlmms-eval --include_path {out.resolve()} --model MODEL --model_args ... \\\n"
         f"    --tasks {name} --log_samples --output_path results/\n```\n"
@@ -293,10 +372,15 @@ def readme(name: str, spec: Export, out: Path) -> str:
 
 def export_task(name: str, out: str | Path) -> Path:
     """Write ``out/<name>/`` (``<name>.yaml``, ``utils.py``, ``README.md``) and return it."""
-    key = name[len("biores_"):] if name.startswith("biores_") else name
+    key = name[len("biores_") :] if name.startswith("biores_") else name
     if key not in EXPORTS:
-        extra = " (biores' own synthetic benchmark needs biores to generate its data)" if key == "synth" else \
-            " (lmms-eval ships it already: biores' sweep wraps that task)" if key in ("slake", "microvqa") else ""
+        extra = (
+            " (biores' own synthetic benchmark needs biores to generate its data)"
+            if key == "synth"
+            else " (lmms-eval ships it already: biores' sweep wraps that task)"
+            if key in ("slake", "microvqa")
+            else ""
+        )
         raise BioresConfigError(f"cannot export {name!r}{extra}; exportable: {', '.join(sorted(EXPORTS))}")
     spec = EXPORTS[key]
     folder = Path(out) / key
@@ -320,5 +404,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     for name in args.names:
         folder = export_task(name, args.out)
-        print(f"wrote {folder}; run with: lmms-eval --include_path {Path(args.out).resolve()} --tasks {folder.name} ...")
+        print(
+            f"wrote {folder}; run with: lmms-eval --include_path {Path(args.out).resolve()} --tasks {folder.name} ..."
+        )
     return 0

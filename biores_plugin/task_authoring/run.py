@@ -178,11 +178,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", required=True, help="lmms-eval --tasks")
     from ..resolution import add_resolution_arguments
 
-    add_resolution_arguments(parser, ("max_pixels", "min_pixels"), dashes=True, min_pixels=28 * 28, options={
-        "max_pixels": {"required": True, "type": parse_budgets,
-                       "help": "comma-separated pixel budgets, e.g. 50176,1000000,12845056 (the study's)"},
-        "min_pixels": {"help": "the processor's min_pixels at every budget (default 784, the study's: no upsampling)"},
-    })
+    add_resolution_arguments(
+        parser,
+        ("max_pixels", "min_pixels"),
+        dashes=True,
+        min_pixels=28 * 28,
+        options={
+            "max_pixels": {
+                "required": True,
+                "type": parse_budgets,
+                "help": "comma-separated pixel budgets, e.g. 50176,1000000,12845056 (the study's)",
+            },
+            "min_pixels": {
+                "help": "the processor's min_pixels at every budget (default 784, the study's: no upsampling)"
+            },
+        },
+    )
     parser.add_argument(
         "--output_path", required=True, help="folder; each budget runs into <output_path>/max_pixels_<N>/"
     )

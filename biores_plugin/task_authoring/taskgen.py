@@ -37,7 +37,11 @@ def shipped_datasets() -> dict[str, Path]:
     from ..task_library.folders import tasks_dir
 
     root = tasks_dir()
-    return {p.name[len("biores_"):]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith("biores_") and folder_sweeps(p)}
+    return {
+        p.name[len("biores_") :]: p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and p.name.startswith("biores_") and folder_sweeps(p)
+    }
 
 
 def variant_yaml(task: str, resolution: int, template: str = TEMPLATE) -> str:
@@ -45,12 +49,7 @@ def variant_yaml(task: str, resolution: int, template: str = TEMPLATE) -> str:
     what = "native resolution (no resizing)" if label == "native" else f"longest side {label} px (downsampled only)"
     if resolution < 0:
         what = f"{level_display(label)} (from each image's pixel size; never upsampled)"
-    return (
-        f"# {what}\n"
-        f"include: {template}\n"
-        f"task: {task}_{label}\n"
-        f"process_docs: !function utils.process_docs_{label}\n"
-    )
+    return f"# {what}\ninclude: {template}\ntask: {task}_{label}\nprocess_docs: !function utils.process_docs_{label}\n"
 
 
 def group_yaml(task: str, resolutions: Sequence[int]) -> str:
@@ -85,25 +84,31 @@ def write_sweep(
     wanted = {f"{task}_{resolution_label(r)}.yaml" for r in values} | {f"{task}_sweep.yaml"}
     if prune:
         for old in folder.glob(f"{task}_*.yaml"):
-            label = old.stem[len(task) + 1:]
+            label = old.stem[len(task) + 1 :]
             if old.name not in wanted and (label.isdigit() or label == "native" or level_display(label) != label):
                 old.unlink()
     for r in values:
-        written.append(atomic_write_text(folder / f"{task}_{resolution_label(r)}.yaml", variant_yaml(task, r, template)))
+        written.append(
+            atomic_write_text(folder / f"{task}_{resolution_label(r)}.yaml", variant_yaml(task, r, template))
+        )
     written.append(atomic_write_text(folder / f"{task}_sweep.yaml", group_yaml(task, values)))
     return written
 
 
-def write_custom_sweep(dataset: str, resolutions: Iterable[int | str], out: str | Path, name: str | None = None) -> Path:
+def write_custom_sweep(
+    dataset: str, resolutions: Iterable[int | str], out: str | Path, name: str | None = None
+) -> Path:
     """A task folder for ``dataset`` at other resolutions (for ``--include_path``): the shipped
     folder's templates with utils re-exported, and for a wrapped data set (SLAKE, MicroVQA) the
     lmms-eval task wrapped again (``biores sweep``)."""
     from .wrap import SHIPPED, Source, write_task_sweep
 
     datasets = shipped_datasets()
-    wrapped = {prefix[len("biores_"):]: spec for prefix, spec in SHIPPED.items()}
+    wrapped = {prefix[len("biores_") :]: spec for prefix, spec in SHIPPED.items()}
     if dataset not in datasets and dataset not in wrapped:
-        raise BioresConfigError(f"unknown dataset {dataset!r}; biores ships: {', '.join(sorted({*datasets, *wrapped}))}")
+        raise BioresConfigError(
+            f"unknown dataset {dataset!r}; biores ships: {', '.join(sorted({*datasets, *wrapped}))}"
+        )
     task = name or f"biores_{dataset}_r"
     if not task.replace("_", "").isalnum():
         raise BioresConfigError(f"task name must be letters, digits and underscores, got {task!r}")
@@ -138,7 +143,7 @@ def write_custom_sweep(dataset: str, resolutions: Iterable[int | str], out: str 
     sweeps = []
     for prefix, template in folder_sweeps(source).items():
         shutil.copyfile(source / template, folder / template)
-        custom = task + prefix[len(source.name):]  # biores_x_direct -> <task>_direct
+        custom = task + prefix[len(source.name) :]  # biores_x_direct -> <task>_direct
         write_sweep(folder, custom, resolutions, template=template)
         sweeps.append(custom)
     if dataset in wrapped:
@@ -159,7 +164,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the shipped data sets and their task folders")
     parser.add_argument("--path", action="store_true", help="print the folder to pass as lmms-eval --include_path")
     parser.add_argument("--dataset", help="data set to write a sweep for (see --list)")
-    parser.add_argument("--resolutions", default=",".join(map(str, DEFAULT_RESOLUTIONS)), help="comma list, e.g. 128,256,512,native, or pixel sizes 2um,1um,0.5um,native (ubench)")
+    parser.add_argument(
+        "--resolutions",
+        default=",".join(map(str, DEFAULT_RESOLUTIONS)),
+        help="comma list, e.g. 128,256,512,native, or pixel sizes 2um,1um,0.5um,native (ubench)",
+    )
     parser.add_argument("--out", help="folder to write the task folder into")
     parser.add_argument("--name", help="task name prefix (default biores_<dataset>_r)")
 
@@ -177,10 +186,14 @@ def run(args: argparse.Namespace) -> int:
             for prefix in folder_sweeps(folder):
                 print(f"{dataset:<10} {prefix}_sweep  {folder}")
         for prefix, (rel, source_task, _extras) in SHIPPED.items():
-            print(f"{prefix[len('biores_'):]:<10} {prefix}_sweep  lmms-eval's {source_task} wrapped ({rel})")
+            print(f"{prefix[len('biores_') :]:<10} {prefix}_sweep  lmms-eval's {source_task} wrapped ({rel})")
         return 0
     if not args.out:
         raise BioresConfigError("--out is required with --dataset")
-    folder = write_custom_sweep(args.dataset, [r for r in args.resolutions.split(",") if r.strip()], args.out, args.name)
-    print(f"wrote {folder}; run with: lmms-eval --include_path {Path(args.out).resolve()} --tasks {folder.name}_sweep ...")
+    folder = write_custom_sweep(
+        args.dataset, [r for r in args.resolutions.split(",") if r.strip()], args.out, args.name
+    )
+    print(
+        f"wrote {folder}; run with: lmms-eval --include_path {Path(args.out).resolve()} --tasks {folder.name}_sweep ..."
+    )
     return 0

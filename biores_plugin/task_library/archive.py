@@ -48,7 +48,9 @@ def inside_root(root: Path | str, name: str) -> Path:
     path = root / check_member_name(name, root)
     resolved = path.resolve()
     if not any(resolved == r or r in resolved.parents for r in _allowed_roots(root)):
-        raise UnsafePathError(f"image path {name!r} resolves to {resolved}, outside the data root {root} (a symlink leaves it)")
+        raise UnsafePathError(
+            f"image path {name!r} resolves to {resolved}, outside the data root {root} (a symlink leaves it)"
+        )
     return path
 
 
@@ -160,13 +162,24 @@ def _missing(env: str, repo_id: str, patterns: Sequence[str], what: str, reason:
 
 
 @lru_cache(maxsize=8)
-def _archive(env_value: str, env: str, repo_id: str, zips: tuple, folders: tuple, what: str, hub_files: tuple, bare_first: bool = False) -> ImageArchive:
+def _archive(
+    env_value: str,
+    env: str,
+    repo_id: str,
+    zips: tuple,
+    folders: tuple,
+    what: str,
+    hub_files: tuple,
+    bare_first: bool = False,
+) -> ImageArchive:
     root = data_root(env, repo_id, [*hub_files, *(f"{f}/*" for f in folders)], what)
     archive = ImageArchive(root, zips, folders, bare_first=bare_first)
     if not archive:
         looked = ", ".join([*zips, *(f + "/" for f in folders)])
         if env_value:
-            raise BioresConfigError(f"{env}={env_value} holds no {what} (none of {looked}); add them (see the task's README.md)")
+            raise BioresConfigError(
+                f"{env}={env_value} holds no {what} (none of {looked}); add them (see the task's README.md)"
+            )
         raise BioresConfigError(_missing(env, repo_id, hub_files, what, f"none of {looked} in the hub snapshot {root}"))
     return archive
 

@@ -21,8 +21,20 @@ _LM_DIGIT_COMMA = re.compile(r"(\d)(,)(\d)")
 #: a period not followed by a digit (LLaVA-Med's look-behind is written as a look-ahead, so a
 #: preceding digit does not protect it; only a following digit does)
 _LM_PERIOD = re.compile(r"\.(?!\d)")
-_LM_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-                 "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_LM_NUMBER_WORDS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _LM_ARTICLES = {"a", "an", "the"}
 
 

@@ -59,7 +59,9 @@ def choose_option(response: Any, options: Sequence[str], letters: bool = False) 
         if not key:
             continue
         pos = norm.find(f" {key} ")
-        if pos >= 0 and (best_pos is None or pos < best_pos or (pos == best_pos and len(key) > len(normalize_answer(best)))):
+        if pos >= 0 and (
+            best_pos is None or pos < best_pos or (pos == best_pos and len(key) > len(normalize_answer(best)))
+        ):
             best, best_pos = option, pos
     return best
 
@@ -145,7 +147,9 @@ def lettered(options: Sequence[Any], style: str = "{letter}. {text}") -> str:
     return "\n".join(style.format(letter=LETTERS[i], text=str(text).strip()) for i, text in enumerate(options))
 
 
-def choice_record(doc: dict[str, Any], response: Any, options: Sequence[str], correct: int, **extra: Any) -> dict[str, Any]:
+def choice_record(
+    doc: dict[str, Any], response: Any, options: Sequence[str], correct: int, **extra: Any
+) -> dict[str, Any]:
     """A multiple-choice sample: the option the response names (letter first) against ``correct``."""
     options = [str(o) for o in options]
     chosen = choose_option(response, options, letters=True)

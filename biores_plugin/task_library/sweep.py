@@ -209,7 +209,9 @@ def prompt_text(question: Any, lmms_eval_specific_kwargs: dict | None = None) ->
     return f"{kwargs.get('pre_prompt', '')}{str(question).strip()}{kwargs.get('post_prompt', '')}"
 
 
-def chat_messages(images: Image.Image | Sequence[Image.Image], text: str, *, text_first: bool = False) -> list[dict[str, Any]]:
+def chat_messages(
+    images: Image.Image | Sequence[Image.Image], text: str, *, text_first: bool = False
+) -> list[dict[str, Any]]:
     """lmms-eval's chat format: one user turn with the image(s), then the text (or text first)."""
     parts = [{"type": "image", "url": im} for im in ([images] if isinstance(images, Image.Image) else images)]
     text_part = [{"type": "text", "text": text}]
@@ -236,8 +238,9 @@ def sweep_getattr(
         m = _PROCESS_DOCS.match(name)
         if not m:
             raise AttributeError(name)
-        functions = sweep_functions([m.group(1)], prepare, image_column=image_column, sizes_fn=sizes_fn,
-                                    mpp_column=mpp_column)
+        functions = sweep_functions(
+            [m.group(1)], prepare, image_column=image_column, sizes_fn=sizes_fn, mpp_column=mpp_column
+        )
         return next(iter(functions.values()))
 
     return module_getattr

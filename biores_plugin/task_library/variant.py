@@ -50,8 +50,14 @@ class Adapter:
     def archive(self) -> Any:
         from .archive import image_archive
 
-        return image_archive(self.env, self.repo_id, list(self.zips), list(self.folders),
-                             f"images ({', '.join(self.zips)})", bare_first=True)
+        return image_archive(
+            self.env,
+            self.repo_id,
+            list(self.zips),
+            list(self.folders),
+            f"images ({', '.join(self.zips)})",
+            bare_first=True,
+        )
 
 
 #: Known data sets: the local-copy variable and, where the task reads images itself, the adapter.
@@ -110,14 +116,19 @@ class Variant:
             if _is_cell(cells):
                 out[column] = self._decode(doc_id, checked_images.cell_source(column, cells), cells)
             elif isinstance(cells, list) and cells and all(c is None or _is_cell(c) for c in cells):
-                out[column] = [self._decode(doc_id, checked_images.cell_source(column, c, k), c) for k, c in enumerate(cells)]
+                out[column] = [
+                    self._decode(doc_id, checked_images.cell_source(column, c, k), c) for k, c in enumerate(cells)
+                ]
         adapter = self.adapter
         if adapter is not None and not isinstance(out.get(adapter.inject), Image.Image):
             member = str(out[adapter.field])
             archive = adapter.archive()
             image = checked_images.checked(
-                self.name, doc_id, f"{archive.describe()} member {member!r}",
-                lambda: checked_images.decode(archive.read(member), exif_transpose=adapter.exif_transpose), skip=self.skip,
+                self.name,
+                doc_id,
+                f"{archive.describe()} member {member!r}",
+                lambda: checked_images.decode(archive.read(member), exif_transpose=adapter.exif_transpose),
+                skip=self.skip,
             )
             out[adapter.inject] = checked_images.placeholder() if image is None else image
         return out
@@ -125,7 +136,9 @@ class Variant:
     def _decode(self, doc_id: Any, source: str, cell: Any) -> Any:
         if cell is None:
             return None
-        image = checked_images.checked(self.name, doc_id, source, lambda: checked_images.decode_cell(cell), skip=self.skip)
+        image = checked_images.checked(
+            self.name, doc_id, source, lambda: checked_images.decode_cell(cell), skip=self.skip
+        )
         return checked_images.placeholder() if image is None else image
 
     def sweep(self, visual: Any, doc: dict[str, Any]) -> Any:
@@ -134,14 +147,21 @@ class Variant:
             return resize_visual(visual, self.level)
         if isinstance(visual, (str, os.PathLike)) and str(visual).lower().endswith(_IMAGE_EXTS):
             source = f"file {os.fspath(visual)!r}"
-            image = checked_images.checked(self.name, doc.get("biores_doc_id", -1), source,
-                                           lambda: checked_images.decode(Path(visual).read_bytes()), skip=self.skip)
+            image = checked_images.checked(
+                self.name,
+                doc.get("biores_doc_id", -1),
+                source,
+                lambda: checked_images.decode(Path(visual).read_bytes()),
+                skip=self.skip,
+            )
             if image is None:
                 return checked_images.placeholder()
             return visual if self.level == NATIVE else resize_visual(image, self.level)
         if self.level == NATIVE:
             return visual
-        raise BioresConfigError(f"{self.name}: the task gives a {type(visual).__name__} visual; biores sweeps resize images only")
+        raise BioresConfigError(
+            f"{self.name}: the task gives a {type(visual).__name__} visual; biores sweeps resize images only"
+        )
 
     # -- the yaml's functions
 
@@ -165,8 +185,9 @@ class Variant:
             for row, size in enumerate(adapter.archive().sizes([str(n) for n in dataset[adapter.field]])):
                 per_doc[row].append(size)
         sizes = [_largest(s) for s in per_doc]
-        return add_resolution_columns(dataset, self.level, image_column=None, sizes=sizes,
-                                      extra={"biores_n_images": [len(s) for s in per_doc]})
+        return add_resolution_columns(
+            dataset, self.level, image_column=None, sizes=sizes, extra={"biores_n_images": [len(s) for s in per_doc]}
+        )
 
     def visual_function(self) -> Callable[..., list[Any]]:
         original = self._fn("doc_to_visual")
@@ -180,11 +201,14 @@ class Variant:
             return [self.sweep(v, doc) for v in produced]
 
         if callable(original) and len(inspect.signature(original).parameters) == 2:
+
             def doc_to_visual(doc, lmms_eval_specific_kwargs=None):  # noqa: ANN001 - lmms-eval's arity check
                 return visuals(doc, lmms_eval_specific_kwargs)
         else:
+
             def doc_to_visual(doc):  # noqa: ANN001
                 return visuals(doc)
+
         return doc_to_visual
 
     def messages_function(self) -> Callable[..., Any]:
@@ -282,7 +306,9 @@ def _original(yaml_path: str) -> dict[str, Any]:
 def load_spec(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / SPEC_FILE
     if not path.is_file():
-        raise BioresConfigError(f"{folder} is not a biores sweep folder (no {SPEC_FILE}); write one with `biores sweep`")
+        raise BioresConfigError(
+            f"{folder} is not a biores sweep folder (no {SPEC_FILE}); write one with `biores sweep`"
+        )
     return json.loads(path.read_text())
 
 
@@ -293,7 +319,9 @@ def variant(folder: str | Path, name: str) -> Variant:
         if key not in _VARIANTS:
             spec = load_spec(folder)
             if name not in spec["variants"]:
-                raise BioresConfigError(f"{name!r} is not a variant of the sweep in {folder} ({', '.join(spec['variants'])})")
+                raise BioresConfigError(
+                    f"{name!r} is not a variant of the sweep in {folder} ({', '.join(spec['variants'])})"
+                )
             _VARIANTS[key] = Variant(name, int(spec["variants"][name]), spec, _original(spec["yaml"]))
         return _VARIANTS[key]
 

@@ -24,8 +24,15 @@ from .scoring import (  # noqa: F401  (re-exported task functions)
 from .sweep import chat_messages, doc_images, prompt_text, skipped_results, sweep_getattr
 
 __all__ = [
-    "aggregate_accuracy", "aggregate_closed", "aggregate_open", "aggregate_open_recall", "aggregate_skipped",
-    "direct_process_results", "doc_to_messages", "doc_to_text", "doc_to_visual",
+    "aggregate_accuracy",
+    "aggregate_closed",
+    "aggregate_open",
+    "aggregate_open_recall",
+    "aggregate_skipped",
+    "direct_process_results",
+    "doc_to_messages",
+    "doc_to_text",
+    "doc_to_visual",
     "process_results",
 ]
 
@@ -50,7 +57,11 @@ def process_results(doc: dict[str, Any], results: list[Any]) -> dict[str, Any]:
     """LLaVA-Med's scores: closed questions their yes/no hit, open ones their token recall;
     ``accuracy`` pools the per-question scores (the sweep's single number)."""
     response = results[0] if results else ""
-    record = {**llava_med_record(response, doc["answer"], doc["question_type"] == CLOSED), "response": str(response), **sweep_fields(doc)}
+    record = {
+        **llava_med_record(response, doc["answer"], doc["question_type"] == CLOSED),
+        "response": str(response),
+        **sweep_fields(doc),
+    }
     return skipped_results(doc, {"accuracy": record, "closed_accuracy": record, "open_recall": record})
 
 

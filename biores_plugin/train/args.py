@@ -24,43 +24,87 @@ from .towers import pretrained_tower_config
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(default="tiny", metadata={"help": "a LLaVA or Qwen2-VL family checkpoint folder, a language model folder (with --vision_tower), or 'tiny'"})
-    version: str = field(default="plain", metadata={"help": "conversation template: plain, v1, llama_3, qwen_2 (LLaVA's) or template (the tokenizer's chat template)"})
-    vision_tower: Optional[str] = field(default=None, metadata={"help": "a CLIP/SigLIP tower folder; for 'tiny' also siglip or clip (random)"})
-    mm_vision_select_layer: Optional[int] = field(default=None, metadata={"help": "tower layer the projector reads (LLaVA's; default -2 when composing)"})
-    pretrain_mm_mlp_adapter: Optional[str] = field(default=None, metadata={"help": "stage 2: the mm_projector.bin stage 1 wrote"})
-    mm_projector_type: str = field(default="mlp2x_gelu", metadata={"help": "mlp2x_gelu (LLaVA's), with LayerNorm when merge_size > 1"})
-    tune_mm_mlp_adapter: bool = field(default=False, metadata={"help": "train only the projector (LLaVA pretraining stage)"})
+    model_name_or_path: str = field(
+        default="tiny",
+        metadata={
+            "help": "a LLaVA or Qwen2-VL family checkpoint folder, a language model folder (with --vision_tower), or 'tiny'"
+        },
+    )
+    version: str = field(
+        default="plain",
+        metadata={
+            "help": "conversation template: plain, v1, llama_3, qwen_2 (LLaVA's) or template (the tokenizer's chat template)"
+        },
+    )
+    vision_tower: Optional[str] = field(
+        default=None, metadata={"help": "a CLIP/SigLIP tower folder; for 'tiny' also siglip or clip (random)"}
+    )
+    mm_vision_select_layer: Optional[int] = field(
+        default=None, metadata={"help": "tower layer the projector reads (LLaVA's; default -2 when composing)"}
+    )
+    pretrain_mm_mlp_adapter: Optional[str] = field(
+        default=None, metadata={"help": "stage 2: the mm_projector.bin stage 1 wrote"}
+    )
+    mm_projector_type: str = field(
+        default="mlp2x_gelu", metadata={"help": "mlp2x_gelu (LLaVA's), with LayerNorm when merge_size > 1"}
+    )
+    tune_mm_mlp_adapter: bool = field(
+        default=False, metadata={"help": "train only the projector (LLaVA pretraining stage)"}
+    )
     freeze_vision_tower: bool = field(default=False)
-    mm_vision_tower_lr: Optional[float] = field(default=None, metadata={"help": "learning rate of the vision tower (default: --learning_rate)"})
-    tiny_config: Optional[str] = field(default=None, metadata={"help": "JSON overrides for the tiny model (vision_hidden, text_layers, ...)"})
+    mm_vision_tower_lr: Optional[float] = field(
+        default=None, metadata={"help": "learning rate of the vision tower (default: --learning_rate)"}
+    )
+    tiny_config: Optional[str] = field(
+        default=None, metadata={"help": "JSON overrides for the tiny model (vision_hidden, text_layers, ...)"}
+    )
     attn_implementation: Optional[str] = field(default=None)
     vision_backend: str = field(default="auto", metadata={"help": "packed vision attention backend"})
-    image_placement: str = field(default="before", metadata={"help": "where a prompt without <image> gets its image tokens: before or after the text"})
+    image_placement: str = field(
+        default="before",
+        metadata={"help": "where a prompt without <image> gets its image tokens: before or after the text"},
+    )
     torch_dtype: str = field(
         default="float32",
         metadata={"help": "dtype of the trained weights: float32, bfloat16, float16 or auto (the checkpoint's)"},
     )
-    init: str = field(default="torch", metadata={"help": "for tiny models: 'torch' (PyTorch module defaults) or 'hf' (transformers' N(0, 0.02))"})
+    init: str = field(
+        default="torch",
+        metadata={"help": "for tiny models: 'torch' (PyTorch module defaults) or 'hf' (transformers' N(0, 0.02))"},
+    )
 
 
 @dataclass
 class DataArguments(ResolutionConfig):
     """LLaVA's data flags plus the shared resolution flags (``image_aspect_ratio``, ``min_pixels``, ...)."""
 
-    data_path: Optional[str] = field(default=None, metadata={"help": "LLaVA conversation JSON, or a biores synth folder (synth:DIR or DIR with meta.json)"})
+    data_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "LLaVA conversation JSON, or a biores synth folder (synth:DIR or DIR with meta.json)"},
+    )
     image_folder: Optional[str] = field(default=None)
     image_grid_pinpoints: Optional[str] = field(default=None)
     mm_patch_merge_type: str = field(default="flat")
-    answer_loss_weights: Optional[str] = field(default=None, metadata={"help": "loss weight per question type, e.g. fine=3,coarse=1"})
+    answer_loss_weights: Optional[str] = field(
+        default=None, metadata={"help": "loss weight per question type, e.g. fine=3,coarse=1"}
+    )
     max_samples: Optional[int] = field(default=None)
-    mixed_schedule: str = field(default="draw", metadata={"help": "how --mixed_resolution reaches the batches: draw, dataset, balanced or paired (train/mixing.py)"})
-    mixed_loss_normalization: str = field(default="token", metadata={"help": "token (one mean over answer tokens) or per_resolution"})
+    mixed_schedule: str = field(
+        default="draw",
+        metadata={
+            "help": "how --mixed_resolution reaches the batches: draw, dataset, balanced or paired (train/mixing.py)"
+        },
+    )
+    mixed_loss_normalization: str = field(
+        default="token", metadata={"help": "token (one mean over answer tokens) or per_resolution"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if str(self.image_aspect_ratio).lower().startswith("anyres"):
-            raise BioresConfigError("biores-train trains native, downsample and fixed policies; anyres training needs LLaVA-NeXT")
+            raise BioresConfigError(
+                "biores-train trains native, downsample and fixed policies; anyres training needs LLaVA-NeXT"
+            )
         if self.merge_size not in (1, 2):
             raise BioresConfigError(f"--merge_size must be 1 or 2, got {self.merge_size}")
         parse_loss_weights(self.answer_loss_weights)
@@ -83,11 +127,18 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_alpha: int = field(default=16)
     lora_dropout: float = field(default=0.05)
     lora_bias: str = field(default="none")
-    lora_save: str = field(default="merged", metadata={"help": "merged (a plain checkpoint) or adapter (peft adapter files)"})
+    lora_save: str = field(
+        default="merged", metadata={"help": "merged (a plain checkpoint) or adapter (peft adapter files)"}
+    )
     max_visual_tokens_per_batch: Optional[int] = field(
         default=None, metadata={"help": "cap on the image tokens of one forward: batches end early to stay under it"}
     )
-    pack_sequences: bool = field(default=True, metadata={"help": "padding-free LM batches: a batch's samples in one row with per-sample position ids / cu_seqlens (same loss as padding)"})
+    pack_sequences: bool = field(
+        default=True,
+        metadata={
+            "help": "padding-free LM batches: a batch's samples in one row with per-sample position ids / cu_seqlens (same loss as padding)"
+        },
+    )
 
 
 def parse_loss_weights(spec: Optional[str]) -> dict[str, float]:
@@ -120,7 +171,9 @@ def resolve_deepspeed(argv: list[str]) -> list[str]:
             path = DS_CONFIGS / f"{value}.json" if (DS_CONFIGS / f"{value}.json").is_file() else Path(value)
             if not path.is_file():
                 shipped = ", ".join(sorted(p.stem for p in DS_CONFIGS.glob("*.json")))
-                raise BioresConfigError(f"--deepspeed {value!r} is neither a shipped config ({shipped}) nor a JSON file")
+                raise BioresConfigError(
+                    f"--deepspeed {value!r} is neither a shipped config ({shipped}) nor a JSON file"
+                )
             try:
                 json.loads(path.read_text())
             except json.JSONDecodeError as exc:
@@ -128,7 +181,9 @@ def resolve_deepspeed(argv: list[str]) -> list[str]:
             import importlib.util
 
             if importlib.util.find_spec("deepspeed") is None:
-                raise BioresConfigError(f"--deepspeed {value} needs the deepspeed package (pip install deepspeed); the config is {path}")
+                raise BioresConfigError(
+                    f"--deepspeed {value} needs the deepspeed package (pip install deepspeed); the config is {path}"
+                )
             if "=" in arg:
                 argv[i] = f"--deepspeed={path}"
             else:
@@ -148,7 +203,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
             argv += ["--ddp_backend", "gloo"]
     argv = resolve_deepspeed(argv)
     parser = transformers.HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    model_args, data_args, training_args, unknown = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True
+    )
     if unknown:
         raise BioresConfigError(f"unknown flag(s): {' '.join(unknown)}")
     if not data_args.data_path:
@@ -161,7 +218,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[ModelArguments, Da
     if model_args.model_name_or_path == "tiny":
         pretrained_tower_config(model_args.vision_tower)  # a tower kind or a saved tower folder
     else:
-        checkpoint_kind(model_args.model_name_or_path, training=True, flag="--model_name_or_path")  # a one-line error before any weight is allocated
+        checkpoint_kind(
+            model_args.model_name_or_path, training=True, flag="--model_name_or_path"
+        )  # a one-line error before any weight is allocated
     if model_args.pretrain_mm_mlp_adapter and not Path(model_args.pretrain_mm_mlp_adapter).is_file():
         raise BioresConfigError(f"--pretrain_mm_mlp_adapter {model_args.pretrain_mm_mlp_adapter} does not exist")
     return model_args, data_args, training_args

@@ -86,7 +86,9 @@ def check_tiny_config(text: Optional[str]) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BioresConfigError(f"--tiny_config is not valid JSON: {exc.msg}") from None
     if not isinstance(values, dict):
-        raise BioresConfigError(f"--tiny_config must be a JSON object like '{{\"text_hidden\": 64}}', got {type(values).__name__}")
+        raise BioresConfigError(
+            f"--tiny_config must be a JSON object like '{{\"text_hidden\": 64}}', got {type(values).__name__}"
+        )
     known = [n for n, p in inspect.signature(tiny_llava_config).parameters.items() if p.kind is p.KEYWORD_ONLY]
     fixed = {"tower", "image_token_id", "pad_token_id", "bos_token_id", "eos_token_id", "resolution"}
     allowed = [k for k in known if k not in fixed]
@@ -117,16 +119,22 @@ def check_sharding(training_args: Any) -> None:
 
     check_cpu_fsdp(training_args)  # FSDP2 runs on CPU (train/sharded.py); one process or FSDP1 would not shard
     if training_args.deepspeed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise BioresConfigError("DeepSpeed with several CPU processes: each rank would train alone with its own data; run DeepSpeed on GPUs")
+        raise BioresConfigError(
+            "DeepSpeed with several CPU processes: each rank would train alone with its own data; run DeepSpeed on GPUs"
+        )
 
 
 def check_training_flags(training_args: Any) -> None:
     """Flags transformers would accept and then fail on (or silently ignore) later."""
     check_sharding(training_args)
     if training_args.per_device_train_batch_size < 1:
-        raise BioresConfigError(f"--per_device_train_batch_size must be at least 1, got {training_args.per_device_train_batch_size}")
+        raise BioresConfigError(
+            f"--per_device_train_batch_size must be at least 1, got {training_args.per_device_train_batch_size}"
+        )
     if training_args.gradient_accumulation_steps < 1:
-        raise BioresConfigError(f"--gradient_accumulation_steps must be at least 1, got {training_args.gradient_accumulation_steps}")
+        raise BioresConfigError(
+            f"--gradient_accumulation_steps must be at least 1, got {training_args.gradient_accumulation_steps}"
+        )
     from .lora import check_lora_flags
 
     check_lora_flags(training_args)
@@ -134,6 +142,10 @@ def check_training_flags(training_args: Any) -> None:
     if resume and str(resume).lower() not in ("last", "latest", "true", "auto"):
         path = Path(resume)
         if not path.is_dir():
-            raise BioresConfigError(f"--resume_from_checkpoint {resume} does not exist (use 'last' for the newest checkpoint in --output_dir)")
+            raise BioresConfigError(
+                f"--resume_from_checkpoint {resume} does not exist (use 'last' for the newest checkpoint in --output_dir)"
+            )
         if not (path / "trainer_state.json").is_file():
-            raise BioresConfigError(f"--resume_from_checkpoint {resume} is not a checkpoint folder (no trainer_state.json)")
+            raise BioresConfigError(
+                f"--resume_from_checkpoint {resume} is not a checkpoint folder (no trainer_state.json)"
+            )

@@ -21,18 +21,34 @@ from ..models.native_llava import BioresLlavaForConditionalGeneration
 from .checks import check_memory
 
 IMAGE_TOKEN = "<image>"
-TOWER_TYPES = {"clip_vision_model": "clip", "clip": "clip", "siglip_vision_model": "siglip", "siglip": "siglip",
-               "siglip2_vision_model": "siglip2", "siglip2": "siglip2"}
+TOWER_TYPES = {
+    "clip_vision_model": "clip",
+    "clip": "clip",
+    "siglip_vision_model": "siglip",
+    "siglip": "siglip",
+    "siglip2_vision_model": "siglip2",
+    "siglip2": "siglip2",
+}
 _VICUNA = "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions."
 _LLAMA3 = "You are a helpful language and vision assistant. You are able to understand the visual content that the user provides, and assist the user with a variety of tasks using natural language."
 # (system prefix, user turn start, user turn end, assistant turn start, assistant turn end)
 TEMPLATES = {
     "plain": ("", "", "", "", "{{ eos_token }}"),
     "v1": (_VICUNA + " ", "USER: ", " ", "ASSISTANT:", "{{ eos_token }}"),
-    "llama_3": ("<|start_header_id|>system<|end_header_id|>\n\n" + _LLAMA3 + "<|eot_id|>", "<|start_header_id|>user<|end_header_id|>\n\n",
-                "<|eot_id|>", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>"),
-    "qwen_2": ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n",
-               "<|im_start|>assistant\n", "<|im_end|>\n"),
+    "llama_3": (
+        "<|start_header_id|>system<|end_header_id|>\n\n" + _LLAMA3 + "<|eot_id|>",
+        "<|start_header_id|>user<|end_header_id|>\n\n",
+        "<|eot_id|>",
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        "<|eot_id|>",
+    ),
+    "qwen_2": (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n",
+        "<|im_start|>user\n",
+        "<|im_end|>\n",
+        "<|im_start|>assistant\n",
+        "<|im_end|>\n",
+    ),
 }
 VERSIONS = (*TEMPLATES, "template")
 
@@ -40,16 +56,37 @@ VERSIONS = (*TEMPLATES, "template")
 def chat_template(version: str) -> str:
     """LLaVA's conversation ``version`` as a Jinja chat template (string or structured content)."""
     system, u0, u1, a0, a1 = TEMPLATES[version]
-    content = ("{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for p in m['content'] %}"
-               "{% if p['type'] == 'image' %}" + IMAGE_TOKEN + "\n{% elif p['type'] == 'text' %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}")
-    return ("{{ '" + _esc(system) + "' }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '" + _esc(u0) + "' }}" + content
-            + "{{ '" + _esc(u1) + "' }}{% elif m['role'] == 'assistant' %}{{ '" + _esc(a0) + " ' }}" + content + a1
-            + "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '" + _esc(a0) + "' }}{% endif %}")
+    content = (
+        "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for p in m['content'] %}"
+        "{% if p['type'] == 'image' %}"
+        + IMAGE_TOKEN
+        + "\n{% elif p['type'] == 'text' %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}"
+    )
+    return (
+        "{{ '"
+        + _esc(system)
+        + "' }}{% for m in messages %}{% if m['role'] == 'user' %}{{ '"
+        + _esc(u0)
+        + "' }}"
+        + content
+        + "{{ '"
+        + _esc(u1)
+        + "' }}{% elif m['role'] == 'assistant' %}{{ '"
+        + _esc(a0)
+        + " ' }}"
+        + content
+        + a1
+        + "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '"
+        + _esc(a0)
+        + "' }}{% endif %}"
+    )
 
 
 _FLATTEN = (  # structured content (lmms-eval's chat wrappers) -> "<image>\ntext", before the LM's own template
     "{% set ns = namespace(msgs=[]) %}{% for m in messages %}{% if m['content'] is string %}{% set ns.msgs = ns.msgs + [m] %}"
-    "{% else %}{% set t = namespace(s='') %}{% for p in m['content'] %}{% if p['type'] == 'image' %}{% set t.s = t.s + '" + IMAGE_TOKEN + "\\n' %}"
+    "{% else %}{% set t = namespace(s='') %}{% for p in m['content'] %}{% if p['type'] == 'image' %}{% set t.s = t.s + '"
+    + IMAGE_TOKEN
+    + "\\n' %}"
     "{% elif p['type'] == 'text' %}{% set t.s = t.s + p['text'] %}{% endif %}{% endfor %}"
     "{% set ns.msgs = ns.msgs + [{'role': m['role'], 'content': t.s}] %}{% endif %}{% endfor %}{% set messages = ns.msgs %}"
 )
@@ -66,7 +103,9 @@ def tower_kind(path: str | Path) -> tuple[str, Any]:
     data = folder_config(path, "--vision_tower")
     kind = TOWER_TYPES.get(str(data["model_type"]))
     if kind is None:
-        raise BioresConfigError(f"--vision_tower {path}: expected a CLIP, SigLIP or SigLIP2 tower, found model_type {data['model_type']!r}")
+        raise BioresConfigError(
+            f"--vision_tower {path}: expected a CLIP, SigLIP or SigLIP2 tower, found model_type {data['model_type']!r}"
+        )
     config = AutoConfig.from_pretrained(path)
     vision = getattr(config, "vision_config", config)
     if kind == "siglip2":
@@ -83,7 +122,9 @@ def _tokenizer(lm_path: str, version: str) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(lm_path)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
-    if getattr(tokenizer, "image_token", IMAGE_TOKEN) != IMAGE_TOKEN:  # e.g. a Qwen2 LM's <|image_pad|>: LlavaProcessor reads this
+    if (
+        getattr(tokenizer, "image_token", IMAGE_TOKEN) != IMAGE_TOKEN
+    ):  # e.g. a Qwen2 LM's <|image_pad|>: LlavaProcessor reads this
         tokenizer.image_token = IMAGE_TOKEN
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
@@ -91,7 +132,9 @@ def _tokenizer(lm_path: str, version: str) -> Any:
         raise BioresConfigError(f"--model_name_or_path {lm_path}: the tokenizer has no eos_token")
     if version == "template":
         if not getattr(tokenizer, "chat_template", None) or not isinstance(tokenizer.chat_template, str):
-            raise BioresConfigError(f"--version template: {lm_path}'s tokenizer has no (single) chat template (use plain, v1, llama_3 or qwen_2)")
+            raise BioresConfigError(
+                f"--version template: {lm_path}'s tokenizer has no (single) chat template (use plain, v1, llama_3 or qwen_2)"
+            )
         tokenizer.chat_template = _FLATTEN + tokenizer.chat_template
     else:
         tokenizer.chat_template = chat_template(version)
@@ -105,9 +148,12 @@ def compose_config(lm_path: str, tower_path: str, tokenizer: Any, select_layer: 
     text = AutoConfig.from_pretrained(lm_path)
     text.vocab_size = max(int(text.vocab_size), len(tokenizer))
     config = LlavaConfig(
-        vision_config=vision.to_dict() | {"model_type": vision.model_type}, text_config=text.to_dict() | {"model_type": text.model_type},
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN), projector_hidden_act="gelu",
-        vision_feature_select_strategy="default" if kind == "clip" else "full", vision_feature_layer=select_layer,
+        vision_config=vision.to_dict() | {"model_type": vision.model_type},
+        text_config=text.to_dict() | {"model_type": text.model_type},
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        projector_hidden_act="gelu",
+        vision_feature_select_strategy="default" if kind == "clip" else "full",
+        vision_feature_layer=select_layer,
         tie_word_embeddings=bool(getattr(text, "tie_word_embeddings", False)),
     )
     config.pad_token_id = tokenizer.pad_token_id
@@ -128,7 +174,13 @@ def load_projector(model: Any, path: str) -> None:
     renamed = {}
     for key, value in state.items():
         name = key.split("mm_projector.")[-1].split("multi_modal_projector.")[-1]
-        name = name.replace("0.", "linear_1.", 1) if name.startswith("0.") else name.replace("2.", "linear_2.", 1) if name.startswith("2.") else name
+        name = (
+            name.replace("0.", "linear_1.", 1)
+            if name.startswith("0.")
+            else name.replace("2.", "linear_2.", 1)
+            if name.startswith("2.")
+            else name
+        )
         renamed[name] = value
     projector = model.model.multi_modal_projector
     try:
@@ -149,7 +201,9 @@ def save_projector(output_dir: Path) -> Path:
             for key in handle.keys():
                 if ".multi_modal_projector." in f".{key}":
                     name = key.split("multi_modal_projector.", 1)[1]
-                    out[f"model.mm_projector.{'0' if name.startswith('linear_1') else '2'}.{name.split('.', 1)[1]}"] = handle.get_tensor(key)
+                    out[f"model.mm_projector.{'0' if name.startswith('linear_1') else '2'}.{name.split('.', 1)[1]}"] = (
+                        handle.get_tensor(key)
+                    )
     if not out:
         raise BioresConfigError(f"{output_dir}: the saved checkpoint holds no projector weights")
     path = Path(output_dir) / "mm_projector.bin"
@@ -164,9 +218,13 @@ def compose_llava(model_args: Any, data_args: Any, seed: int, training_args: Any
 
     lm_path, tower_path = model_args.model_name_or_path, model_args.vision_tower
     if not tower_path:
-        raise BioresConfigError(f"--model_name_or_path {lm_path} is a language model: pass --vision_tower TOWER_FOLDER to compose a LLaVA")
+        raise BioresConfigError(
+            f"--model_name_or_path {lm_path} is a language model: pass --vision_tower TOWER_FOLDER to compose a LLaVA"
+        )
     if model_args.mm_projector_type != "mlp2x_gelu":
-        raise BioresConfigError(f"--mm_projector_type {model_args.mm_projector_type!r}: a stock LLaVA checkpoint has the mlp2x_gelu projector")
+        raise BioresConfigError(
+            f"--mm_projector_type {model_args.mm_projector_type!r}: a stock LLaVA checkpoint has the mlp2x_gelu projector"
+        )
     if data_args.merge_size != 1:
         raise BioresConfigError("--merge_size 2 has no stock LLaVA projector; a composed LLaVA uses --merge_size 1")
     if model_args.version not in VERSIONS:
@@ -201,7 +259,9 @@ def compose_llava(model_args: Any, data_args: Any, seed: int, training_args: Any
         mean, std = image_processor.image_mean, image_processor.image_std
     except (OSError, ValueError):
         mean = std = [0.5, 0.5, 0.5]
-    processor = ComposedLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement)
+    processor = ComposedLlavaProcessor(
+        tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement
+    )
     processor.tower_path = tower_path
     return model, processor
 
@@ -231,7 +291,9 @@ def save_stock_llava(model: Any, processor: Any, output_dir: str | Path, tune_mm
     vision = model.config.vision_config
     image_processor = AutoImageProcessor.from_pretrained(processor.tower_path)
     stock = LlavaProcessor(
-        image_processor=image_processor, tokenizer=processor.tokenizer, patch_size=int(vision.patch_size),
+        image_processor=image_processor,
+        tokenizer=processor.tokenizer,
+        patch_size=int(vision.patch_size),
         vision_feature_select_strategy=model.config.vision_feature_select_strategy,
         num_additional_image_tokens=1 if model.config.vision_feature_select_strategy == "default" else 0,
         chat_template=processor.tokenizer.chat_template,
@@ -239,7 +301,17 @@ def save_stock_llava(model: Any, processor: Any, output_dir: str | Path, tune_mm
     stock.save_pretrained(out)
     image_processor.save_pretrained(out)  # replaces the training processor's preprocessor_config.json
     processor.resolution.save_pretrained(out)
-    (out / "biores_processor.json").write_text(json.dumps({"processor_class": "BioresLlavaProcessor", "image_placement": processor.image_placement,
-                                                           "image_mean": list(image_processor.image_mean), "image_std": list(image_processor.image_std)}, indent=2) + "\n")
+    (out / "biores_processor.json").write_text(
+        json.dumps(
+            {
+                "processor_class": "BioresLlavaProcessor",
+                "image_placement": processor.image_placement,
+                "image_mean": list(image_processor.image_mean),
+                "image_std": list(image_processor.image_std),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     if tune_mm_mlp_adapter:
         save_projector(out)

@@ -28,7 +28,9 @@ class Record:
     size: tuple[int, int]  # native (width, height), header-read
 
 
-def _synth_records(root: Path, split: str = "train", limit: Optional[int] = None, group_turns: bool = True) -> list[Record]:
+def _synth_records(
+    root: Path, split: str = "train", limit: Optional[int] = None, group_turns: bool = True
+) -> list[Record]:
     """Rows of a biores synth folder, prompted exactly as the biores_synth task prompts them.
 
     With ``group_turns`` the questions about one image form one multi-turn conversation in a
@@ -74,7 +76,9 @@ def _llava_records(path: Path, image_folder: Optional[str], limit: Optional[int]
     records = []
     for i, item in enumerate(items[:limit] if limit else items):
         if not isinstance(item, dict):
-            raise BioresConfigError(f"{path}: entry {i} is a {type(item).__name__}, not a conversation object ({{\"image\": ..., \"conversations\": [...]}})")
+            raise BioresConfigError(
+                f'{path}: entry {i} is a {type(item).__name__}, not a conversation object ({{"image": ..., "conversations": [...]}})'
+            )
         convo = item.get("conversations") or []
         turns, pending = [], None
         kind = str(item.get("question_type", ""))
@@ -101,7 +105,7 @@ def synth_root(data_path: str) -> Optional[Path]:
     ``meta.json``), else ``None``."""
     text = str(data_path)
     if text.startswith("synth:"):
-        return Path(text[len("synth:"):])
+        return Path(text[len("synth:") :])
     path = Path(text)
     return path if path.is_dir() and (path / "meta.json").is_file() else None
 
@@ -121,13 +125,29 @@ def load_records(data_path: str, image_folder: Optional[str] = None, limit: Opti
 class ResolutionDataset(Dataset):
     """Tokenised samples with their image at the drawn training resolution."""
 
-    def __init__(self, records: Sequence[Record], processor: Any, draws: Sequence[int], weights: dict[str, float], max_length: int = 2048):
+    def __init__(
+        self,
+        records: Sequence[Record],
+        processor: Any,
+        draws: Sequence[int],
+        weights: dict[str, float],
+        max_length: int = 2048,
+    ):
         if len(records) != len(draws):
             raise ValueError("one draw per record")
-        self.records, self.processor, self.draws, self.weights, self.max_length = list(records), processor, list(draws), weights, max_length
+        self.records, self.processor, self.draws, self.weights, self.max_length = (
+            list(records),
+            processor,
+            list(draws),
+            weights,
+            max_length,
+        )
         tokenizer = processor.tokenizer
         self.eos = tokenizer.eos_token_id
-        self._text_lengths = [sum(len(tokenizer(p + " " + a, add_special_tokens=False)["input_ids"]) + 1 for p, a, _ in r.turns) for r in self.records]
+        self._text_lengths = [
+            sum(len(tokenizer(p + " " + a, add_special_tokens=False)["input_ids"]) + 1 for p, a, _ in r.turns)
+            for r in self.records
+        ]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -167,7 +187,9 @@ class ResolutionDataset(Dataset):
             labels += [-100] * len(p_ids) + a_ids
             weights += [0.0] * len(p_ids) + [weight] * len(a_ids)
         if len(input_ids) > self.max_length:
-            raise BioresConfigError(f"sample {index} has {len(input_ids)} tokens > model_max_length {self.max_length}; lower --max_pixels")
+            raise BioresConfigError(
+                f"sample {index} has {len(input_ids)} tokens > model_max_length {self.max_length}; lower --max_pixels"
+            )
         return {
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
@@ -188,13 +210,17 @@ class ImageListCollator:
         longest = max(len(f["input_ids"]) for f in features)
 
         def pad(key: str, value: Any) -> torch.Tensor:
-            return torch.stack([torch.cat([f[key], f[key].new_full((longest - len(f[key]),), value)]) for f in features])
+            return torch.stack(
+                [torch.cat([f[key], f[key].new_full((longest - len(f[key]),), value)]) for f in features]
+            )
 
         input_ids = pad("input_ids", self.pad)
         pixel_values = [p for f in features for p in f["pixel_values"]]
         return {
             "input_ids": input_ids,
-            "attention_mask": (torch.arange(longest)[None, :] < torch.tensor([len(f["input_ids"]) for f in features])[:, None]).long(),
+            "attention_mask": (
+                torch.arange(longest)[None, :] < torch.tensor([len(f["input_ids"]) for f in features])[:, None]
+            ).long(),
             "labels": pad("labels", -100),
             "loss_weights": pad("loss_weights", 0.0),
             "pixel_values": pixel_values or None,

@@ -53,8 +53,14 @@ def apply_lora(model: Any, args: Any) -> Any:
 
     check_lora_flags(args)
     keep = {n for n, p in model.named_parameters() if p.requires_grad and _is_projector(n)}
-    config = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, bias=args.lora_bias,
-                        target_modules=lora_targets(model), exclude_modules=_exclude_regex())
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        bias=args.lora_bias,
+        target_modules=lora_targets(model),
+        exclude_modules=_exclude_regex(),
+    )
     peft_model = get_peft_model(model, config)
     for name, param in peft_model.named_parameters():
         if any(name.endswith(k) for k in keep):
@@ -78,6 +84,10 @@ def save_lora(model: Any, output_dir: str | Path, mode: str) -> Any:
         merged.save_pretrained(out)
         return merged
     model.save_pretrained(out)  # adapter_config.json + adapter_model.safetensors
-    extra = {n.replace("base_model.model.", "", 1): p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n}
+    extra = {
+        n.replace("base_model.model.", "", 1): p.detach().cpu()
+        for n, p in model.named_parameters()
+        if p.requires_grad and "lora_" not in n
+    }
     torch.save(extra, out / "non_lora_trainables.bin")
     return model

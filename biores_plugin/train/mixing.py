@@ -25,7 +25,9 @@ def check_schedule(schedule: str, normalization: str = "token") -> None:
     if schedule not in SCHEDULES:
         raise BioresConfigError(f"--mixed_schedule must be one of {', '.join(SCHEDULES)}; got {schedule!r}")
     if normalization not in NORMALIZATIONS:
-        raise BioresConfigError(f"--mixed_loss_normalization must be one of {', '.join(NORMALIZATIONS)}; got {normalization!r}")
+        raise BioresConfigError(
+            f"--mixed_loss_normalization must be one of {', '.join(NORMALIZATIONS)}; got {normalization!r}"
+        )
 
 
 def share_counts(batch_size: int, probabilities: Sequence[float]) -> list[int]:
@@ -46,8 +48,16 @@ class ScheduleSampler(Sampler[int]):
     def __init__(self, schedule: str, n_images: int, probabilities: Sequence[float], batch_size: int, seed: int = 0):
         check_schedule(schedule)
         if schedule == "paired" and batch_size % len(probabilities):
-            raise BioresConfigError(f"--mixed_schedule paired needs a batch size divisible by the {len(probabilities)} levels, got {batch_size}")
-        self.schedule, self.n, self.p, self.batch_size, self.seed = schedule, int(n_images), list(probabilities), int(batch_size), int(seed)
+            raise BioresConfigError(
+                f"--mixed_schedule paired needs a batch size divisible by the {len(probabilities)} levels, got {batch_size}"
+            )
+        self.schedule, self.n, self.p, self.batch_size, self.seed = (
+            schedule,
+            int(n_images),
+            list(probabilities),
+            int(batch_size),
+            int(seed),
+        )
         self.levels, self.epoch = len(self.p), 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -79,7 +89,14 @@ class ScheduleSampler(Sampler[int]):
         return iter(self.order(self.epoch))
 
 
-def build_schedule(data_args: Any, training_args: Any, records: Sequence[Any], processor: Any, weights: dict[str, float], batch_size: int) -> tuple[Any, Any]:
+def build_schedule(
+    data_args: Any,
+    training_args: Any,
+    records: Sequence[Any],
+    processor: Any,
+    weights: dict[str, float],
+    batch_size: int,
+) -> tuple[Any, Any]:
     """The training dataset and its sampler for ``--mixed_schedule``.
 
     ``draw`` keeps one seeded level per image and the token-grouped sampler; the other
@@ -91,15 +108,25 @@ def build_schedule(data_args: Any, training_args: Any, records: Sequence[Any], p
     check_schedule(schedule, data_args.mixed_loss_normalization)
     mix = processor.resolution.mixed(seed)
     if schedule == "draw" or len(mix.levels) == 1:
-        dataset = ResolutionDataset(records, processor, mix.draws(len(records)), weights, training_args.model_max_length)
-        counts = [dataset.token_count(i) for i in range(len(dataset))] if training_args.group_by_token_count else [0] * len(dataset)
+        dataset = ResolutionDataset(
+            records, processor, mix.draws(len(records)), weights, training_args.model_max_length
+        )
+        counts = (
+            [dataset.token_count(i) for i in range(len(dataset))]
+            if training_args.group_by_token_count
+            else [0] * len(dataset)
+        )
         return dataset, TokenCountGroupedSampler(counts, batch_size, seed=seed)
     items = [r for r in records for _ in mix.levels]
-    dataset = ResolutionDataset(items, processor, [level for _ in records for level in mix.levels], weights, training_args.model_max_length)
+    dataset = ResolutionDataset(
+        items, processor, [level for _ in records for level in mix.levels], weights, training_args.model_max_length
+    )
     return dataset, ScheduleSampler(schedule, len(records), [p for _, p in mix.entries], batch_size, seed)
 
 
-def normalized_loss(ce: torch.Tensor, weight: torch.Tensor, groups: torch.Tensor | None, normalization: str) -> torch.Tensor:
+def normalized_loss(
+    ce: torch.Tensor, weight: torch.Tensor, groups: torch.Tensor | None, normalization: str
+) -> torch.Tensor:
     """Weighted answer loss: one mean over every token (``token``), or a mean per group of
     samples with the same visual-token count (one resolution), averaged over groups."""
     if normalization != "per_resolution" or groups is None:

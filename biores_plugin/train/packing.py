@@ -46,13 +46,17 @@ def pack_batch(batch: dict[str, Any]) -> dict[str, Any]:
             rows = [torch.cat([row[:1].new_full((1,), _IGNORE[key]), row[1:]]) for row in rows]
         out[key] = torch.cat(rows)[None]
     out["position_ids"] = torch.cat([torch.arange(n) for n in lengths])[None]
-    info = PackedSeqInfo(torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32), lengths=lengths)
+    info = PackedSeqInfo(
+        torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32), lengths=lengths
+    )
     out.update(info.as_kwargs())
     out["use_cache"] = False  # transformers detects packed position ids only without a cache
     return out
 
 
-def pack_embeds(inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, Any]:
+def pack_embeds(
+    inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None
+) -> dict[str, Any]:
     """A right-padded ``[B, L, D]`` embedding batch (the original LLaVA's
     ``prepare_inputs_labels_for_multimodal`` output) as one row: ``inputs_embeds``, ``position_ids``,
     ``labels`` (each sample's first label ignored) and the cu_seqlens kwargs, no attention mask."""
@@ -112,9 +116,15 @@ def enable_lm_packing(model: torch.nn.Module, backend: str = "auto") -> str:
     if backend == "auto":
         param = next(lm.parameters())
         half = param.dtype in (torch.float16, torch.bfloat16)
-        backend = "flash_attention_2" if param.is_cuda and half and _flash_attn_varlen_func() is not None else LM_ATTN_IMPLEMENTATION
+        backend = (
+            "flash_attention_2"
+            if param.is_cuda and half and _flash_attn_varlen_func() is not None
+            else LM_ATTN_IMPLEMENTATION
+        )
     if backend not in (LM_ATTN_IMPLEMENTATION, "flash_attention_2", "sdpa", "eager"):
-        raise BioresConfigError(f"LM packing backend must be auto, {LM_ATTN_IMPLEMENTATION}, flash_attention_2, sdpa or eager, got {backend!r}")
+        raise BioresConfigError(
+            f"LM packing backend must be auto, {LM_ATTN_IMPLEMENTATION}, flash_attention_2, sdpa or eager, got {backend!r}"
+        )
     register_with_transformers()
     config._attn_implementation = backend
     return backend

@@ -37,11 +37,19 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = _Parser(prog="biores-pretrain-vision", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data_path", required=True, help="a biores synth folder (synth:DIR) or LLaVA JSON with one answer per question type")
+    p.add_argument(
+        "--data_path",
+        required=True,
+        help="a biores synth folder (synth:DIR) or LLaVA JSON with one answer per question type",
+    )
     p.add_argument("--image_folder", default=None)
     p.add_argument("--output_dir", required=True)
     p.add_argument("--vision_tower", default="siglip", choices=("siglip", "clip"))
-    p.add_argument("--tiny_config", default=None, help="JSON overrides for the tiny tower (vision_hidden, vision_layers, heads, num_channels, image_size, patch_size)")
+    p.add_argument(
+        "--tiny_config",
+        default=None,
+        help="JSON overrides for the tiny tower (vision_hidden, vision_layers, heads, num_channels, image_size, patch_size)",
+    )
     add_resolution_arguments(p, ("mixed_resolution", "max_pixels"))  # as biores-train declares them
     p.add_argument("--max_steps", type=int, default=400)
     p.add_argument("--per_device_train_batch_size", type=int, default=32)
@@ -66,7 +74,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 class _Images:
     """Decoded pixel tensors at each record's drawn resolution, and one label per question type."""
 
-    def __init__(self, records: Sequence[Any], processor: Any, draws: Sequence[int], classes: dict[str, list[str]], channels: int):
+    def __init__(
+        self, records: Sequence[Any], processor: Any, draws: Sequence[int], classes: dict[str, list[str]], channels: int
+    ):
         from ..image_io import load_image
         from ..resolution import downsample
 
@@ -109,9 +119,9 @@ def _accuracy(tower: Any, heads: torch.nn.ModuleDict, data: _Images, batch: int 
     tower.eval()
     with torch.no_grad():
         for start in range(0, len(data.pixels), batch):
-            pooled = _pooled(tower, data.pixels[start:start + batch])
+            pooled = _pooled(tower, data.pixels[start : start + batch])
             for kind, head in heads.items():
-                target = data.labels[kind][start:start + batch]
+                target = data.labels[kind][start : start + batch]
                 keep = target != -100
                 hits[kind] += int((head(pooled).argmax(-1)[keep] == target[keep]).sum())
                 totals[kind] += int(keep.sum())
@@ -133,16 +143,25 @@ def pretrain(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     test_records = _synth_records(root, "test") if root is not None and (root / "test.parquet").is_file() else []
     classes = _classes(records)
     model_args = ModelArguments(model_name_or_path="tiny", vision_tower=args.vision_tower, tiny_config=args.tiny_config)
-    data_args = DataArguments(data_path=args.data_path, image_aspect_ratio="native", mixed_resolution=args.mixed_resolution, max_pixels=args.max_pixels)
+    data_args = DataArguments(
+        data_path=args.data_path,
+        image_aspect_ratio="native",
+        mixed_resolution=args.mixed_resolution,
+        max_pixels=args.max_pixels,
+    )
     model, processor = build_model_and_processor(model_args, data_args, records + test_records, args.seed)
     tower = model.model.vision_tower
     channels = int(tower.config.num_channels)
     start = time.time()
-    train = _Images(records, processor, MixedResolution(args.mixed_resolution, args.seed).draws(len(records)), classes, channels)
+    train = _Images(
+        records, processor, MixedResolution(args.mixed_resolution, args.seed).draws(len(records)), classes, channels
+    )
     test_draws = MixedResolution(args.mixed_resolution, args.seed + 1).draws(len(test_records))
     test = _Images(test_records, processor, test_draws, classes, channels) if test_records else None
     torch.manual_seed(args.seed)
-    heads = torch.nn.ModuleDict({kind: torch.nn.Linear(tower.config.hidden_size, len(names)) for kind, names in classes.items()})
+    heads = torch.nn.ModuleDict(
+        {kind: torch.nn.Linear(tower.config.hidden_size, len(names)) for kind, names in classes.items()}
+    )
     params = list(tower.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=0.0)
     warmup = max(1, args.warmup_steps)
@@ -154,7 +173,9 @@ def pretrain(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     for step in bar:
         index = rng.choice(len(train.pixels), batch, replace=False)
         pooled = _pooled(tower, [train.pixels[i] for i in index])
-        loss = sum(F.cross_entropy(head(pooled), train.labels[kind][index], ignore_index=-100) for kind, head in heads.items())
+        loss = sum(
+            F.cross_entropy(head(pooled), train.labels[kind][index], ignore_index=-100) for kind, head in heads.items()
+        )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
@@ -164,11 +185,16 @@ def pretrain(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         if step % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
     stats: dict[str, Any] = {
-        "steps": args.max_steps, "batch_size": batch, "seconds": round(time.time() - start, 2),
-        "first_loss": float(np.mean(losses[:5])), "final_loss": float(np.mean(losses[-5:])), "classes": classes,
+        "steps": args.max_steps,
+        "batch_size": batch,
+        "seconds": round(time.time() - start, 2),
+        "first_loss": float(np.mean(losses[:5])),
+        "final_loss": float(np.mean(losses[-5:])),
+        "classes": classes,
         "train_accuracy": _accuracy(tower, heads, train),
         "test_accuracy": _accuracy(tower, heads, test) if test is not None else None,
-        "resolutions": args.mixed_resolution or "native", "data_path": args.data_path,
+        "resolutions": args.mixed_resolution or "native",
+        "data_path": args.data_path,
     }
     out = Path(args.output_dir)
     partial = out.with_name(out.name + ".partial")

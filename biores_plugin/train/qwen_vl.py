@@ -43,15 +43,23 @@ def build_qwen_vl(model_args: Any, data_args: Any, training_args: Any = None) ->
     if model_args.vision_tower:
         raise BioresConfigError("--vision_tower does not apply to a Qwen2-VL family checkpoint (its tower is built in)")
     if data_args.image_aspect_ratio != "native":
-        raise BioresConfigError("a Qwen2-VL family model sees images at native resolution: use --image_aspect_ratio native (with --min_pixels/--max_pixels)")
+        raise BioresConfigError(
+            "a Qwen2-VL family model sees images at native resolution: use --image_aspect_ratio native (with --min_pixels/--max_pixels)"
+        )
     check_memory(empty_model(path), str(path), model_args, training_args)
     from transformers import AutoConfig
 
     from .precision import resolve_dtype
 
     dtype = resolve_dtype(getattr(model_args, "torch_dtype", "float32"), AutoConfig.from_pretrained(path))
-    return load(path, ResolutionConfig.from_flags(data_args), training=True, dtype=dtype,
-                attn_implementation=model_args.attn_implementation, flag="--model_name_or_path")
+    return load(
+        path,
+        ResolutionConfig.from_flags(data_args),
+        training=True,
+        dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+        flag="--model_name_or_path",
+    )
 
 
 def freeze_for_qwen(model: Any, model_args: Any) -> None:

@@ -22,10 +22,14 @@ def pretrained_tower_config(vision_tower: Optional[str]) -> Any:
         return None
     path = Path(vision_tower)
     if not (path / "config.json").is_file():
-        raise BioresConfigError(f"--vision_tower must be one of {', '.join(TOWER_KINDS)} or a folder with a saved vision tower (config.json), got {vision_tower!r}")
+        raise BioresConfigError(
+            f"--vision_tower must be one of {', '.join(TOWER_KINDS)} or a folder with a saved vision tower (config.json), got {vision_tower!r}"
+        )
     config = AutoConfig.from_pretrained(path)
     if not isinstance(config, (SiglipVisionConfig, CLIPVisionConfig)):
-        raise BioresConfigError(f"--vision_tower {path}: expected a SigLIP or CLIP vision tower, found {type(config).__name__}")
+        raise BioresConfigError(
+            f"--vision_tower {path}: expected a SigLIP or CLIP vision tower, found {type(config).__name__}"
+        )
     return config
 
 
@@ -36,6 +40,6 @@ def load_pretrained_tower(model: Any, vision_tower: str) -> None:
     source = AutoModel.from_pretrained(vision_tower)
     missing, unexpected = model.model.vision_tower.load_state_dict(source.state_dict(), strict=False)
     if missing or unexpected:
-        raise BioresConfigError(f"--vision_tower {vision_tower}: weights do not fit the tower (missing {missing[:3]}, unexpected {unexpected[:3]})")
-
-
+        raise BioresConfigError(
+            f"--vision_tower {vision_tower}: weights do not fit the tower (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )

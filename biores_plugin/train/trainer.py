@@ -47,7 +47,15 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 class BioresTrainer(Trainer):
     """``Trainer`` with the token-count sampler, answer-weighted loss and a vision learning rate."""
 
-    def __init__(self, *args: Any, token_sampler: Optional[TokenCountGroupedSampler] = None, vision_lr: Optional[float] = None, batch_log: Optional[Path] = None, loss_normalization: str = "token", **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        token_sampler: Optional[TokenCountGroupedSampler] = None,
+        vision_lr: Optional[float] = None,
+        batch_log: Optional[Path] = None,
+        loss_normalization: str = "token",
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self._token_sampler = token_sampler
         self._vision_lr = vision_lr
@@ -70,7 +78,9 @@ class BioresTrainer(Trainer):
         if self.is_world_process_zero():  # the whole run's loss so far, for train_loss after a resume
             total = self.prior_loss[0] + self._total_loss_scalar + float(self._tr_loss.item())
             folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
-            atomic_write_text(folder / LOSS_FILE, json.dumps({"loss_sum": total, "steps": self.state.global_step}) + "\n")
+            atomic_write_text(
+                folder / LOSS_FILE, json.dumps({"loss_sum": total, "steps": self.state.global_step}) + "\n"
+            )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
         model = model if model is not None else self.model
@@ -100,7 +110,9 @@ class BioresTrainer(Trainer):
             return self.optimizer
         return super().create_optimizer(model) if model is not None else super().create_optimizer()
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         labels = inputs.pop("labels")
         weights = inputs.pop("loss_weights")
         groups = inputs.pop("visual_tokens", None)
@@ -113,7 +125,9 @@ class BioresTrainer(Trainer):
         outputs = model(**inputs)
         logits = outputs.logits[:, :-1].float()
         target, weight = labels[:, 1:], weights[:, 1:]
-        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none")
+        ce = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="none"
+        )
         loss = normalized_loss(ce.view_as(target), weight, groups, self._loss_normalization)
         if self._batch_log is not None and model.training and indices is not None and self.is_world_process_zero():
             with self._batch_log.open("a") as handle:
@@ -136,9 +150,13 @@ class _IndexedDataset(torch.utils.data.Dataset):
         try:
             item = self.base[index]
         except BioresError as exc:  # raised in a DataLoader worker: keep it one line, naming the sample
-            raise type(exc)(f"training sample {index} ({_source(self.base.records[index])}): {_last_line(exc)}") from None
+            raise type(exc)(
+                f"training sample {index} ({_source(self.base.records[index])}): {_last_line(exc)}"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - anything else decoding a sample
-            raise BioresImageError(f"training sample {index} ({_source(self.base.records[index])}): {type(exc).__name__}: {_last_line(exc)}") from None
+            raise BioresImageError(
+                f"training sample {index} ({_source(self.base.records[index])}): {type(exc).__name__}: {_last_line(exc)}"
+            ) from None
         item["index"] = index
         return item
 
@@ -180,13 +198,19 @@ def vocabulary_of(records: Sequence[Any]) -> list[str]:
     return sorted(words)
 
 
-def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence[Any], seed: int, training_args: Any = None):
+def build_model_and_processor(
+    model_args: Any, data_args: Any, records: Sequence[Any], seed: int, training_args: Any = None
+):
     """The model and training processor for ``--model_name_or_path``: ``tiny`` (built from local
     configs), a LLaVA or Qwen2-VL family checkpoint, or a language model composed with a tower."""
     from ..models.native_llava import BioresLlavaForConditionalGeneration, BioresLlavaProcessor
     from ..tiny import build_word_tokenizer, tiny_llava_config
 
-    kind = "tiny" if model_args.model_name_or_path == "tiny" else checkpoint_kind(model_args.model_name_or_path, training=True, flag="--model_name_or_path")
+    kind = (
+        "tiny"
+        if model_args.model_name_or_path == "tiny"
+        else checkpoint_kind(model_args.model_name_or_path, training=True, flag="--model_name_or_path")
+    )
     if kind == "qwen_vl":
         model, processor = build_qwen_vl(model_args, data_args, training_args)
         freeze_for_qwen(model, model_args)
@@ -198,25 +222,40 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         overrides = json.loads(model_args.tiny_config) if model_args.tiny_config else {}
         pretrained = pretrained_tower_config(model_args.vision_tower)
         if pretrained is not None:  # the tower's shape comes from its checkpoint
-            overrides.update(patch_size=pretrained.patch_size, vision_hidden=pretrained.hidden_size,
-                             num_channels=pretrained.num_channels, image_size=pretrained.image_size)
+            overrides.update(
+                patch_size=pretrained.patch_size,
+                vision_hidden=pretrained.hidden_size,
+                num_channels=pretrained.num_channels,
+                image_size=pretrained.image_size,
+            )
         patch = int(data_args.patch_size or overrides.get("patch_size", 16))
         if pretrained is not None and patch != pretrained.patch_size:
-            raise BioresConfigError(f"--patch_size {patch} does not match the pretrained tower's {pretrained.patch_size}")
+            raise BioresConfigError(
+                f"--patch_size {patch} does not match the pretrained tower's {pretrained.patch_size}"
+            )
         overrides["patch_size"] = patch
         resolution = data_args.resolution(patch)
         tokenizer = build_word_tokenizer(vocabulary_of(records))
         config = tiny_llava_config(
-            len(tokenizer), tower="siglip" if pretrained is not None else (model_args.vision_tower or "siglip"),
-            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            resolution=resolution.to_dict(), **overrides,
+            len(tokenizer),
+            tower="siglip" if pretrained is not None else (model_args.vision_tower or "siglip"),
+            image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            resolution=resolution.to_dict(),
+            **overrides,
         )
         if pretrained is not None:
             config.vision_config = pretrained
             if pretrained.model_type.startswith("clip"):
                 config.vision_feature_select_strategy = "default"
-        check_memory(meta_model(BioresLlavaForConditionalGeneration, config), "the --tiny_config model", model_args, training_args)
+        check_memory(
+            meta_model(BioresLlavaForConditionalGeneration, config),
+            "the --tiny_config model",
+            model_args,
+            training_args,
+        )
         torch.manual_seed(seed)
         model = BioresLlavaForConditionalGeneration(config)
         if model_args.init == "torch":
@@ -239,12 +278,20 @@ def build_model_and_processor(model_args: Any, data_args: Any, records: Sequence
         if pretrained is not None:
             load_pretrained_tower(model, model_args.vision_tower)
         mean = std = [0.5, 0.5, 0.5]
-        processor = BioresLlavaProcessor(tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement)
+        processor = BioresLlavaProcessor(
+            tokenizer, resolution, image_mean=mean, image_std=std, image_placement=model_args.image_placement
+        )
     else:  # a vision-language checkpoint: the one door of biores_plugin.models
         path = model_args.model_name_or_path
         check_memory(empty_model(path), str(path), model_args, training_args)
-        model, processor = load(path, ResolutionConfig.from_flags(data_args), training=True, attn_implementation=model_args.attn_implementation,
-                                vision_backend=model_args.vision_backend, flag="--model_name_or_path")
+        model, processor = load(
+            path,
+            ResolutionConfig.from_flags(data_args),
+            training=True,
+            attn_implementation=model_args.attn_implementation,
+            vision_backend=model_args.vision_backend,
+            flag="--model_name_or_path",
+        )
         resolution = processor.resolution
     model.config.biores = resolution.to_dict()
     model.set_vision_backend(model_args.vision_backend)
@@ -316,9 +363,14 @@ def _checkpointing(model: Any) -> bool:
 
 
 #: saved (``save_pretrained``) name prefix -> the live module's, for LLaVA and Qwen-VL checkpoints
-_SAVED_PREFIXES = (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
-                   ("multi_modal_projector.", "model.multi_modal_projector."), ("vision_tower.", "model.vision_tower."),
-                   ("visual.", "model.visual."), ("model.", "model.language_model."))
+_SAVED_PREFIXES = (
+    ("language_model.model.", "model.language_model."),
+    ("language_model.lm_head.", "lm_head."),
+    ("multi_modal_projector.", "model.multi_modal_projector."),
+    ("vision_tower.", "model.vision_tower."),
+    ("visual.", "model.visual."),
+    ("model.", "model.language_model."),
+)
 
 
 def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
@@ -326,16 +378,21 @@ def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
     (other than tied weights) or unexpected is a one-line error, never a random module."""
     from safetensors.torch import load_file
 
-
     own = model.state_dict()
     state = {}
     for key, value in load_file(str(path)).items():
-        renamed = (new + key[len(old):] for old, new in _SAVED_PREFIXES if key.startswith(old) and new + key[len(old):] in own)
+        renamed = (
+            new + key[len(old) :]
+            for old, new in _SAVED_PREFIXES
+            if key.startswith(old) and new + key[len(old) :] in own
+        )
         state[key if key in own else next(renamed, key)] = value
     result = model.load_state_dict(state, strict=False)
     loaded = {own[k].data_ptr() for k in state if k in own}
     missing = [k for k in result.missing_keys if own[k].data_ptr() not in loaded]  # tied weights come with their twin
-    check_loading_info({"missing_keys": missing, "unexpected_keys": result.unexpected_keys}, f"resume from {path.parent}")
+    check_loading_info(
+        {"missing_keys": missing, "unexpected_keys": result.unexpected_keys}, f"resume from {path.parent}"
+    )
 
 
 def _resume_prior_loss(resume: Optional[str]) -> tuple[float, int]:
@@ -382,7 +439,19 @@ def train(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     if budget is not None:  # batches end before their image tokens pass the budget
         tokens = check_visual_budget(dataset, budget)
         sampler = VisualTokenBudgetSampler(sampler, tokens, training_args.per_device_train_batch_size, budget)
-    atomic_write_text(out / "resolution_draws.json", json.dumps({"spec": data_args.mixed_resolution or "native", "schedule": data_args.mixed_schedule, "seed": training_args.seed, **draw_summary(dataset.draws), "draws": dataset.draws}) + "\n")
+    atomic_write_text(
+        out / "resolution_draws.json",
+        json.dumps(
+            {
+                "spec": data_args.mixed_resolution or "native",
+                "schedule": data_args.mixed_schedule,
+                "seed": training_args.seed,
+                **draw_summary(dataset.draws),
+                "draws": dataset.draws,
+            }
+        )
+        + "\n",
+    )
     pad = processor.tokenizer.pad_token_id
     qwen = isinstance(processor, QwenVLTrainProcessor)
     collator: Any = QwenVLCollator(pad, model.config.image_token_id) if qwen else ImageListCollator(pad)

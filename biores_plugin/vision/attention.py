@@ -74,7 +74,9 @@ def packing_from_position_ids(position_ids: torch.Tensor | None) -> PackedSeqInf
     if starts.numel() == 0:
         return None
     bounds = [0, *starts.tolist(), row.numel()]
-    return PackedSeqInfo(torch.tensor(bounds, dtype=torch.int32, device=row.device), lengths=[b - a for a, b in zip(bounds, bounds[1:])])
+    return PackedSeqInfo(
+        torch.tensor(bounds, dtype=torch.int32, device=row.device), lengths=[b - a for a, b in zip(bounds, bounds[1:])]
+    )
 
 
 # ----------------------------------------------------------------------------- transformers integration
@@ -138,7 +140,10 @@ def register_with_transformers() -> None:
 
         logging.getLogger(__name__).warning(
             "biores: %s mask functions not registered with transformers (%s: %s); %s runs with the default masks",
-            ATTN_IMPLEMENTATION, type(exc).__name__, exc, ATTN_IMPLEMENTATION,
+            ATTN_IMPLEMENTATION,
+            type(exc).__name__,
+            exc,
+            ATTN_IMPLEMENTATION,
         )
 
 

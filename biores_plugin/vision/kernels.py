@@ -44,8 +44,11 @@ def _flash_attn_varlen_func() -> Callable | None:
     except Exception as exc:  # noqa: BLE001 - installed but its CUDA extension fails to load (OSError, RuntimeError, ...)
         import logging
 
-        logging.getLogger(__name__).warning("biores: flash-attn is installed but does not import (%s: %s); "
-                                            "the flash_attn backend is unavailable", type(exc).__name__, exc)
+        logging.getLogger(__name__).warning(
+            "biores: flash-attn is installed but does not import (%s: %s); the flash_attn backend is unavailable",
+            type(exc).__name__,
+            exc,
+        )
         return None
     return flash_attn_varlen_func
 
@@ -253,8 +256,8 @@ class PackedSeqInfo:
                 f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)} or 'auto'"
             )
         self.cu_seqlens = cu_seqlens.to(torch.int32) if cu_seqlens.dtype != torch.int32 else cu_seqlens
-        self.lengths = tuple(int(n) for n in lengths) if lengths is not None else tuple(
-            lengths_from_cu_seqlens(cu_seqlens)
+        self.lengths = (
+            tuple(int(n) for n in lengths) if lengths is not None else tuple(lengths_from_cu_seqlens(cu_seqlens))
         )
         self.max_seqlen = int(max_seqlen) if max_seqlen is not None else max(self.lengths)
         self.backend = backend
@@ -283,9 +286,20 @@ class PackedSeqInfo:
         name = resolve_backend(self.backend, q.device, q.dtype, dropout)
         mask = self.mask(q.device, causal) if name == "sdpa_blockdiag" else None
         return varlen_attention(
-            q, k, v, self.cu_seqlens, self.max_seqlen, scale, dropout, name,
-            causal=causal, lengths=self.lengths, _mask=mask,
+            q,
+            k,
+            v,
+            self.cu_seqlens,
+            self.max_seqlen,
+            scale,
+            dropout,
+            name,
+            causal=causal,
+            lengths=self.lengths,
+            _mask=mask,
         )
 
     def __repr__(self) -> str:
-        return f"PackedSeqInfo(n={len(self.lengths)}, total={self.total}, max={self.max_seqlen}, backend={self.backend!r})"
+        return (
+            f"PackedSeqInfo(n={len(self.lengths)}, total={self.total}, max={self.max_seqlen}, backend={self.backend!r})"
+        )

@@ -181,8 +181,11 @@ def _as_image_list(images: Any, spec: TowerSpec) -> list[torch.Tensor]:
         else:
             raise BioresConfigError(f"images must be [C, H, W] tensors, got a tensor of shape {tuple(images.shape)}")
     # a list may also hold [B, C, H, W] batches of same-size images: flatten them, in order
-    images = [x for item in images for x in (item.unbind(0) if isinstance(item, torch.Tensor) and item.dim() == 4
-                                             else (item,))]
+    images = [
+        x
+        for item in images
+        for x in (item.unbind(0) if isinstance(item, torch.Tensor) and item.dim() == 4 else (item,))
+    ]
     if not images:
         raise BioresConfigError("encode_packed needs at least one image")
     p = spec.patch_size

@@ -48,7 +48,10 @@ def _largest_sizes(dataset: Any) -> list[tuple[int, int]]:
     from biores_plugin.task_library.sweep import undecoded
 
     raw, _ = undecoded(dataset)
-    return [max((cell_size(c) for c in cells or []), key=lambda s: s[0] * s[1], default=(0, 0)) for cells in raw["images_list"]]
+    return [
+        max((cell_size(c) for c in cells or []), key=lambda s: s[0] * s[1], default=(0, 0))
+        for cells in raw["images_list"]
+    ]
 
 
 # process_docs_224, process_docs_native, ... for any resolution (PEP 562 module __getattr__).
@@ -73,8 +76,14 @@ def doc_to_target(doc):
 
 def process_results(doc, results):
     response = results[0] if results else ""
-    record = choice_record(doc, response, doc["choices"], int(doc["correct_index"]),
-                           key_question=doc.get("key_question"), task=doc.get("task_str", doc.get("task")))
+    record = choice_record(
+        doc,
+        response,
+        doc["choices"],
+        int(doc["correct_index"]),
+        key_question=doc.get("key_question"),
+        task=doc.get("task_str", doc.get("task")),
+    )
     return skipped_results(doc, {"accuracy": record})
 
 

@@ -63,7 +63,7 @@ def strip_letter(choice: Any, letter: str) -> str:
     text = "" if choice is None else str(choice).strip()
     m = _PREFIX.match(text)
     if m and m.group(1).upper() == letter:
-        text = text[m.end():]
+        text = text[m.end() :]
     return text.strip()
 
 
