@@ -18,6 +18,7 @@ from .guards import _check_size
 from .options import MAX_STACK_FACTOR, _Options
 from .physical import _check_region, _resample, _target_size, _tiff_mpp
 from .sources import _Decoded
+from .tiff_layout import _tiff_arrange, _tiff_layout
 
 #: pages decoded by :func:`_read_window` since import, for the tests' and benches' accounting
 TILES_READ = {"tiles": 0, "whole_levels": 0}
@@ -40,8 +41,6 @@ def _choose_level(levels: list[Any], base_w: int, base_mpp: float, target: float
 
 
 def _tiff_pyramid(name: str, tf: Any, opts: _Options) -> _Decoded:
-    from .tiff import _tiff_arrange, _tiff_layout
-
     series, _axes, _shape, base_w, base_h = _tiff_layout(name, tf)
     levels = list(getattr(series, "levels", None) or [series])
     region = opts.region or (0, 0, base_w, base_h)
