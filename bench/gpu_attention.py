@@ -249,7 +249,8 @@ def path_fractions(lengths, heads, head_dim, device, dtype, iters, warmup) -> li
     print(f"{'backend':<15} {'mask':<7} {'raw ms':>8} {'varlen_attention':>17} {'biores_varlen (HF)':>19}")
     for r in rows:
         print(
-            f"{r['name']:<15} {'causal' if r['causal'] else 'full':<7} {r['raw'] * 1e3:>8.2f} {r['varlen']:>16.0%} {r['transformers']:>18.0%}"
+            f"{r['name']:<15} {'causal' if r['causal'] else 'full':<7} {r['raw'] * 1e3:>8.2f} {r['varlen']:>16.0%} "
+            f"{r['transformers']:>18.0%}"
         )
     return rows
 

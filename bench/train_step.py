@@ -211,7 +211,8 @@ def compare(model, processor, trainer, features, batch_size, label, padded_colla
     median, low, high = ratios[len(ratios) // 2], ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
     print(
         f"{label:8s} tokens/sample {min(tokens)}..{max(tokens)}  padded {samples / padded.seconds:6.2f} samples/s "
-        f"(pad {100 * pad / slots:4.1f}%)  packed[{backend}] {samples / packed.seconds:6.2f} samples/s (pad {100 * packed_pad:.1f}%)  "
+        f"(pad {100 * pad / slots:4.1f}%)  packed[{backend}] {samples / packed.seconds:6.2f} samples/s (pad "
+        f"{100 * packed_pad:.1f}%)  "
         f"median {median:.2f}x per batch (quartiles {low:.2f}..{high:.2f}, {len(ratios)} batches), "
         f"total {padded.seconds / packed.seconds:.2f}x  max loss gap {gap:.1e}"
     )
@@ -228,7 +229,8 @@ def qwen_section(args, trainer_cls, training_args):
     trainer = trainer_cls(model=model, args=training_args)
     collate = QwenVLCollator(processor.tokenizer.pad_token_id, model.config.image_token_id)
     print(
-        f"qwen2_vl: {len(records)} samples, batch {args.batch_size}, LM {args.text_hidden}x{args.text_layers}, {args.device} {dtype}"
+        f"qwen2_vl: {len(records)} samples, batch {args.batch_size}, LM {args.text_hidden}x{args.text_layers}, "
+        f"{args.device} {dtype}"
     )
     native = compare(
         model,
@@ -251,7 +253,8 @@ def qwen_section(args, trainer_cls, training_args):
         lambda twin: QwenPackingCollator(collate, twin),
     )
     print(
-        f"SUMMARY packed-qwen {native[0]:.2f}x samples/s, pad {native[2]:.0f}% (quartiles {native[4][0]:.2f}..{native[4][1]:.2f}; "
+        f"SUMMARY packed-qwen {native[0]:.2f}x samples/s, pad {native[2]:.0f}% (quartiles "
+        f"{native[4][0]:.2f}..{native[4][1]:.2f}; "
         f"padded batches {native[1]:.0f}%; "
         f"mixed {mixed[0]:.2f}x, padded {mixed[1]:.0f}%; max loss gap {max(native[3], mixed[3]):.1e})"
     )
@@ -315,7 +318,8 @@ def main(argv=None) -> int:
     )
     print(f"mixed: {mixed[0]:.2f}x samples/s, padded batches {mixed[1]:.0f}% padding")
     print(
-        f"SUMMARY packed-lm {native[0]:.2f}x samples/s (quartiles {native[4][0]:.2f}..{native[4][1]:.2f}), pad {native[2]:.0f}% "
+        f"SUMMARY packed-lm {native[0]:.2f}x samples/s (quartiles {native[4][0]:.2f}..{native[4][1]:.2f}), pad "
+        f"{native[2]:.0f}% "
         f"(padded batches {native[1]:.0f}%; mixed {mixed[0]:.2f}x)"
     )
     return 0

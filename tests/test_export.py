@@ -39,7 +39,8 @@ def exported(tmp_path_factory):
     for name in NAMES:  # the exported task itself, only its data pointed at the local copy
         extra = 'dataset_kwargs: {"load_from_disk": true}\n' if name == "pathvqa" else ""
         (tasks / "local" / f"{name}_local.yaml").write_text(
-            f'include: "{tasks / "export" / name / f"{name}.yaml"}"\ntask: {name}_local\ndataset_path: "{data[name].root}"\n{extra}'
+            f'include: "{tasks / "export" / name / f"{name}.yaml"}"\ntask: {name}_local\ndataset_path: '
+            f'"{data[name].root}"\n{extra}'
         )
     env = {
         "HF_HOME": str(hf_home),

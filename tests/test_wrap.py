@@ -316,7 +316,8 @@ def test_user_task_folder_with_template_functions_and_group(tmp_path, world):
     (mine / "_template").write_text(
         f'dataset_path: "{world["vstar"].root}"\ntest_split: test\noutput_type: generate_until\n'
         "doc_to_visual: !function utils.visual\ndoc_to_text: !function utils.text\ndoc_to_target: label\n"
-        "process_results: !function utils.results\nmetric_list:\n  - metric: hit\n    aggregation: mean\n    higher_is_better: true\n"
+        "process_results: !function utils.results\nmetric_list:\n  - metric: hit\n    aggregation: mean\n    "
+        "higher_is_better: true\n"
     )
     (mine / "my_a.yaml").write_text("include: _template\ntask: my_a\n")
     (mine / "my_b.yaml").write_text("include: _template\ntask: my_b\n")

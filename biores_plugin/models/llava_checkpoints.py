@@ -95,7 +95,8 @@ def load_stock_llava(path: str | Path, **kwargs: Any) -> Any:
     if info["missing_keys"] or info["mismatched_keys"]:
         missing = sorted(info["missing_keys"]) + [str(m) for m in info["mismatched_keys"]]
         raise BioresConfigError(
-            f"--model_name_or_path {path}: {len(missing)} weights missing or mismatched when loading (e.g. {missing[0]})"
+            f"--model_name_or_path {path}: {len(missing)} weights missing or mismatched when loading (e.g. "
+            f"{missing[0]})"
         )
     with torch.device("meta"):
         model = BioresLlavaForConditionalGeneration(stock.config)

@@ -281,7 +281,8 @@ class BioresLlavaProcessor:
             rendered = self._render([{"role": "user", "content": body}])
             if rendered.count(self.image_token) != n_images:
                 raise BioresConfigError(
-                    f"the chat template renders {rendered.count(self.image_token)} {self.image_token} placeholders for {n_images} images"
+                    f"the chat template renders {rendered.count(self.image_token)} {self.image_token} placeholders for "
+                    f"{n_images} images"
                 )
             return rendered
         return body

@@ -43,7 +43,8 @@ def require_llava() -> Any:
         import llava  # noqa: F401
     except Exception as exc:  # ImportError, or llava's own import failing
         raise BioresConfigError(
-            f"the original LLaVA package is not importable ({type(exc).__name__}: {exc}); install it with: {LLAVA_INSTALL}"
+            f"the original LLaVA package is not importable ({type(exc).__name__}: {exc}); install it with: "
+            f"{LLAVA_INSTALL}"
         ) from None
     return sys.modules["llava"]
 

@@ -131,14 +131,16 @@ def _num(value: float | None, fmt: str) -> str:
 def markdown(rows: Sequence[Robustness]) -> str:
     """The report section: one row per (model, data set)."""
     lines = [
-        "| model | data set | levels | Spearman ρ | ACE (points) | RCE | critical resolution | points / 1k visual tokens (native) | skipped images |",
+        "| model | data set | levels | Spearman ρ | ACE (points) | RCE | critical resolution | points / 1k visual "
+        "tokens (native) | skipped images |",
         "|---|---|---|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         per_k = r.accuracy_per_visual_token[-1]
         lines.append(
             f"| {r.run} | {r.dataset} | {', '.join(r.levels)} | {_num(r.spearman_rho, '.2f')} | {100 * r.ace:.1f} "
-            f"| {_num(r.rce, '.3f')} | {r.critical_resolution or 'n/a'} | {_num(None if per_k is None else 100_000 * per_k, '.2f')} "
+            f"| {_num(r.rce, '.3f')} | {r.critical_resolution or 'n/a'} | "
+            f"{_num(None if per_k is None else 100_000 * per_k, '.2f')} "
             f"| {r.skipped_images} |"
         )
     return "\n".join(lines)

@@ -20,7 +20,8 @@ def markdown_table(cells: Sequence[Cell]) -> str:
         tokens = "-" if c.visual_tokens is None else f"{'~' if c.tokens_estimated else ''}{c.visual_tokens:.0f}"
         stderr = "-" if c.stderr is None else f"{100 * c.stderr:.1f}"
         lines.append(
-            f"| {c.run} | {c.train or '-'} | {c.dataset} | {c.resolution} | {100 * c.accuracy:.1f} | {stderr} | {c.n} | {tokens} |"
+            f"| {c.run} | {c.train or '-'} | {c.dataset} | {c.resolution} | {100 * c.accuracy:.1f} | {stderr} | {c.n} "
+            f"| {tokens} |"
         )
     return "\n".join(lines)
 

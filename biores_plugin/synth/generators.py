@@ -343,7 +343,8 @@ GENERATORS: dict[str, GeneratorSpec] = {
         Question("how many cells are there?", COUNT_WORDS),
         Question("do the cells have puncta?", YES_NO),
         _render_puncta,
-        "fluorescence cells (gray or green on black); fine: square lattice of puncta (two orthogonal gratings, +-80-95 %), period 2.2-2.8 px",
+        "fluorescence cells (gray or green on black); fine: square lattice of puncta (two orthogonal gratings, +-80-95 "
+        "%), period 2.2-2.8 px",
     ),
     "mitosis": GeneratorSpec(
         "mitosis",

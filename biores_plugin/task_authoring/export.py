@@ -365,7 +365,8 @@ def readme(name: str, spec: Export, out: Path) -> str:
         + name
         + "`); it imports\n"
         "nothing from biores. It is biores' native point; biores' own task adds the resolution sweep.\n\n"
-        f"{protocol.strip()}\n\n## Run\n\n```bash\nlmms-eval --include_path {out.resolve()} --model MODEL --model_args ... \\\n"
+        f"{protocol.strip()}\n\n## Run\n\n```bash\nlmms-eval --include_path {out.resolve()} --model MODEL --model_args "
+        f"... \\\n"
         f"    --tasks {name} --log_samples --output_path results/\n```\n"
     )
 

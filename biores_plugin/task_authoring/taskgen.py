@@ -118,7 +118,8 @@ def write_custom_sweep(
     labels = [resolution_label(r) for r in levels]
     if any(r < 0 for r in levels) and dataset not in PIXEL_SIZE_DATASETS:
         raise BioresConfigError(
-            f"pixel-size levels ({', '.join(level_display(label) for label in labels if level_display(label) != label)}) "
+            f"pixel-size levels "
+            f"({', '.join(level_display(label) for label in labels if level_display(label) != label)}) "
             f"need a data set that carries each image's pixel size ({', '.join(sorted(PIXEL_SIZE_DATASETS))}); "
             f"{dataset} does not: use longest sides in pixels"
         )

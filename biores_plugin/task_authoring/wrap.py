@@ -262,7 +262,8 @@ def readme(spec: dict[str, Any], out: Path) -> str:
         "only the images change (longest side capped, antialiased, never upsampled; `_native`: untouched).\n"
         f"Every image goes through biores' checked loader. Local copy of the data: `{spec['local_path_env']}`.\n\n"
         f"```bash\nlmms-eval --include_path {out.resolve()} --model MODEL --model_args ... \\\n"
-        f"    --tasks {spec['prefix']}_sweep --log_samples --output_path results/\nbiores report results/ --out report/\n```\n"
+        f"    --tasks {spec['prefix']}_sweep --log_samples --output_path results/\nbiores report results/ --out "
+        f"report/\n```\n"
     )
 
 
@@ -377,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
     for folder in folders:
         print(f"wrote {folder}")
     print(
-        f"run with: lmms-eval --include_path {Path(args.out).resolve()} --model MODEL --model_args ... --tasks {groups} --log_samples --output_path results/"
+        f"run with: lmms-eval --include_path {Path(args.out).resolve()} --model MODEL --model_args ... --tasks "
+        f"{groups} --log_samples --output_path results/"
     )
     return 0

@@ -68,7 +68,8 @@ def check_memory(model: Any, what: str, model_args: Any = None, training_args: A
         where = "available memory" + (" per process" if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1 else "")
     if budget and need > budget:
         raise BioresConfigError(
-            f"{what} has {total / 1e6:.1f}M parameters ({trained / 1e6:.1f}M trained): training needs about {need / 2**30:.1f} GiB "
+            f"{what} has {total / 1e6:.1f}M parameters ({trained / 1e6:.1f}M trained): training needs about "
+            f"{need / 2**30:.1f} GiB "
             f"({size} bytes per weight + {3 * size} per trained one) "
             f"but the machine has {budget / 2**30:.1f} GiB {where}"
         )
@@ -143,7 +144,8 @@ def check_training_flags(training_args: Any) -> None:
         path = Path(resume)
         if not path.is_dir():
             raise BioresConfigError(
-                f"--resume_from_checkpoint {resume} does not exist (use 'last' for the newest checkpoint in --output_dir)"
+                f"--resume_from_checkpoint {resume} does not exist (use 'last' for the newest checkpoint in "
+                f"--output_dir)"
             )
         if not (path / "trainer_state.json").is_file():
             raise BioresConfigError(

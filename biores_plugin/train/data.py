@@ -77,7 +77,8 @@ def _llava_records(path: Path, image_folder: Optional[str], limit: Optional[int]
     for i, item in enumerate(items[:limit] if limit else items):
         if not isinstance(item, dict):
             raise BioresConfigError(
-                f'{path}: entry {i} is a {type(item).__name__}, not a conversation object ({{"image": ..., "conversations": [...]}})'
+                f'{path}: entry {i} is a {type(item).__name__}, not a conversation object ({{"image": ..., '
+                f'"conversations": [...]}})'
             )
         convo = item.get("conversations") or []
         turns, pending = [], None

@@ -49,7 +49,8 @@ class ScheduleSampler(Sampler[int]):
         check_schedule(schedule)
         if schedule == "paired" and batch_size % len(probabilities):
             raise BioresConfigError(
-                f"--mixed_schedule paired needs a batch size divisible by the {len(probabilities)} levels, got {batch_size}"
+                f"--mixed_schedule paired needs a batch size divisible by the {len(probabilities)} levels, got "
+                f"{batch_size}"
             )
         self.schedule, self.n, self.p, self.batch_size, self.seed = (
             schedule,

@@ -123,7 +123,8 @@ def enable_lm_packing(model: torch.nn.Module, backend: str = "auto") -> str:
         )
     if backend not in (LM_ATTN_IMPLEMENTATION, "flash_attention_2", "sdpa", "eager"):
         raise BioresConfigError(
-            f"LM packing backend must be auto, {LM_ATTN_IMPLEMENTATION}, flash_attention_2, sdpa or eager, got {backend!r}"
+            f"LM packing backend must be auto, {LM_ATTN_IMPLEMENTATION}, flash_attention_2, sdpa or eager, got "
+            f"{backend!r}"
         )
     register_with_transformers()
     config._attn_implementation = backend

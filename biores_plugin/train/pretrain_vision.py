@@ -48,7 +48,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument(
         "--tiny_config",
         default=None,
-        help="JSON overrides for the tiny tower (vision_hidden, vision_layers, heads, num_channels, image_size, patch_size)",
+        help="JSON overrides for the tiny tower (vision_hidden, vision_layers, heads, num_channels, image_size, "
+        "patch_size)",
     )
     add_resolution_arguments(p, ("mixed_resolution", "max_pixels"))  # as biores-train declares them
     p.add_argument("--max_steps", type=int, default=400)

@@ -44,7 +44,8 @@ def build_qwen_vl(model_args: Any, data_args: Any, training_args: Any = None) ->
         raise BioresConfigError("--vision_tower does not apply to a Qwen2-VL family checkpoint (its tower is built in)")
     if data_args.image_aspect_ratio != "native":
         raise BioresConfigError(
-            "a Qwen2-VL family model sees images at native resolution: use --image_aspect_ratio native (with --min_pixels/--max_pixels)"
+            "a Qwen2-VL family model sees images at native resolution: use --image_aspect_ratio native (with "
+            "--min_pixels/--max_pixels)"
         )
     check_memory(empty_model(path), str(path), model_args, training_args)
     from transformers import AutoConfig

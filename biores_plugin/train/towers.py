@@ -23,7 +23,8 @@ def pretrained_tower_config(vision_tower: Optional[str]) -> Any:
     path = Path(vision_tower)
     if not (path / "config.json").is_file():
         raise BioresConfigError(
-            f"--vision_tower must be one of {', '.join(TOWER_KINDS)} or a folder with a saved vision tower (config.json), got {vision_tower!r}"
+            f"--vision_tower must be one of {', '.join(TOWER_KINDS)} or a folder with a saved vision tower "
+            f"(config.json), got {vision_tower!r}"
         )
     config = AutoConfig.from_pretrained(path)
     if not isinstance(config, (SiglipVisionConfig, CLIPVisionConfig)):
@@ -41,5 +42,6 @@ def load_pretrained_tower(model: Any, vision_tower: str) -> None:
     missing, unexpected = model.model.vision_tower.load_state_dict(source.state_dict(), strict=False)
     if missing or unexpected:
         raise BioresConfigError(
-            f"--vision_tower {vision_tower}: weights do not fit the tower (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            f"--vision_tower {vision_tower}: weights do not fit the tower (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]})"
         )

@@ -155,7 +155,8 @@ class _IndexedDataset(torch.utils.data.Dataset):
             ) from None
         except Exception as exc:  # noqa: BLE001 - anything else decoding a sample
             raise BioresImageError(
-                f"training sample {index} ({_source(self.base.records[index])}): {type(exc).__name__}: {_last_line(exc)}"
+                f"training sample {index} ({_source(self.base.records[index])}): {type(exc).__name__}: "
+                f"{_last_line(exc)}"
             ) from None
         item["index"] = index
         return item
