@@ -33,7 +33,10 @@ from PIL import Image  # noqa: E402
 QUESTIONS = ["What is shown in the image?", "Is there a lesion?", "Which organ is abnormal?", "What modality is this?"]
 # lmms-eval's llava_hf renders string content; llava-hf's hub template renders images only from
 # structured parts, so llava_hf gets this string template (the same prompt text the hub one gives)
-STRING_TEMPLATE = "{% for m in messages %}{{ m['role'].upper() + ': ' + m['content'] + ' ' }}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+STRING_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() + ': ' + m['content'] + ' ' }}{% endfor %}{% if "
+    "add_generation_prompt %}ASSISTANT:{% endif %}"
+)
 NATIVE_SIZES = [(128, 128), (192, 128), (256, 256), (384, 256), (512, 384), (768, 512)]
 
 
@@ -179,7 +182,8 @@ def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: 
     gap = max(float((got[0, a:b] - ref[i, : b - a]).abs().max()) for i, (a, b) in enumerate(zip(starts, starts[1:])))
     pad = 1 - sum(lengths) / batch["input_ids"].numel()
     print(
-        f"native  scoring batch {batch_size}, tokens/sample {min(lengths)}..{max(lengths)}: padded {padded_rate:.2f} samples/s "
+        f"native  scoring batch {batch_size}, tokens/sample {min(lengths)}..{max(lengths)}: padded {padded_rate:.2f} "
+        f"samples/s "
         f"(pad {pad:.0%}), packed[{backend}] {packed_rate:.2f} samples/s, "
         f"per-round ratio median {statistics.median(ratios):.2f}x "
         f"[{min(ratios):.2f}-{max(ratios):.2f}] of {rounds}, max logit gap {gap:.1e}"

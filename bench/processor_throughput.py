@@ -3,7 +3,8 @@
 native: ``BioresNativeImageProcessor`` (Qwen2-VL layout) vs ``Qwen2VLImageProcessor`` (torchvision and PIL
 backends) and the floor (PIL array, one resize, normalise, patchify); anyres: ``BioresAnyResImageProcessor``
 vs ``LlavaNextImageProcessor`` (both backends). The same 1-4 MP images, outputs checked first, rounds
-interleaved; the ratio reported is the median of the per-round ratios, with its range. ``python bench/processor_throughput.py [--images 16] [--rounds 5] [--threads N]``
+interleaved; the ratio reported is the median of the per-round ratios, with its range.
+``python bench/processor_throughput.py [--images 16] [--rounds 5] [--threads N]``
 """
 
 from __future__ import annotations

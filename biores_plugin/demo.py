@@ -169,7 +169,8 @@ class OutputLock:
                         continue
                 if holder is not None and holder != os.getpid() and _alive(holder):
                     raise BioresConfigError(
-                        f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait for it or pass another --out"
+                        f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait "
+                        f"for it or pass another --out"
                     ) from None
                 self.path.unlink(missing_ok=True)  # stale: its process is gone
                 continue
@@ -240,7 +241,8 @@ def stage_encoder(cfg: DemoConfig, out: Path, log: Any) -> Path | None:
         return stage.folder / "tower"
     start = time.time()
     log(
-        f"[2/5] vision encoder: pretraining on {cfg.encoder_n} {cfg.encoder_generator} images at {cfg.native} px, {cfg.encoder_steps} steps"
+        f"[2/5] vision encoder: pretraining on {cfg.encoder_n} {cfg.encoder_generator} images at {cfg.native} px, "
+        f"{cfg.encoder_steps} steps"
     )
     data = write_dataset(
         stage.folder / "data",
@@ -429,7 +431,8 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         verdicts["finding1_gap"] = gap
         verdicts["finding1"] = gap >= 15
         lines.append(
-            f"1. Native-trained, native-evaluated ({acc[(native, native)]:.1f}) vs low-trained, low-evaluated ({acc[(low, low)]:.1f}): {gap:+.1f} points -> {'HOLDS' if gap >= 15 else 'does not hold'} (target >= 15)."
+            f"1. Native-trained, native-evaluated ({acc[(native, native)]:.1f}) vs low-trained, low-evaluated "
+            f"({acc[(low, low)]:.1f}): {gap:+.1f} points -> {'HOLDS' if gap >= 15 else 'does not hold'} (target >= 15)."
         )
     if (low, low) in acc and (low, native) in acc:
         drop = acc[(low, low)] - acc[(low, native)]
@@ -437,9 +440,13 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         verdicts["finding2"] = drop >= 10
         extra = ""
         if (native, low) in acc:
-            extra = f" The native model evaluated at {low} px scores {acc[(native, low)]:.1f} vs {acc[(native, native)]:.1f} at native."
+            extra = (
+                f" The native model evaluated at {low} px scores {acc[(native, low)]:.1f} vs "
+                f"{acc[(native, native)]:.1f} at native."
+            )
         lines.append(
-            f"2. The {low}-px model loses {drop:.1f} points when evaluated at native resolution ({acc[(low, low)]:.1f} -> {acc[(low, native)]:.1f}) -> {'HOLDS' if drop >= 10 else 'does not hold'} (target >= 10).{extra}"
+            f"2. The {low}-px model loses {drop:.1f} points when evaluated at native resolution ({acc[(low, low)]:.1f} "
+            f"-> {acc[(low, native)]:.1f}) -> {'HOLDS' if drop >= 10 else 'does not hold'} (target >= 10).{extra}"
         )
     if "mixed" in runs:
         worst = None
@@ -466,7 +473,8 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
                 if worst > 0
                 else f"at or above the best other model at every inference resolution (by {-worst:.1f} points or more) "
             )
-            + f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and {stats['native']:,} (native) "
+            + f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and "
+            f"{stats['native']:,} (native) "
             f"-> {'HOLDS' if verdicts['finding3'] else 'does not hold'}."
         )
     prior = answer_prior(cells, runs)
@@ -474,7 +482,8 @@ def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tu
         verdicts["answer_prior"] = prior
         best = max(acc.values())
         lines.append(
-            f"Reference: always giving each question's most common answer scores {prior:.1f}; the best model scores {best:.1f}"
+            f"Reference: always giving each question's most common answer scores {prior:.1f}; the best model scores "
+            f"{best:.1f}"
             + (
                 " -- no model learned to read the image in this budget, so the findings cannot be judged."
                 if best < prior + 5
@@ -533,17 +542,21 @@ def _run_demo(cfg: DemoConfig, out: Path, log: Any) -> dict[str, Any]:
     cells = collect(list(evals.values()), labels=labels)
     text, verdicts = findings(cells, cfg, runs)
     notes = (
-        f"Synthetic benchmark: {cfg.generator}, native {cfg.native} px, {cfg.n_train} training / {cfg.n_test} test images "
-        f"(two questions each), seed {cfg.seed}. Tiny LLaVA models (projector and language model from scratch) trained for "
+        f"Synthetic benchmark: {cfg.generator}, native {cfg.native} px, {cfg.n_train} training / {cfg.n_test} test "
+        f"images "
+        f"(two questions each), seed {cfg.seed}. Tiny LLaVA models (projector and language model from scratch) trained "
+        f"for "
         f"{cfg.steps} steps of {cfg.batch_size}, "
         + (
-            f"all starting from one vision tower pretrained for {cfg.encoder_steps} steps on {cfg.encoder_n} {cfg.encoder_generator} images "
+            f"all starting from one vision tower pretrained for {cfg.encoder_steps} steps on {cfg.encoder_n} "
+            f"{cfg.encoder_generator} images "
             f"(another assay, native {cfg.native} px).\n\n"
             if cfg.encoder_steps > 0
             else "each from a random vision tower.\n\n"
         )
         + (
-            f"The mixed model ({cfg.mixed}) uses the `{cfg.mixed_schedule}` schedule (`biores-train --mixed_schedule`).\n\n"
+            f"The mixed model ({cfg.mixed}) uses the `{cfg.mixed_schedule}` schedule (`biores-train "
+            f"--mixed_schedule`).\n\n"
             if "mixed" in runs
             else ""
         )
@@ -640,7 +653,8 @@ def run_seeds(cfg: DemoConfig, seeds: Sequence[int], out: Path, log: Any = print
             out / "seeds.md", f"# biores demo over seeds {', '.join(map(str, seeds))}\n\n```\n{text}\n```\n"
         )
         log(
-            f"\n=== seeds {', '.join(map(str, seeds))}: mean +- sd ===\n{text}\nwrote {out / 'seeds.md'} in {result['seconds']:.0f} s"
+            f"\n=== seeds {', '.join(map(str, seeds))}: mean +- sd ===\n{text}\nwrote {out / 'seeds.md'} in "
+            f"{result['seconds']:.0f} s"
         )
         return result
 

@@ -33,7 +33,10 @@ def _requests(docs: list[Image.Image], task: str = "t"):
 
 # lmms-eval's llava_hf renders string content; llava-hf's own template renders images only from
 # structured parts, so the wrapper needs a string template (its chat_template arg; no commas).
-STRING_TEMPLATE = "{% for m in messages %}{{ m['role'].upper() + ': ' + m['content'] + ' ' }}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+STRING_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() + ': ' + m['content'] + ' ' }}{% endfor %}{% if "
+    "add_generation_prompt %}ASSISTANT:{% endif %}"
+)
 
 WRAPPERS = {  # lmms-eval model name -> (fixture, model_args, expected tower size for a 90x70 image at those args)
     "llava_hf": (

@@ -292,7 +292,7 @@ class BioresLlavaProcessor:
         for structured content when the inline form is tried next (``None``: a template for plain strings)."""
         try:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception as exc:  # noqa: BLE001 - jinja raises TemplateError, TypeError, KeyError, ... for a bad template
+        except Exception as exc:  # noqa: BLE001 - jinja: TemplateError, TypeError, KeyError, ...
             if inline_follows:
                 return None
             first = str(exc).splitlines()[0] if str(exc) else ""

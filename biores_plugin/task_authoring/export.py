@@ -56,7 +56,8 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
     content = [{"type": "image", "url": image} for image in doc_to_visual(doc)]
-    return [{"role": "user", "content": content + [{"type": "text", "text": doc_to_text(doc, lmms_eval_specific_kwargs)}]}]
+    text = doc_to_text(doc, lmms_eval_specific_kwargs)
+    return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
 
 
 def process_results(doc, results):
@@ -90,7 +91,8 @@ process_docs = _prepare
 def _images_zip():
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(repo_id="xmcmic/PMC-VQA", repo_type="dataset", allow_patterns=["images.zip"]) + "/images.zip"
+    folder = snapshot_download(repo_id="xmcmic/PMC-VQA", repo_type="dataset", allow_patterns=["images.zip"])
+    return folder + "/images.zip"
 
 
 @lru_cache(maxsize=1)
@@ -117,7 +119,8 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
     content = [{"type": "image", "url": image} for image in doc_to_visual(doc)]
-    return [{"role": "user", "content": content + [{"type": "text", "text": doc_to_text(doc, lmms_eval_specific_kwargs)}]}]
+    text = doc_to_text(doc, lmms_eval_specific_kwargs)
+    return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
 
 
 def doc_to_target(doc):
@@ -149,7 +152,8 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 
 def doc_to_messages(doc, lmms_eval_specific_kwargs=None):
     content = [{"type": "image", "url": image} for image in doc_to_visual(doc)]
-    return [{"role": "user", "content": content + [{"type": "text", "text": doc_to_text(doc, lmms_eval_specific_kwargs)}]}]
+    text = doc_to_text(doc, lmms_eval_specific_kwargs)
+    return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
 
 
 def doc_to_target(doc):

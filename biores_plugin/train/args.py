@@ -27,13 +27,15 @@ class ModelArguments:
     model_name_or_path: str = field(
         default="tiny",
         metadata={
-            "help": "a LLaVA or Qwen2-VL family checkpoint folder, a language model folder (with --vision_tower), or 'tiny'"
+            "help": "a LLaVA or Qwen2-VL family checkpoint folder, a language model folder (with --vision_tower), or "
+            "'tiny'"
         },
     )
     version: str = field(
         default="plain",
         metadata={
-            "help": "conversation template: plain, v1, llama_3, qwen_2 (LLaVA's) or template (the tokenizer's chat template)"
+            "help": "conversation template: plain, v1, llama_3, qwen_2 (LLaVA's) or template (the tokenizer's chat "
+            "template)"
         },
     )
     vision_tower: Optional[str] = field(
@@ -136,7 +138,8 @@ class TrainingArguments(transformers.TrainingArguments):
     pack_sequences: bool = field(
         default=True,
         metadata={
-            "help": "padding-free LM batches: a batch's samples in one row with per-sample position ids / cu_seqlens (same loss as padding)"
+            "help": "padding-free LM batches: a batch's samples in one row with per-sample position ids / cu_seqlens "
+            "(same loss as padding)"
         },
     )
 

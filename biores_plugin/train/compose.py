@@ -29,8 +29,14 @@ TOWER_TYPES = {
     "siglip2_vision_model": "siglip2",
     "siglip2": "siglip2",
 }
-_VICUNA = "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the human's questions."
-_LLAMA3 = "You are a helpful language and vision assistant. You are able to understand the visual content that the user provides, and assist the user with a variety of tasks using natural language."
+_VICUNA = (
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the human's questions."
+)
+_LLAMA3 = (
+    "You are a helpful language and vision assistant. You are able to understand the visual content that the "
+    "user provides, and assist the user with a variety of tasks using natural language."
+)
 # (system prefix, user turn start, user turn end, assistant turn start, assistant turn end)
 TEMPLATES = {
     "plain": ("", "", "", "", "{{ eos_token }}"),
@@ -83,12 +89,13 @@ def chat_template(version: str) -> str:
 
 
 _FLATTEN = (  # structured content (lmms-eval's chat wrappers) -> "<image>\ntext", before the LM's own template
-    "{% set ns = namespace(msgs=[]) %}{% for m in messages %}{% if m['content'] is string %}{% set ns.msgs = ns.msgs + [m] %}"
-    "{% else %}{% set t = namespace(s='') %}{% for p in m['content'] %}{% if p['type'] == 'image' %}{% set t.s = t.s + '"
-    + IMAGE_TOKEN
-    + "\\n' %}"
+    "{% set ns = namespace(msgs=[]) %}{% for m in messages %}{% if m['content'] is string %}{% set ns.msgs = ns.msgs + "
+    "[m] %}"
+    "{% else %}{% set t = namespace(s='') %}{% for p in m['content'] %}{% if p['type'] == 'image' %}{% set t.s = t.s + "
+    "'" + IMAGE_TOKEN + "\\n' %}"
     "{% elif p['type'] == 'text' %}{% set t.s = t.s + p['text'] %}{% endif %}{% endfor %}"
-    "{% set ns.msgs = ns.msgs + [{'role': m['role'], 'content': t.s}] %}{% endif %}{% endfor %}{% set messages = ns.msgs %}"
+    "{% set ns.msgs = ns.msgs + [{'role': m['role'], 'content': t.s}] %}{% endif %}{% endfor %}{% set messages = "
+    "ns.msgs %}"
 )
 
 
@@ -110,8 +117,10 @@ def tower_kind(path: str | Path) -> tuple[str, Any]:
     vision = getattr(config, "vision_config", config)
     if kind == "siglip2":
         raise BioresConfigError(
-            f"--vision_tower {path}: a SigLIP2 NaFlex tower (model_type siglip2) needs spatial_shapes and a patch mask, "
-            "which a stock LlavaForConditionalGeneration cannot pass; use a fixed-resolution SigLIP2 checkpoint (model_type siglip)"
+            f"--vision_tower {path}: a SigLIP2 NaFlex tower (model_type siglip2) needs spatial_shapes and a patch "
+            f"mask, "
+            "which a stock LlavaForConditionalGeneration cannot pass; use a fixed-resolution SigLIP2 checkpoint "
+            "(model_type siglip)"
         )
     return kind, vision
 
@@ -133,7 +142,8 @@ def _tokenizer(lm_path: str, version: str) -> Any:
     if version == "template":
         if not getattr(tokenizer, "chat_template", None) or not isinstance(tokenizer.chat_template, str):
             raise BioresConfigError(
-                f"--version template: {lm_path}'s tokenizer has no (single) chat template (use plain, v1, llama_3 or qwen_2)"
+                f"--version template: {lm_path}'s tokenizer has no (single) chat template (use plain, v1, llama_3 or "
+                f"qwen_2)"
             )
         tokenizer.chat_template = _FLATTEN + tokenizer.chat_template
     else:
@@ -223,7 +233,8 @@ def compose_llava(model_args: Any, data_args: Any, seed: int, training_args: Any
         )
     if model_args.mm_projector_type != "mlp2x_gelu":
         raise BioresConfigError(
-            f"--mm_projector_type {model_args.mm_projector_type!r}: a stock LLaVA checkpoint has the mlp2x_gelu projector"
+            f"--mm_projector_type {model_args.mm_projector_type!r}: a stock LLaVA checkpoint has the mlp2x_gelu "
+            f"projector"
         )
     if data_args.merge_size != 1:
         raise BioresConfigError("--merge_size 2 has no stock LLaVA projector; a composed LLaVA uses --merge_size 1")

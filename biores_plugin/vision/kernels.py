@@ -41,7 +41,7 @@ def _flash_attn_varlen_func() -> Callable | None:
         from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
     except ImportError:  # not installed: the other kernels serve
         return None
-    except Exception as exc:  # noqa: BLE001 - installed but its CUDA extension fails to load (OSError, RuntimeError, ...)
+    except Exception as exc:  # noqa: BLE001 - installed, but its CUDA extension fails (OSError, RuntimeError, ...)
         import logging
 
         logging.getLogger(__name__).warning(

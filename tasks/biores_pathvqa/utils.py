@@ -10,8 +10,8 @@ to RGB), ``question`` (str), ``answer`` (str). Splits: ``train`` (19,654), ``val
 leaderboard ranks "Yes/No accuracy", "Free-form accuracy" and "Overall accuracy", so a question
 is *closed* when its answer is ``yes`` / ``no`` and *open* otherwise.
 
-Metrics (``biores_plugin.task_library.scoring``, shared with ``biores_vqa_rad``): ``closed_accuracy`` (yes/no reading of the
-response), ``open_accuracy`` (exact match after normalisation), ``accuracy`` (overall) and the
+Metrics (``biores_plugin.task_library.scoring``, shared with ``biores_vqa_rad``): ``closed_accuracy``
+(yes/no reading of the response), ``open_accuracy`` (exact match after normalisation), ``accuracy`` (overall) and the
 secondary ``open_recall`` (share of answer tokens found in the response).
 """
 
