@@ -11,6 +11,7 @@ import fixtures_models
 import pytest
 import torch
 from conftest import run_lmms_eval
+from train_flags import CPU_RUN
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +38,7 @@ def _flags(lm: Path, tower: Path, data: Path, out: Path, *extra: str) -> list[st
         "2e-3",
         "--logging_steps",
         "1",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--seed",
-        "0",
-        "--use_cpu",
-        "true",
+        *CPU_RUN,
         "--save_strategy",
         "no",
         *extra,

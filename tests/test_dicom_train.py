@@ -7,6 +7,7 @@ import pathlib
 import shutil
 
 import pydicom
+from train_flags import CPU_RUN, TINY_SIGLIP
 
 TEST_FILES = pathlib.Path(pydicom.__file__).parent / "data" / "test_files"
 #: a CT (signed, rescaled), an MR, an RGB ultrasound-style colour file, a 30-frame YBR JPEG series
@@ -40,12 +41,7 @@ def test_biores_train_reads_dicom_from_a_data_folder(tmp_path):
     out = tmp_path / "run"
     stats = train(
         [
-            "--model_name_or_path",
-            "tiny",
-            "--vision_tower",
-            "siglip",
-            "--tiny_config",
-            '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+            *TINY_SIGLIP,
             "--data_path",
             str(data),
             "--image_folder",
@@ -64,14 +60,7 @@ def test_biores_train_reads_dicom_from_a_data_folder(tmp_path):
             "no",
             "--logging_steps",
             "1",
-            "--report_to",
-            "none",
-            "--disable_tqdm",
-            "true",
-            "--seed",
-            "0",
-            "--use_cpu",
-            "true",
+            *CPU_RUN,
         ]
     )
     assert stats["global_step"] == 2

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 import torch
+from train_flags import TINY_SIGLIP
 
 from biores_plugin.errors import BioresConfigError
 from biores_plugin.train.mixing import ScheduleSampler, check_schedule, normalized_loss, share_counts
@@ -101,12 +102,7 @@ def test_balanced_training_batches_hold_both_levels_in_equal_shares(synth_small,
     from biores_plugin.train.trainer import train
 
     flags = [
-        "--model_name_or_path",
-        "tiny",
-        "--vision_tower",
-        "siglip",
-        "--tiny_config",
-        '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+        *TINY_SIGLIP,
         "--data_path",
         f"synth:{synth_small}",
         "--image_aspect_ratio",

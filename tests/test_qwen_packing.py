@@ -11,6 +11,7 @@ from pathlib import Path
 import fixtures_models
 import pytest
 import torch
+from train_flags import CPU_RUN
 
 PIXELS = ["--image_aspect_ratio", "native", "--min_pixels", "3136", "--max_pixels", "50176"]
 
@@ -108,14 +109,7 @@ def test_biores_train_packs_qwen_batches_with_the_padded_loss(qwen, synth_small,
                 "2",
                 "--logging_steps",
                 "1",
-                "--report_to",
-                "none",
-                "--disable_tqdm",
-                "true",
-                "--seed",
-                "0",
-                "--use_cpu",
-                "true",
+                *CPU_RUN,
                 "--save_strategy",
                 "no",
                 "--pack_sequences",

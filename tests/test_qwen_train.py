@@ -10,6 +10,7 @@ from pathlib import Path
 import fixtures_models
 import pytest
 from conftest import run_lmms_eval
+from train_flags import CPU_RUN
 
 PIXELS = ["--image_aspect_ratio", "native", "--min_pixels", "3136", "--max_pixels", "50176"]
 
@@ -29,14 +30,7 @@ def _flags(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
         "2e-3",
         "--logging_steps",
         "1",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--seed",
-        "0",
-        "--use_cpu",
-        "true",
+        *CPU_RUN,
         *extra,
     ]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import fixtures_models
 import pytest
 import torch
+from train_flags import CPU_RUN
 
 BIN = Path(sys.executable).parent
 FSDP_CONFIG = Path(__file__).parents[1] / "biores_plugin" / "train" / "ds_configs" / "fsdp.yaml"
@@ -40,16 +41,9 @@ def _flags(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
         "3",
         "--logging_steps",
         "1",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--seed",
-        "0",
+        *CPU_RUN,
         "--save_strategy",
         "no",
-        "--use_cpu",
-        "true",
         *extra,
     ]
 

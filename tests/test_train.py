@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from train_flags import CPU_RUN, TINY_SIGLIP
 
 BIN = Path(sys.executable).parent
 STEPS, EVERY = 40, 5  # kill-and-resume run: steps, save interval
@@ -30,12 +31,7 @@ def _env(**extra):
 
 def _flags(data: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "--model_name_or_path",
-        "tiny",
-        "--vision_tower",
-        "siglip",
-        "--tiny_config",
-        '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+        *TINY_SIGLIP,
         "--data_path",
         f"synth:{data}",
         "--image_aspect_ratio",
@@ -50,14 +46,7 @@ def _flags(data: Path, out: Path, *extra: str) -> list[str]:
         "3e-3",
         "--logging_steps",
         "1",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--seed",
-        "0",
-        "--use_cpu",
-        "true",
+        *CPU_RUN,
         *extra,
     ]
 

@@ -10,8 +10,9 @@ import fixtures_models
 import pytest
 import torch
 from PIL import Image
+from train_flags import CPU_RUN, TINY_CONFIG, TINY_SIGLIP
 
-TINY = '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}'
+TINY = TINY_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -218,12 +219,7 @@ def test_train_loss_after_resume_covers_the_whole_run(tmp_path, synth_small):
 
     def flags(out: Path, *extra: str) -> list[str]:
         return [
-            "--model_name_or_path",
-            "tiny",
-            "--vision_tower",
-            "siglip",
-            "--tiny_config",
-            TINY,
+            *TINY_SIGLIP,
             "--data_path",
             f"synth:{synth_small}",
             "--merge_size",
@@ -236,14 +232,7 @@ def test_train_loss_after_resume_covers_the_whole_run(tmp_path, synth_small):
             "3e-3",
             "--logging_steps",
             "1",
-            "--report_to",
-            "none",
-            "--disable_tqdm",
-            "true",
-            "--seed",
-            "0",
-            "--use_cpu",
-            "true",
+            *CPU_RUN,
             "--max_steps",
             "6",
             *extra,

@@ -10,6 +10,7 @@ from pathlib import Path
 import fixtures_models
 import pytest
 import torch
+from train_flags import CPU_RUN, TINY_SIGLIP
 
 COMMON = [
     "--per_device_train_batch_size",
@@ -18,14 +19,7 @@ COMMON = [
     "1e-2",
     "--logging_steps",
     "1",
-    "--report_to",
-    "none",
-    "--disable_tqdm",
-    "true",
-    "--seed",
-    "0",
-    "--use_cpu",
-    "true",
+    *CPU_RUN,
     "--save_strategy",
     "no",
 ]
@@ -55,12 +49,7 @@ def _kind_flags(kind: str, models: dict[str, Path]) -> list[str]:
             "qwen_2",
         ]
     return [
-        "--model_name_or_path",
-        "tiny",
-        "--vision_tower",
-        "siglip",
-        "--tiny_config",
-        '{"vision_hidden": 32, "text_hidden": 32, "heads": 2}',
+        *TINY_SIGLIP,
         "--image_aspect_ratio",
         "native",
         "--merge_size",
