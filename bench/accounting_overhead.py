@@ -13,20 +13,13 @@ the rounds and its spread (min..max), then a SUMMARY line.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for p in (ROOT, os.path.join(ROOT, "tests")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_name, "1")
-
+import bench_setup  # noqa: F401  (on import: the repository and tests/ on sys.path, the hub offline)
 import numpy as np  # noqa: E402  (after the thread settings above)
 from PIL import Image  # noqa: E402
 

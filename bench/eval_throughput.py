@@ -11,23 +11,15 @@
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for p in (ROOT, os.path.join(ROOT, "tests")):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_name, "1")
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_setup import tiny_native_llava  # noqa: E402  (on import: sys.path, the hub offline)
 from PIL import Image  # noqa: E402
 
 QUESTIONS = ["What is shown in the image?", "Is there a lesion?", "Which organ is abnormal?", "What modality is this?"]
@@ -123,25 +115,9 @@ def stock_comparison(n: int, max_new_tokens: int, rounds: int) -> str:
 
 
 def native_scoring(batch_size: int, rounds: int, text_hidden: int, text_layers: int) -> str:
-    from biores_plugin.synth.generators import vocabulary
-    from biores_plugin.tiny import build_tiny_llava
     from biores_plugin.train.packing import enable_lm_packing, pack_batch
 
-    resolution = {
-        "image_aspect_ratio": "native",
-        "patch_size": 16,
-        "merge_size": 1,
-        "min_pixels": 32 * 32,
-        "max_pixels": 1024 * 1024,
-    }
-    model, processor = build_tiny_llava(
-        vocabulary() + ["options", "answer", "with", "word", "one"],
-        resolution=resolution,
-        text_hidden=text_hidden,
-        text_layers=text_layers,
-        vision_hidden=64,
-        seed=0,
-    )
+    model, processor = tiny_native_llava(text_hidden=text_hidden, text_layers=text_layers)
     pics = images([NATIVE_SIZES[i % len(NATIVE_SIZES)] for i in range(batch_size)], seed=1)
     prompts = [processor.build_prompt("what is shown answer with one word", 1) + " puncta" for _ in pics]
     batch = processor(prompts, [[p] for p in pics], padding_side="right")

@@ -10,53 +10,21 @@ packed in both. Reports samples/s, padding share, the loss gap, and a SUMMARY li
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_name, "1")
-
 import torch  # noqa: E402
+from bench_setup import synth_records, tiny_native_llava  # noqa: E402  (on import: sys.path, the hub offline)
 
 SIZES = ("128", "192x128", "256", "384x256", "512x384", "768x512")
 MIXED = "native:0.5,256:0.25,128:0.25"
 
 
 def build(args):
-    from biores_plugin.synth.dataset import write_dataset
-    from biores_plugin.synth.generators import vocabulary
-    from biores_plugin.tiny import build_tiny_llava
-    from biores_plugin.train.data import load_records
-
-    cache = Path(args.cache or Path(tempfile.gettempdir()) / "biores_bench_synth")
-    records = []
-    for size in args.sizes.split(","):
-        root = write_dataset(
-            cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False
-        )
-        records += load_records(str(root))
-    resolution = {
-        "image_aspect_ratio": "native",
-        "patch_size": 16,
-        "merge_size": 1,
-        "min_pixels": 32 * 32,
-        "max_pixels": 1024 * 1024,
-    }
-    model, processor = build_tiny_llava(
-        vocabulary() + ["options", "answer", "with", "word", "one"],
-        resolution=resolution,
-        text_hidden=args.text_hidden,
-        text_layers=args.text_layers,
-        heads=args.heads,
-        vision_hidden=64,
-        vision_layers=2,
-        seed=0,
+    records = synth_records(args.cache, args.sizes, args.per_size)
+    model, processor = tiny_native_llava(
+        text_hidden=args.text_hidden, text_layers=args.text_layers, heads=args.heads, vision_layers=2
     )
     return model, processor, records
 
@@ -65,22 +33,12 @@ def build_qwen(args, records_only=False):
     """A random Qwen2-VL (1-layer vision tower, LM of --text_hidden x --text_layers) with its real processor
     classes, saved and loaded back through biores-train's own loader; the synthetic records."""
     import transformers as tf
-
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
     from fixtures_models import QWEN2_VL_TEMPLATE, build_tokenizer
 
-    from biores_plugin.synth.dataset import write_dataset
     from biores_plugin.train.args import DataArguments, ModelArguments
-    from biores_plugin.train.data import load_records
     from biores_plugin.train.qwen_vl import build_qwen_vl
 
-    cache = Path(args.cache or Path(tempfile.gettempdir()) / "biores_bench_synth")
-    records = []
-    for size in args.sizes.split(","):
-        root = write_dataset(
-            cache / f"s{size}_n{args.per_size}", n_train=args.per_size, n_test=1, size=size, seed=0, progress=False
-        )
-        records += load_records(str(root))
+    records = synth_records(args.cache, args.sizes, args.per_size)
     folder = Path(tempfile.mkdtemp()) / "qwen2_vl"
     tok = build_tokenizer("qwen", vocab_size=512)
     tid = tok.convert_tokens_to_ids

@@ -380,6 +380,10 @@ def build_llava_onevision(root: Path, image_size: int = 28) -> Path:
 # --------------------------------------------------------------------------- Qwen-VL family
 
 
+#: The vision tower shared by the tiny Qwen2.5-VL and Qwen3-VL checkpoints (each adds its own keys).
+_QWEN_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=4, out_hidden_size=64)
+
+
 def build_qwen_vl(root: Path, family: str = "qwen2_vl") -> Path:
     """Qwen2-VL / Qwen2.5-VL / Qwen3-VL with their processors (``min_pixels``/``max_pixels`` kept
     small: 4..64 merged tokens) and the Qwen2-VL chat template."""
@@ -413,16 +417,7 @@ def build_qwen_vl(root: Path, family: str = "qwen2_vl") -> Path:
         video_cls = tf.Qwen2VLVideoProcessor
     elif family == "qwen2_5_vl":
         patch = 14
-        vision = dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=4,
-            out_hidden_size=64,
-            patch_size=patch,
-            window_size=56,
-            fullatt_block_indexes=[1],
-        )
+        vision = dict(_QWEN_VISION, patch_size=patch, window_size=56, fullatt_block_indexes=[1])
         text_kw["rope_parameters"] = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
         config = tf.Qwen2_5_VLConfig(text_config=text_kw, vision_config=vision, **ids)
         model_cls, proc_cls, img_cls = (
@@ -433,16 +428,7 @@ def build_qwen_vl(root: Path, family: str = "qwen2_vl") -> Path:
         video_cls = tf.Qwen2VLVideoProcessor
     elif family == "qwen3_vl":
         patch = 16
-        vision = dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=4,
-            out_hidden_size=64,
-            patch_size=patch,
-            num_position_embeddings=64,
-            deepstack_visual_indexes=[0],
-        )
+        vision = dict(_QWEN_VISION, patch_size=patch, num_position_embeddings=64, deepstack_visual_indexes=[0])
         text_kw.update(
             head_dim=16,
             rope_parameters={
