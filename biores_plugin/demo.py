@@ -8,183 +8,20 @@ data, one pretrained tiny vision tower, three tiny LLaVAs (low, native, mixed) t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from .demo_findings import findings, seed_table
 from .demo_runtime import default_threads, stage_bars
+from .demo_state import DONE, DemoConfig, OutputLock, Stage
 from .errors import BioresConfigError
 from .io_utils import atomic_write_text
-
-DONE = ".biores-stage.json"
-#: Bump when the recipe changes so cached stages are not reused across recipes.
-RECIPE = 7
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    seed: int = 0
-    generator: str = "striations"
-    native: int = 192
-    low: int = 64
-    n_train: int = 5000
-    n_test: int = 500
-    steps: int = 800
-    batch_size: int = 32
-    learning_rate: float = 1.5e-3
-    vision_lr: float = 1.5e-3
-    fine_weight: float = 1.0
-    scheduler: str = "cosine"
-    warmup: float = 0.05
-    init: str = "torch"
-    placement: str = "before"
-    encoder_generator: str = "puncta"
-    encoder_n: int = 1500
-    encoder_steps: int = 400
-    encoder_lr: float = 2e-3
-    mixed: str = "64:0.7,native:0.3"
-    mixed_schedule: str = "balanced"
-    mixed_steps: int = 1200  # as many 64 px images as the 64 px model sees, fewer visual tokens than native
-    mixed_loss_normalization: str = "token"
-    models: tuple[str, ...] = ("low", "native", "mixed")
-    eval_resolutions: tuple[str, ...] = ("64", "128", "native")
-    eval_batch_size: int = 64
-    threads: int = 1  # demo_runtime.default_threads(): 2 threads oversubscribe a shared 2-core machine
-    tiny: dict = field(
-        default_factory=lambda: {
-            "vision_hidden": 64,
-            "vision_layers": 2,
-            "text_hidden": 64,
-            "text_layers": 2,
-            "heads": 4,
-            "num_channels": 1,
-        }
-    )
-
-    @classmethod
-    def quick(cls, seed: int = 0) -> DemoConfig:
-        """A test-sized run: low vs native only, 800 training images, 100 steps, a 300-step tower."""
-        return cls(
-            seed=seed,
-            native=192,
-            n_train=800,
-            n_test=100,
-            steps=100,
-            encoder_n=600,
-            encoder_steps=300,
-            models=("low", "native"),
-            eval_resolutions=("64", "native"),
-        )
-
-    def train_spec(self, model: str) -> str:
-        return {"low": f"{self.low}:1", "native": "native:1", "mixed": self.mixed}[model]
-
-    def label(self, model: str) -> str:
-        return {"low": str(self.low), "native": "native", "mixed": "mixed"}[model]
-
-
-def _fingerprint(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class Stage:
-    """A cached stage folder: complete when its marker matches the stage's parameters."""
-
-    def __init__(self, folder: Path, params: dict[str, Any]):
-        self.folder, self.params = folder, {**params, "recipe": RECIPE}
-        self.key = _fingerprint(self.params)  # a new RECIPE invalidates every cached stage
-
-    def done(self) -> bool:
-        marker = self.folder / DONE
-        if not marker.is_file():
-            return False
-        try:
-            return json.loads(marker.read_text()).get("key") == self.key
-        except json.JSONDecodeError:
-            return False
-
-    def cached(self, log: Any, label: str) -> bool:
-        """True (logged) when the stage is complete; otherwise start it afresh."""
-        if self.done():
-            log(f"{label}: cached ({self.folder})")
-            return True
-        self.reset()
-        return False
-
-    def reset(self) -> None:
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True)
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(
-            self.folder / DONE, json.dumps({"key": self.key, "params": self.params, **summary}, indent=2) + "\n"
-        )
-
-    def summary(self) -> dict[str, Any]:
-        return json.loads((self.folder / DONE).read_text())
-
-
-LOCK = ".biores-demo.lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-class OutputLock:
-    """``--out``'s lock file, holding the pid of the demo that uses the folder.
-
-    A second demo on the same folder stops with one line naming the holder; a lock left by a
-    process that no longer runs is taken over.
-    """
-
-    def __init__(self, out: Path):
-        self.path = Path(out) / LOCK
-
-    def __enter__(self) -> OutputLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    holder = int(self.path.read_text().split()[0])
-                except (OSError, ValueError, IndexError):
-                    holder = None  # being written, or garbage: judge it by its age
-                    if time.time() - self.path.stat().st_mtime < 5:
-                        time.sleep(0.2)
-                        continue
-                if holder is not None and holder != os.getpid() and _alive(holder):
-                    raise BioresConfigError(
-                        f"{self.path.parent} is in use by another biores demo (pid {holder}, lock {self.path}); wait "
-                        f"for it or pass another --out"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"{os.getpid()}\n")
-            return self
-        raise BioresConfigError(f"could not take the lock {self.path}; remove it if no biores demo runs")
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            if int(self.path.read_text().split()[0]) == os.getpid():
-                self.path.unlink()
-        except (OSError, ValueError, IndexError):  # the lock file is gone or unreadable: nothing of ours to remove
-            return
 
 
 def stage_data(cfg: DemoConfig, out: Path, log: Any) -> Path:
@@ -421,95 +258,6 @@ def stage_eval(cfg: DemoConfig, out: Path, data: Path, runs: dict[str, Path], lo
     return results
 
 
-def findings(cells: Sequence[Any], cfg: DemoConfig, runs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
-    """The study's three findings, checked against the measured matrix."""
-    acc = {(c.train, c.resolution): 100 * c.accuracy for c in cells}
-    low, native = str(cfg.low), "native"
-    lines, verdicts = [], {}
-    if (native, native) in acc and (low, low) in acc:
-        gap = acc[(native, native)] - acc[(low, low)]
-        verdicts["finding1_gap"] = gap
-        verdicts["finding1"] = gap >= 15
-        lines.append(
-            f"1. Native-trained, native-evaluated ({acc[(native, native)]:.1f}) vs low-trained, low-evaluated "
-            f"({acc[(low, low)]:.1f}): {gap:+.1f} points -> {'HOLDS' if gap >= 15 else 'does not hold'} (target >= 15)."
-        )
-    if (low, low) in acc and (low, native) in acc:
-        drop = acc[(low, low)] - acc[(low, native)]
-        verdicts["finding2_drop"] = drop
-        verdicts["finding2"] = drop >= 10
-        extra = ""
-        if (native, low) in acc:
-            extra = (
-                f" The native model evaluated at {low} px scores {acc[(native, low)]:.1f} vs "
-                f"{acc[(native, native)]:.1f} at native."
-            )
-        lines.append(
-            f"2. The {low}-px model loses {drop:.1f} points when evaluated at native resolution ({acc[(low, low)]:.1f} "
-            f"-> {acc[(low, native)]:.1f}) -> {'HOLDS' if drop >= 10 else 'does not hold'} (target >= 10).{extra}"
-        )
-    if "mixed" in runs:
-        worst = None
-        for res in cfg.eval_resolutions:
-            best = max(v for (t, r), v in acc.items() if r == res and t != "mixed")
-            gap = best - acc.get(("mixed", res), float("nan"))
-            worst = gap if worst is None or gap > worst else worst
-        stats = {m: json.loads((runs[m] / DONE).read_text())["stats"]["visual_tokens_seen"] for m in runs}
-        between = (
-            min(stats[m] for m in stats if m != "mixed")
-            <= stats["mixed"]
-            <= max(stats[m] for m in stats if m != "mixed")
-        )
-        # "close to the best" means nothing when no model reads the image: finding 1 must hold too
-        verdicts.update(
-            finding3_worst_gap=worst,
-            finding3=bool(worst is not None and worst <= 3 and between and verdicts.get("finding1")),
-            visual_tokens_seen=stats,
-        )
-        lines.append(
-            "3. Mixed-resolution model: "
-            + (
-                f"at most {worst:.1f} points below the best other model at any inference resolution "
-                if worst > 0
-                else f"at or above the best other model at every inference resolution (by {-worst:.1f} points or more) "
-            )
-            + f"(target <= 3); training cost {stats['mixed']:,} visual tokens vs {stats['low']:,} (low) and "
-            f"{stats['native']:,} (native) "
-            f"-> {'HOLDS' if verdicts['finding3'] else 'does not hold'}."
-        )
-    prior = answer_prior(cells, runs)
-    if prior is not None:
-        verdicts["answer_prior"] = prior
-        best = max(acc.values())
-        lines.append(
-            f"Reference: always giving each question's most common answer scores {prior:.1f}; the best model scores "
-            f"{best:.1f}"
-            + (
-                " -- no model learned to read the image in this budget, so the findings cannot be judged."
-                if best < prior + 5
-                else "."
-            )
-        )
-    return "\n".join(lines), verdicts
-
-
-def answer_prior(cells: Sequence[Any], runs: dict[str, Path]) -> float | None:
-    """Accuracy of answering every question with its type's most common test answer."""
-    from collections import Counter
-
-    files = sorted((runs and next(iter(runs.values())).parent.parent / "eval").glob("**/*_samples_*.jsonl"))
-    if not files:
-        return None
-    targets: dict[str, Counter] = {}
-    for line in files[0].read_text().splitlines():
-        if line.strip():
-            sample = json.loads(line)
-            kind = sample.get("accuracy", {}).get("question_type", "")
-            targets.setdefault(kind, Counter())[str(sample.get("target"))] += 1
-    total = sum(sum(c.values()) for c in targets.values())
-    return 100.0 * sum(c.most_common(1)[0][1] for c in targets.values()) / total if total else None
-
-
 def run_demo(cfg: DemoConfig, out: Path, log: Any = print) -> dict[str, Any]:
     """The five stages in ``out`` (locked while they run); each stage's wall time is printed."""
     with OutputLock(out), stage_bars():
@@ -592,45 +340,6 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise BioresConfigError(f"--seeds takes distinct non-negative integers such as 0,1,2, got {text!r}")
     return seeds
-
-
-def seed_table(summaries: dict[int, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """Mean +- sd (over seeds) of every train x inference cell, and each seed's verdicts."""
-    import statistics
-
-    first = next(iter(summaries.values()))["cells"]  # every seed measures the same grid
-    rows, cols = list(first), list(next(iter(first.values())))
-    stats: dict[str, dict[str, list[float]]] = {}
-    lines = ["train \\ infer " + "".join(f"{c:>15}" for c in cols)]
-    for row in rows:
-        cells = []
-        for col in cols:
-            values = [s["cells"][row][col] for s in summaries.values() if s["cells"].get(row, {}).get(col) is not None]
-            mean = statistics.fmean(values) if values else float("nan")
-            sd = statistics.stdev(values) if len(values) > 1 else 0.0
-            stats.setdefault(row, {})[col] = [mean, sd]
-            cells.append(f"{mean:6.1f} +- {sd:4.1f}")
-        lines.append(f"{row:<14}" + "".join(f"{c:>15}" for c in cells))
-    lines.append("")
-    names = [k for k in ("finding1", "finding2", "finding3") if any(k in s["verdicts"] for s in summaries.values())]
-    verdicts = {}
-    for seed, s in summaries.items():
-        v = s["verdicts"]
-        verdicts[seed] = {k: bool(v.get(k)) for k in names}
-        margins = {
-            "finding1": ("finding1_gap", "{:+.1f}"),
-            "finding2": ("finding2_drop", "-{:.1f}"),
-            "finding3": ("finding3_worst_gap", "gap {:.1f}"),
-        }
-        parts = [
-            f"finding {k[-1]} {'HOLDS' if v.get(k) else 'does not hold'} ({margins[k][1].format(v[margins[k][0]])})"
-            for k in names
-            if margins[k][0] in v
-        ]
-        lines.append(f"seed {seed}: " + "; ".join(parts))
-    held = all(all(v.values()) for v in verdicts.values())
-    lines.append(f"all findings hold on every seed: {'yes' if held else 'no'}")
-    return "\n".join(lines), {"cells": stats, "verdicts": verdicts, "all_hold": held}
 
 
 def run_seeds(cfg: DemoConfig, seeds: Sequence[int], out: Path, log: Any = print) -> dict[str, Any]:

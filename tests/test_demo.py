@@ -123,7 +123,7 @@ def test_findings_are_judged_from_the_matrix(tmp_path, mixed_at_64, holds, wordi
 
 
 def test_stage_cache_key_covers_params_and_recipe(tmp_path, monkeypatch):
-    from biores_plugin import demo
+    from biores_plugin import demo_state as demo
 
     stage = demo.Stage(tmp_path / "s", {"a": 1})
     stage.reset()
@@ -146,7 +146,7 @@ def test_demo_rejects_negative_encoder_steps_in_one_line(tmp_path, capsys):
 
 def test_second_demo_on_a_locked_folder_stops_in_one_line_and_a_stale_lock_is_taken_over(tmp_path, capsys):
     from biores_plugin.cli import main
-    from biores_plugin.demo import LOCK, OutputLock
+    from biores_plugin.demo_state import LOCK, OutputLock
 
     out = tmp_path / "out"
     (out / "runs" / "low").mkdir(parents=True)

@@ -289,7 +289,7 @@ def test_resume_weights_load_in_either_layout_and_refuse_mismatches(tmp_path):
     from safetensors.torch import save_file
 
     from biores_plugin.errors import BioresConfigError
-    from biores_plugin.train.trainer import load_checkpoint_weights
+    from biores_plugin.train.checkpoints import load_checkpoint_weights
 
     class Inner(torch.nn.Module):
         def __init__(self):
