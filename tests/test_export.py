@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_lmms_eval
-from fixtures_real import build_pathvqa, build_pmc_vqa, build_ubench, build_vqa_rad, hub_snapshot
+from fixtures_hub import hub_snapshot
+from fixtures_real import build_pathvqa, build_pmc_vqa, build_ubench, build_vqa_rad
 
 BIN = Path(sys.executable).parent
 NAMES = ["vqa_rad", "pathvqa", "pmc_vqa", "ubench"]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_lmms_eval
-from fixtures_real import build_microvqa, build_slake, build_vstar, hub_snapshot, image_bytes
+from fixtures_hub import build_vstar, hub_snapshot
+from fixtures_real import build_microvqa, build_slake, image_bytes
 
 BIN = Path(sys.executable).parent
 SLAKE_RESPONSES = [
