@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from llava_pkg_fixture import apply_llava, require_llava
 from PIL import Image
+from train_flags import offline_env
 
-from biores_plugin.resolution import DownsamplePolicy, NativePolicy
+from biores_plugin.resolution import NativePolicy
 
-LLAVA_INSTALL = "pip install --no-deps llava-torch==1.2.2.post1"
 PATCH = 14
 MIN_PIXELS, MAX_PIXELS = 14 * 14, 112 * 112
 # (width, height) of the training images: every one lands on a different native grid.
@@ -36,35 +35,14 @@ MIXED = "native:0.5,56:0.3,28:0.2"
 MIXED_SEED = 7
 
 
-def _llava_import_problem() -> str | None:
-    try:
-        import llava  # noqa: F401
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 @pytest.fixture(scope="module")
 def llava_pkg():
-    problem = _llava_import_problem()
-    if problem:  # the tests must fail, not skip: CI installs llava-torch
-        pytest.fail(
-            f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False
-        )
-    from biores_plugin.original_llava import apply
-
-    first = apply()
-    assert apply() == first  # idempotent
-    return first
+    return apply_llava()
 
 
 def test_llava_package_is_installed():
     """A plain FAILED (not a skip) with the install command when CI forgot the llava-torch step."""
-    problem = _llava_import_problem()
-    if problem:
-        pytest.fail(
-            f"the original LLaVA package is not installed ({problem}); install it with: {LLAVA_INSTALL}", pytrace=False
-        )
+    require_llava()
 
 
 def write_conversations(root: Path, sizes, answers, *, seed: int, name: str) -> list[dict]:
@@ -86,18 +64,6 @@ def write_conversations(root: Path, sizes, answers, *, seed: int, name: str) -> 
         )
     (root / name).write_text(json.dumps(data))
     return data
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "WANDB_DISABLED": "true",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +181,9 @@ def runs(world) -> dict[str, tuple[Path, str]]:
         procs[name] = (
             out,
             log,
-            subprocess.Popen(_cmd(world, out, *extra), stdout=log, stderr=subprocess.STDOUT, env=_env(), cwd=world),
+            subprocess.Popen(
+                _cmd(world, out, *extra), stdout=log, stderr=subprocess.STDOUT, env=offline_env(), cwd=world
+            ),
         )
     results = {}
     for name, (out, log, proc) in procs.items():
@@ -301,65 +269,6 @@ def test_mixed_resolution_draw_is_reproducible_and_logged(runs):
     assert json.loads((out / "config.json").read_text())["biores"]["mixed_resolution"] == MIXED
 
 
-def test_mixed_resolution_sampler_follows_probabilities():
-    from biores_plugin.resolution import MixedResolution, ResolutionConfig, resolution_label
-
-    base = NativePolicy(PATCH, 1, MIN_PIXELS, MAX_PIXELS)
-    mixed = MixedResolution("native:0.5,448:0.25,224:0.25", seed=42)
-    labels = [resolution_label(mixed.draw(i)) for i in range(20000)]
-    counts = Counter(labels)
-    for label, p in mixed.probabilities.items():
-        assert abs(counts[label] / len(labels) - p) < 0.015, (label, counts)
-    again = MixedResolution("native:0.5,448:0.25,224:0.25", seed=42)
-    assert [resolution_label(again.draw(i)) for i in range(500)] == labels[:500]
-    other = MixedResolution("native:0.5,448:0.25,224:0.25", seed=43)
-    assert [resolution_label(other.draw(i)) for i in range(500)] != labels[:500]
-    config = ResolutionConfig(
-        mixed_resolution=mixed.spec, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, patch_size=PATCH
-    )
-    assert isinstance(config.level_policy(448), DownsamplePolicy) and config.level_policy(448).max_side == 448
-    assert config.level_policy(0) == base
-
-
-# ------------------------------------------------------------------------------------------------ flags
-BAD_FLAGS = [
-    (["--image_aspect_ratio", "bogus"], "--image_aspect_ratio 'bogus'"),
-    (["--image_aspect_ratio", "native", "--mixed_resolution", "native:0.5,448:0.4"], "sum to 0.9"),
-    (["--image_aspect_ratio", "native", "--mixed_resolution", "native:0.5,huge:0.5"], "'huge' is unknown"),
-    (["--image_aspect_ratio", "native", "--min_pixels", "5000", "--max_pixels", "1000"], "larger than --max_pixels"),
-    (["--image_aspect_ratio", "pad", "--max_pixels", "1000"], "only to --image_aspect_ratio native"),
-]
-
-
-@pytest.mark.parametrize("extra,message", BAD_FLAGS, ids=["aspect", "mix-sum", "mix-label", "min-max", "native-only"])
-def test_bad_flags_fail_fast_with_one_line(tmp_path, extra, message):
-    cmd = [
-        sys.executable,
-        "-m",
-        "biores_plugin.original_llava.train",
-        "--model_name_or_path",
-        str(tmp_path / "no-model"),
-        "--vision_tower",
-        str(tmp_path / "no-tower"),
-        "--data_path",
-        str(tmp_path / "no.json"),
-        "--output_dir",
-        str(tmp_path / "out"),
-        *extra,
-    ]
-    # -X importtime lists every module the process imported: validation must fail before torch / llava load
-    proc = subprocess.run(
-        [cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, env=_env(), timeout=120, check=False
-    )
-    assert proc.returncode != 0
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert not imported & {"torch", "transformers", "llava"}, sorted(imported & {"torch", "transformers", "llava"})
-    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("import time:")]
-    assert len(lines) == 1 and lines[0].startswith("biores-llava: error:") and message in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout and proc.stdout == ""
-    assert not (tmp_path / "out").exists()
-
-
 def test_llava_flag_errors_are_one_line_too(llava_pkg, tmp_path, capsys):
     """Errors of the full HfArgumentParser pass (LLaVA's own flags) are one line as well, still before model load."""
     from biores_plugin.original_llava.train import main
@@ -423,97 +332,6 @@ def test_tower_forward_honours_native_sizes(world):
     with torch.no_grad():
         ref = hf(square, output_hidden_states=True).hidden_states[-2][:, 1:]
     assert torch.allclose(tower(square), ref, atol=1e-6)
-
-
-def test_anyres_size_shim_accepts_tuple_style_access(llava_pkg):
-    """LLaVA-NeXT's process_anyres_image reads processor.size as a dict or a tuple; transformers 5 has SizeDict."""
-    from llava import mm_utils
-    from transformers import CLIPImageProcessor
-
-    processor = CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
-    image = Image.new("RGB", (90, 40))
-    out = mm_utils.process_anyres_image(image, processor, [[56, 112], [112, 56], [112, 112]])
-    assert tuple(out.shape) == (3, 3, 56, 56)  # base image + 2 crops of the 112x56 pinpoint
-    from biores_plugin.original_llava.shims import _ProcessorView
-
-    view = _ProcessorView(processor)
-    assert isinstance(view.size, dict) and min(view.size) == 56 and view.size[0] == 56
-    assert view.size["shortest_edge"] == 56 and view.crop_size["height"] == 56
-    assert view.image_mean == processor.image_mean
-
-
-def test_hooks_skip_cleanly_where_hook_points_are_missing(llava_pkg):
-    """LLaVA flavours differ (llava-torch vs LLaVA-NeXT): a missing hook point is skipped, never an error."""
-    from biores_plugin.original_llava import hooks, model_hooks, trainer_hooks
-
-    class NoHooks:
-        pass
-
-    missing = SimpleNamespace()
-    assert not trainer_hooks.hook_dataset_index(missing)
-    assert not trainer_hooks.hook_data_module(missing)
-    assert not trainer_hooks.hook_final_save(missing)
-    assert not trainer_hooks.hook_trainer_init(missing)
-    assert not model_hooks.hook_prepare_inputs(NoHooks) and not model_hooks.hook_encode_images(NoHooks)
-    before = hooks.installed_hooks()
-    assert hooks.install_hooks(missing) == before  # already-installed hooks stay, nothing new, no error
-
-
-def _assert_reverted(expected: dict) -> None:
-    from biores_plugin import patching
-
-    for (owner, name), before in expected.items():
-        label = f"{getattr(owner, '__name__', owner)}.{name}"
-        assert not patching.is_wrapped(owner, name), label
-        if before is None:  # an attribute a shim published (transformers.trainer.ALL_LAYERNORM_LAYERS): gone again
-            assert not hasattr(owner, name), label
-        else:
-            assert getattr(owner, name) is before, label
-
-
-def test_hooks_and_shims_revert_to_the_exact_originals(llava_pkg):
-    """Every hook and shim is a recorded patch: reverting puts llava's (and transformers') own objects back,
-    also where llava modules imported a function by name; installing again restores the same set."""
-    import types
-
-    from llava import mm_utils
-
-    from biores_plugin import patching
-    from biores_plugin.original_llava import apply, hooks, remove, shims
-
-    installed = apply()
-    groups = ("llava.hooks", "llava.shims")
-    labels = {group: sorted(p.label for p in patching.patches(group)) for group in groups}
-    expected = {}
-    for patch in patching.patches("llava.hooks") + patching.patches("llava.shims"):
-        assert patching.is_wrapped(patch.owner, patch.name) and getattr(patch.owner, patch.name) is patch.value
-        before = patching.original(patch.owner, patch.name)
-        assert before is not patch.value and not hasattr(before, "__biores_patch__"), patch.label  # never a wrapper
-        expected[(patch.owner, patch.name)] = before
-    assert len(installed["hooks"]) == 8 and {"layernorm_import", "trainer_tokenizer_kwarg"} <= set(installed["shims"])
-    by_name = types.ModuleType("llava._biores_by_name")  # a llava module that did `from llava.mm_utils import ...`
-    try:
-        reverted = remove()
-        assert len(reverted["hooks"]) + len(reverted["shims"]) == len(expected)
-        assert hooks.installed_hooks() == [] and shims.applied_shims() == []
-        assert all(patching.patches(group) == [] for group in groups)
-        _assert_reverted(expected)
-
-        by_name.process_images, by_name.process_anyres_image = mm_utils.process_images, mm_utils.process_anyres_image
-        sys.modules[by_name.__name__] = by_name
-        assert apply() == installed
-        assert by_name.process_images is mm_utils.process_images is not expected[(mm_utils, "process_images")]
-        assert by_name.process_anyres_image is mm_utils.process_anyres_image
-        hooks.uninstall_hooks()
-        shims.revert_shims()
-        _assert_reverted(expected)
-        assert by_name.process_images is expected[(mm_utils, "process_images")]
-        assert by_name.process_anyres_image is expected[(mm_utils, "process_anyres_image")]
-    finally:
-        sys.modules.pop(by_name.__name__, None)
-        again = apply()  # the later tests run with everything installed again
-    assert again == installed
-    assert {group: sorted(p.label for p in patching.patches(group)) for group in groups} == labels
 
 
 # ------------------------------------------------------------------------------------------------ packing
@@ -583,7 +401,9 @@ def test_pack_sequences_trains_with_the_padded_loss(world):
     for pack in ("True", "False"):
         out = world / f"out-pack-{pack}"
         cmd = [*_cmd(world, out), *native, "--pack_sequences", pack]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=world)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=offline_env(), cwd=world
+        )
         procs[pack] = (out, proc)
     losses = {}
     for pack, (out, proc) in procs.items():

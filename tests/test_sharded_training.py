@@ -5,7 +5,6 @@ samples per step, and the saved checkpoint is whole and loads with the stock ``f
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import fixtures_models
 import pytest
 import torch
-from train_flags import CPU_RUN
+from train_flags import CPU_RUN, offline_env
 
 BIN = Path(sys.executable).parent
 FSDP_CONFIG = Path(__file__).parents[1] / "biores_plugin" / "train" / "ds_configs" / "fsdp.yaml"
@@ -56,16 +55,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-
-
 @pytest.fixture(scope="module")
 def runs(synth_small, tmp_path_factory):
     from biores_plugin.train.trainer import train
@@ -86,7 +75,7 @@ def runs(synth_small, tmp_path_factory):
         "biores_plugin.train.trainer",
         *_flags(model, synth_small, sharded, "--per_device_train_batch_size", "2"),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=_env(), check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=offline_env(), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # one process, the same 4 samples per optimizer step as two accumulated micro-batches of 2
     single = train(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -12,21 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from train_flags import CPU_RUN, TINY_SIGLIP
+from train_flags import CPU_RUN, TINY_SIGLIP, offline_env
 
 BIN = Path(sys.executable).parent
 STEPS, EVERY = 40, 5  # kill-and-resume run: steps, save interval
-
-
-def _env(**extra):
-    return {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        **extra,
-    }
 
 
 def _flags(data: Path, out: Path, *extra: str) -> list[str]:
@@ -108,7 +96,7 @@ def test_bad_flags_fail_fast_with_one_line(tmp_path, synth_small, flags, message
         capture_output=True,
         text=True,
         timeout=120,
-        env=_env(),
+        env=offline_env(),
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert message in proc.stderr and "Traceback" not in proc.stderr
@@ -122,7 +110,7 @@ def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):
         str(BIN / "biores-train"),
         *_flags(synth_small, out, "--max_steps", str(STEPS), "--save_strategy", "steps", "--save_steps", str(EVERY)),
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=offline_env())
     deadline = time.time() + 240
     while time.time() < deadline and not (out / f"checkpoint-{2 * EVERY}" / "trainer_state.json").exists():
         time.sleep(0.02)
@@ -132,7 +120,7 @@ def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):
     assert (out / f"checkpoint-{2 * EVERY}").is_dir(), "no checkpoint before the kill"
     killed_log = [json.loads(line) for line in (out / "batches.jsonl").read_text().splitlines() if line.strip()]
     resumed = subprocess.run(
-        [*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=_env()
+        [*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=offline_env()
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     stats = json.loads((out / "biores_train_stats.json").read_text())
@@ -152,7 +140,7 @@ def test_sigkill_then_resume_keeps_steps_and_data_order(synth_small, tmp_path):
     assert killed_log and killed_log[0]["indices"] == reference[0]
     # resuming a finished run does not train further (transformers alone would add a step)
     again = subprocess.run(
-        [*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=_env()
+        [*args, "--resume_from_checkpoint", "last"], capture_output=True, text=True, timeout=300, env=offline_env()
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((out / "biores_train_stats.json").read_text())["global_step"] == STEPS
@@ -190,7 +178,7 @@ def test_accelerate_two_processes_on_cpu(synth_small, tmp_path):
         "biores_plugin.train.trainer",
         *flags,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=_env())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=offline_env())
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     stats = json.loads((out / "biores_train_stats.json").read_text())
     assert stats["global_step"] == 2
