@@ -1,4 +1,4 @@
-"""Inputs built on the fly for the image_io tests (Pillow / tifffile bytes, noise, fake headers) and their error check."""
+"""Inputs built on the fly for the image_io tests: Pillow / tifffile bytes, noise, fake headers; the error check."""
 
 from __future__ import annotations
 

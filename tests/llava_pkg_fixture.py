@@ -20,7 +20,7 @@ def require_llava() -> None:
 
 
 def apply_llava() -> dict:
-    """biores' hooks and shims on llava (what each module's ``llava_pkg`` fixture returns); applying twice is a no-op."""
+    """biores' hooks and shims on llava (each module's ``llava_pkg`` fixture); applying twice is a no-op."""
     require_llava()
     from biores_plugin.original_llava import apply
 
