@@ -93,3 +93,12 @@ def test_collect_reads_a_wrapped_tasks_own_metric_in_percent(tmp_path):
     assert cells["224"].accuracy == 0.5 and cells["native"].accuracy == 0.75  # percent -> fraction
     assert cells["224"].n == 4 and cells["224"].stderr == pytest.approx(0.2887, abs=1e-3)  # from the biores scores
     assert cells["224"].visual_tokens is not None and cells["224"].tokens_estimated
+
+
+def test_curve_axis_names_what_the_levels_measure():
+    from biores_plugin.report.plots import axis_unit
+
+    assert axis_unit(["max_pixels=50176", "max_pixels=200704"]) == "model's pixel budget, max_pixels"
+    assert axis_unit(["224", "448", "native"]) == "longest side, px"
+    assert axis_unit(["2 µm/px", "1 µm/px", "native"]) == "pixel size, µm/px"
+    assert axis_unit(["224", "max_pixels=50176"]) == "longest side, px / max_pixels"

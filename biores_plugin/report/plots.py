@@ -19,6 +19,18 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
+def axis_unit(levels: Sequence[str]) -> str:
+    """What a curve's levels measure: model-side pixel budgets, µm per pixel, or a cap on the longest side."""
+    names = [str(level) for level in levels if str(level) != "native"]
+    if names and all(name.startswith("max_pixels=") for name in names):
+        return "model's pixel budget, max_pixels"
+    if any("µm" in name for name in names):
+        return "pixel size, µm/px"
+    if any(name.startswith("max_pixels=") for name in names):
+        return "longest side, px / max_pixels"
+    return "longest side, px"
+
+
 def plot_curves(cells: Sequence[Cell], path: Path) -> Path:
     import matplotlib
 
@@ -46,8 +58,7 @@ def plot_curves(cells: Sequence[Cell], path: Path) -> Path:
                     label=label,
                 )
         axes[row][0].set_xticks(range(len(cols)), cols)
-        unit = "pixel size, µm/px" if any("µm" in c for c in cols) else "longest side, px"
-        axes[row][0].set_xlabel(f"inference resolution ({unit})")
+        axes[row][0].set_xlabel(f"inference resolution ({axis_unit(cols)})")
         axes[row][0].set_ylabel("accuracy (%)")
         axes[row][0].set_title(f"{dataset}: accuracy vs inference resolution")
         axes[row][1].set_xscale("log")
