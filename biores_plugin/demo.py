@@ -384,7 +384,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default $BIORES_DEMO_THREADS, else 1)"
+        "--threads", type=int, default=None, help="torch threads (default $BIORES_DEMO_THREADS, else the idle cores)"
     )
     parser.add_argument(
         "--encoder-steps",

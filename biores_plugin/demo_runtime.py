@@ -1,8 +1,10 @@
 """How ``biores demo`` runs on a shared machine: its thread default and one progress bar per stage.
 
-Threads: 1 by default (``--threads`` or ``$BIORES_DEMO_THREADS`` override). On a 2-core machine
-shared with other jobs, 2 torch threads per process oversubscribe the cores and ran the tower
-pretraining at 1-3 s per step against 0.1-0.2 s with 1 thread (docs/demo.md, "Threads").
+Threads: the cores that are idle when the demo starts (cores minus the 1-minute load average,
+at least 1); ``--threads`` or ``$BIORES_DEMO_THREADS`` override. On a quiet 2-core machine 2
+threads ran ``biores demo --quick`` in 111 s against 158 s with 1; on one shared with other jobs, 2
+threads oversubscribe the cores (the tower pretraining at 22-25 s per step against 0.7 s with 1).
+docs/demo.md, "Threads", has the conditions.
 
 Progress: transformers' ``ProgressCallback`` prints every logged loss dict under its bar; during a
 demo its bar is named after the run and shows the latest loss instead (a reversible patch, group
@@ -23,14 +25,19 @@ THREADS_ENV = "BIORES_DEMO_THREADS"
 GROUP = "demo"
 
 
-def default_threads() -> int:
-    """``$BIORES_DEMO_THREADS`` when set (a positive integer), else 1."""
+def default_threads(cores: int | None = None, load: float | None = None) -> int:
+    """``$BIORES_DEMO_THREADS`` when set (a positive integer), else the idle cores: ``cores`` (those this
+    process may run on) minus ``load`` (the 1-minute load average), rounded, at least 1."""
     value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return 1
-    if not value.isdigit() or int(value) < 1:
-        raise BioresConfigError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
-    return int(value)
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise BioresConfigError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+        return int(value)
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 @contextmanager

@@ -47,7 +47,7 @@ class DemoConfig:
     models: tuple[str, ...] = ("low", "native", "mixed")
     eval_resolutions: tuple[str, ...] = ("64", "128", "native")
     eval_batch_size: int = 64
-    threads: int = 1  # demo_runtime.default_threads(): 2 threads oversubscribe a shared 2-core machine
+    threads: int = 1  # the CLI passes demo_runtime.default_threads() (the idle cores)
     tiny: dict = field(
         default_factory=lambda: {
             "vision_hidden": 64,

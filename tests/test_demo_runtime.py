@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -11,13 +12,17 @@ from tqdm import tqdm
 from biores_plugin.errors import BioresConfigError
 
 
-def test_thread_default_is_one_and_the_variable_overrides(monkeypatch):
+def test_thread_default_uses_the_idle_cores_and_the_variable_overrides(monkeypatch):
     from biores_plugin.demo_runtime import THREADS_ENV, default_threads
 
     monkeypatch.delenv(THREADS_ENV, raising=False)
-    assert default_threads() == 1
+    assert default_threads(cores=2, load=0.05) == 2  # a quiet 2-core machine: both cores
+    assert default_threads(cores=2, load=1.0) == 1  # one core busy elsewhere
+    assert default_threads(cores=2, load=7.5) == 1  # never below one
+    assert default_threads(cores=16, load=3.2) == 13
+    assert 1 <= default_threads() <= (os.cpu_count() or 1)
     monkeypatch.setenv(THREADS_ENV, "3")
-    assert default_threads() == 3
+    assert default_threads(cores=2, load=0.0) == 3
     for bad in ("0", "two", "-1"):
         monkeypatch.setenv(THREADS_ENV, bad)
         with pytest.raises(BioresConfigError, match=THREADS_ENV):
