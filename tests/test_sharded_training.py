@@ -157,3 +157,24 @@ def test_fsdp1_on_cpu_is_refused_and_gpu_like_flags_pass(monkeypatch):
     check_cpu_fsdp(SimpleNamespace(fsdp_plugin_args=None))  # the shipped config's launch: accepted
     with pytest.raises(BioresConfigError, match="got 1"):
         check_cpu_fsdp(SimpleNamespace(fsdp_plugin_args={"fsdp_version": 1}))
+
+
+def test_a_finished_rank_closes_its_process_group(tmp_path):
+    """biores-train's ranks end with a barrier and destroy_process_group (a gloo group left to the interpreter's exit
+    can abort a finished rank); nothing to close outside a distributed run."""
+    script = tmp_path / "close.py"
+    script.write_text(
+        "import sys, torch.distributed as dist\n"
+        "from biores_plugin.train.sharded import close_process_group\n"
+        "rank = int(sys.argv[1])\n"
+        f"dist.init_process_group('gloo', init_method='file://{tmp_path / 'store'}', rank=rank, world_size=2)\n"
+        "closed = close_process_group()\n"
+        "print(closed, dist.is_initialized(), close_process_group())\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(r)], stdout=subprocess.PIPE, text=True, env=offline_env())
+        for r in (0, 1)
+    ]
+    outs = [p.communicate(timeout=120)[0].split() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs == [["True", "False", "False"]] * 2

@@ -208,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         state.resolution.save_pretrained(out)
+    from biores_plugin.train.sharded import close_process_group
+
+    close_process_group()  # torchrun / deepspeed ranks end in order (pytorch#190489)
     return 0
 
 

@@ -120,3 +120,16 @@ def local_shares(model: torch.nn.Module) -> list[dict[str, float]]:
     shares: list[Any] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(shares, mine)
     return shares
+
+
+def close_process_group() -> bool:
+    """End a successful multi-process run in order: every rank reaches a barrier, then destroys the process group
+    (torch's documented shutdown). A gloo group left to the interpreter's exit can abort a rank that already
+    finished ("terminate called without an active exception", pytorch#190489), failing a run whose work is saved.
+    Only called after success: a rank that failed must not wait at a barrier its peers never reach. Returns whether
+    there was a group to close."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return False
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+    return True

@@ -44,7 +44,7 @@ from .packing import PackingCollator, enable_lm_packing
 from .precision import apply_dtype, parameter_dtypes, weights_dtype
 from .qwen_packing import SAMPLE_BOUNDS, QwenPackingCollator
 from .qwen_vl import QwenVLCollator, build_qwen_vl, freeze_for_qwen
-from .sharded import enable_cpu_fsdp, full_state_dict, is_cpu_fsdp, local_shares
+from .sharded import close_process_group, enable_cpu_fsdp, full_state_dict, is_cpu_fsdp, local_shares
 from .towers import load_pretrained_tower, pretrained_tower_config
 
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -459,6 +459,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BioresError as exc:
         print(f"biores-train: error: {_last_line(exc)}", file=sys.stderr)
         return 2
+    close_process_group()
     return 0
 
 
