@@ -44,6 +44,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/processor_throughput.py
 	$(PY) bench/packed_vision.py
+	$(PY) bench/equal_runs.py
 	$(PY) bench/train_step.py
 	$(PY) bench/eval_throughput.py
 	$(PY) bench/slide_read.py

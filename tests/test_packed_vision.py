@@ -142,9 +142,10 @@ def _naive_attention(q, k, v, lengths, scale, causal=False):
 
 @pytest.mark.parametrize("backend", [*CPU_BACKENDS, "auto"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_varlen_attention_equals_per_segment_naive(backend, causal):
+# all different; runs of equal lengths (batched into one SDPA call by sdpa_segments) between others, and an empty one
+@pytest.mark.parametrize("lengths", [[5, 1, 17, 8], [5, 5, 5, 1, 17, 17, 0, 8, 5, 5]])
+def test_varlen_attention_equals_per_segment_naive(backend, causal, lengths):
     g = torch.Generator().manual_seed(3)
-    lengths = [5, 1, 17, 8]
     q, k, v = (torch.randn(sum(lengths), 4, 8, generator=g) for _ in range(3))
     cu = cu_seqlens_from_lengths(lengths)
     scale = 0.3
@@ -202,6 +203,40 @@ def test_encode_packed_equals_image_by_image(tower_case, backend, feature_layer)
     assert not out.has_cls
     for got, ref in zip(out.per_image, refs):
         torch.testing.assert_close(got, ref, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(TOWERS))
+def test_images_of_one_size_in_a_row_get_what_each_gets_alone(name):
+    """Consecutive images of one size are embedded and attended as one batch: features and gradients still equal
+    the tower run image by image, in the caller's order, around images of other sizes."""
+    build, patch, size = TOWERS[name]
+    model, (a, b, c, _) = build(), _images(patch, size)
+    images = [a, a.flip(-1), b, a.flip(-2), a, a.flip(-1), c, c.flip(-1)]
+    params = [p for p in model.parameters() if p.requires_grad]
+    w = torch.randn(
+        sum(_reference(model, x, -1).shape[0] for x in images),
+        model.config.hidden_size,
+        generator=torch.Generator().manual_seed(6),
+    )
+    model.zero_grad(set_to_none=True)
+    out = encode_packed(model, images, feature_layer=-1, backend="sdpa_segments")
+    (out.features * w).sum().backward()
+    packed = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
+    model.zero_grad(set_to_none=True)
+    refs = [_reference(model, x, -1) for x in images]
+    (torch.cat(refs) * w).sum().backward()
+    for got, ref in zip(out.per_image, refs):
+        torch.testing.assert_close(got, ref, atol=ATOL, rtol=0)
+    assert any(bool(g.abs().sum() > 0) for g in packed)
+    for got, p in zip(packed, params):
+        torch.testing.assert_close(got, torch.zeros_like(p) if p.grad is None else p.grad, atol=1e-4, rtol=1e-5)
+
+
+def test_equal_runs():
+    from biores_plugin.vision.packing import equal_runs
+
+    assert equal_runs([3, 3, 5, 3]) == [(0, 2), (2, 1), (3, 1)]
+    assert equal_runs([(2, 4), (2, 4), (2, 4)]) == [(0, 3)] and equal_runs([]) == []
 
 
 def test_encode_packed_cls_patch_and_wrappers():

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from biores_plugin.errors import BioresConfigError
-from biores_plugin.vision.packing import block_diagonal_mask, lengths_from_cu_seqlens
+from biores_plugin.vision.packing import block_diagonal_mask, equal_runs, lengths_from_cu_seqlens
 
 __all__ = [
     "BACKENDS",
@@ -123,22 +123,24 @@ def resolve_backend(
 
 
 def _sdpa_segments(q, k, v, lengths, scale, dropout, causal) -> torch.Tensor:
+    """SDPA per sequence; consecutive sequences of one length go as one batch (a batch row gets exactly what it
+    would alone, and images of one resolution, the common case, take one call instead of one each)."""
+    lengths = [n for n in lengths if n]
     outs = []
     start = 0
-    for n in lengths:
-        if n == 0:
-            continue
-        end = start + n
-        # [L, H, D] -> [1, H, L, D]: the same strided layout a stock attention module hands to SDPA.
+    for first, count in equal_runs(lengths):
+        n = lengths[first]
+        end = start + count * n
+        # [m*L, H, D] -> [m, H, L, D]: the strided layout a stock attention module hands to SDPA.
         o = F.scaled_dot_product_attention(
-            q[start:end].transpose(0, 1).unsqueeze(0),
-            k[start:end].transpose(0, 1).unsqueeze(0),
-            v[start:end].transpose(0, 1).unsqueeze(0),
+            q[start:end].unflatten(0, (count, n)).transpose(1, 2),
+            k[start:end].unflatten(0, (count, n)).transpose(1, 2),
+            v[start:end].unflatten(0, (count, n)).transpose(1, 2),
             dropout_p=dropout,
             scale=scale,
             is_causal=causal,
         )
-        outs.append(o[0].transpose(0, 1))
+        outs.append(o.transpose(1, 2).flatten(0, 1))
         start = end
     if not outs:
         return q.new_empty(0, q.shape[1], v.shape[2])

@@ -18,7 +18,7 @@ from torch import nn
 from biores_plugin.errors import BioresConfigError
 from biores_plugin.vision.attention import enable_packed_attention
 from biores_plugin.vision.kernels import BACKENDS, PackedSeqInfo, resolve_backend
-from biores_plugin.vision.packing import cu_seqlens_from_lengths
+from biores_plugin.vision.packing import cu_seqlens_from_lengths, equal_runs
 
 __all__ = [
     "PackedVisionOutput",
@@ -215,9 +215,14 @@ def _run_packed(
     device = spec.embeddings.patch_embedding.weight.device
     p = spec.patch_size
     grids = [(int(img.shape[-2]) // p, int(img.shape[-1]) // p) for img in images]
-    # The tower's own embeddings, one image at a time: exactly what `interpolate_pos_encoding=True` gives it alone.
-    embeds = [spec.embeddings(img.to(device).unsqueeze(0), interpolate_pos_encoding=True)[0] for img in images]
-    lengths = [int(e.shape[0]) for e in embeds]
+    # The tower's own embeddings, what `interpolate_pos_encoding=True` gives each image alone; consecutive images of
+    # one size go as one batch (the same numbers, one call).
+    embeds, lengths = [], []
+    for first, count in equal_runs([tuple(img.shape) for img in images]):
+        batch = torch.stack([img.to(device) for img in images[first : first + count]])
+        out = spec.embeddings(batch, interpolate_pos_encoding=True)  # [count, L, D]
+        embeds.append(out.flatten(0, 1))
+        lengths += [int(out.shape[1])] * count
     hidden = (embeds[0] if len(embeds) == 1 else torch.cat(embeds, dim=0)).unsqueeze(0)
     if spec.pre_norm is not None:
         hidden = spec.pre_norm(hidden)

@@ -9,6 +9,7 @@ varlen kernels, ``torch.nn.attention.varlen.varlen_attn`` and transformers' ``cu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -122,3 +123,16 @@ def block_diagonal_mask(
         raise BioresConfigError(f"block_diagonal_mask: dtype must be torch.bool or floating, got {dtype}")
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def equal_runs(sizes: Sequence[Any]) -> list[tuple[int, int]]:
+    """``(first, count)`` of each run of consecutive equal items of ``sizes``: ``[3, 3, 5, 3]`` ->
+    ``[(0, 2), (2, 1), (3, 1)]``. Equal-sized neighbours (images of one resolution, segments of one length) are then
+    processed as one batch, which gives each of them exactly what it would get alone."""
+    runs: list[tuple[int, int]] = []
+    for i, size in enumerate(sizes):
+        if runs and sizes[runs[-1][0]] == size:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
