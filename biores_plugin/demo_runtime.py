@@ -2,7 +2,8 @@
 
 Threads: the cores that are idle when the demo starts (cores minus the 1-minute load average,
 at least 1); ``--threads`` or ``$BIORES_DEMO_THREADS`` override. On a quiet 2-core machine 2
-threads ran ``biores demo --quick`` in 111 s against 158 s with 1; on one shared with other jobs, 2
+threads ran ``biores demo --quick`` in 111 s against 158 s with 1 (before the tower batched images of one
+size; 82-87 s with 2 threads after); on one shared with other jobs, 2
 threads oversubscribe the cores (the tower pretraining at 22-25 s per step against 0.7 s with 1).
 docs/demo.md, "Threads", has the conditions.
 

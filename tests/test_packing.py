@@ -189,3 +189,30 @@ def test_pack_embeds_matches_hf_causal_lm_loss(backend):
     grads = torch.autograd.grad(loss, params)
     assert abs(float(loss.detach()) - float(ref.detach())) < 1e-5
     assert max(float((a - b).abs().max()) for a, b in zip(grads, ref_grads)) < 1e-5
+
+
+def test_sample_cache_gives_what_preparing_again_gives(world):
+    """--sample_cache_mb: a sample seen again comes from memory, equal to preparing it again, and changing what the
+    dataset handed out does not change the cache; the least recently used sample goes first past the limit."""
+    from biores_plugin.train.data import SampleCache
+
+    _, processor, features = world
+    records = [Record(_png(w, h, i), [("what is shown", "cell", "fine")], (w, h)) for i, (w, h) in enumerate(SIZES)]
+    plain = ResolutionDataset(records, processor, [0, 64, 0, 128], {})
+    cached = ResolutionDataset(records, processor, [0, 64, 0, 128], {}, cache_mb=64)
+    for _ in range(2):  # a first epoch prepares, the second is served from memory
+        for i in range(len(records)):
+            a, b = plain[i], cached[i]
+            assert a.keys() == b.keys() and torch.equal(a["input_ids"], b["input_ids"])
+            assert all(torch.equal(x, y) for x, y in zip(a["pixel_values"], b["pixel_values"]))
+            b["pixel_values"][0].zero_()  # the caller's copy, not the cache's
+    assert (cached.cache.hits, cached.cache.misses) == (4, 4)
+    assert torch.equal(cached[3]["pixel_values"][0], plain[3]["pixel_values"][0])
+
+    sizes = [SampleCache._bytes(plain[i]) for i in range(4)]
+    small = ResolutionDataset(records, processor, [0, 64, 0, 128], {}, cache_mb=(sizes[2] + sizes[3]) / 2**20)
+    for i in (0, 1, 2, 3):
+        small[i]
+    assert small.cache.used <= small.cache.limit and list(small.cache._items) == [(2, 0), (3, 128)]
+    with pytest.raises(BioresConfigError, match="sample_cache_mb must be >= 0"):
+        SampleCache(-1)

@@ -100,6 +100,13 @@ class DataArguments(ResolutionConfig):
     mixed_loss_normalization: str = field(
         default="token", metadata={"help": "token (one mean over answer tokens) or per_resolution"}
     )
+    sample_cache_mb: float = field(
+        default=0.0,
+        metadata={
+            "help": "keep up to this many MiB of prepared samples in memory, so later epochs skip decoding, "
+            "resizing and tokenising (0: off; per dataloader worker)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,6 +117,8 @@ class DataArguments(ResolutionConfig):
         if self.merge_size not in (1, 2):
             raise BioresConfigError(f"--merge_size must be 1 or 2, got {self.merge_size}")
         parse_loss_weights(self.answer_loss_weights)
+        if not self.sample_cache_mb >= 0:  # NaN too
+            raise BioresConfigError(f"--sample_cache_mb must be >= 0, got {self.sample_cache_mb}")
         from .mixing import check_schedule
 
         check_schedule(self.mixed_schedule, self.mixed_loss_normalization)

@@ -5,6 +5,7 @@ resolution; a collator that keeps differently sized images as a list; a token-co
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,56 @@ def load_records(data_path: str, image_folder: Optional[str] = None, limit: Opti
     return _llava_records(path, image_folder, limit)
 
 
+class SampleCache:
+    """Prepared samples (token ids, pixel tensors) kept in memory up to ``cache_mb`` (least recently used out first),
+    so a sample seen again in a later epoch is not decoded, resized and tokenised again. A sample is a pure function
+    of its record and its drawn resolution, so a hit is exactly what preparing it again would give. ``0`` keeps
+    nothing. Each dataloader worker holds its own cache (``--dataloader_num_workers`` multiplies the memory)."""
+
+    def __init__(self, cache_mb: float = 0.0):
+        if not cache_mb >= 0:
+            raise BioresConfigError(f"--sample_cache_mb must be >= 0, got {cache_mb}")
+        self.limit, self.used, self.hits, self.misses = int(cache_mb * 2**20), 0, 0, 0
+        self._items: OrderedDict[Any, tuple[dict[str, Any], int]] = OrderedDict()
+
+    @staticmethod
+    def _bytes(sample: dict[str, Any]) -> int:
+        tensors = [t for v in sample.values() for t in (v if isinstance(v, list) else [v]) if torch.is_tensor(t)]
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    def get(self, key: Any) -> Optional[dict[str, Any]]:
+        if not self.limit:
+            return None
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return item[0]
+
+    def put(self, key: Any, sample: dict[str, Any]) -> None:
+        size = self._bytes(sample)
+        if not self.limit or size > self.limit or key in self._items:
+            return
+        self._items[key] = (sample, size)
+        self.used += size
+        while self.used > self.limit:
+            _, (_, gone) = self._items.popitem(last=False)
+            self.used -= gone
+
+
+def _fresh(sample: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``sample`` whose tensors (and lists of tensors) are new."""
+    out: dict[str, Any] = {}
+    for key, value in sample.items():
+        if isinstance(value, list):
+            out[key] = [t.clone() if torch.is_tensor(t) else t for t in value]
+        else:
+            out[key] = value.clone() if torch.is_tensor(value) else value
+    return out
+
+
 class ResolutionDataset(Dataset):
     """Tokenised samples with their image at the drawn training resolution."""
 
@@ -133,9 +184,11 @@ class ResolutionDataset(Dataset):
         draws: Sequence[int],
         weights: dict[str, float],
         max_length: int = 2048,
+        cache_mb: float = 0.0,
     ):
         if len(records) != len(draws):
             raise ValueError("one draw per record")
+        self.cache = SampleCache(cache_mb)
         self.records, self.processor, self.draws, self.weights, self.max_length = (
             list(records),
             processor,
@@ -170,6 +223,14 @@ class ResolutionDataset(Dataset):
         return downsample(load_image(record.image), resolution)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        key = (index, self.draws[index])
+        sample = self.cache.get(key)
+        if sample is None:
+            sample = self._sample(index)
+            self.cache.put(key, sample)
+        return _fresh(sample)  # the caller may change what it gets; the cache keeps its own
+
+    def _sample(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         tokenizer = self.processor.tokenizer
         images = [self._image(record, self.draws[index])] if record.image is not None else []

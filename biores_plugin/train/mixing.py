@@ -108,9 +108,10 @@ def build_schedule(
     schedule, seed = data_args.mixed_schedule, training_args.seed
     check_schedule(schedule, data_args.mixed_loss_normalization)
     mix = processor.resolution.mixed(seed)
+    cache_mb = data_args.sample_cache_mb
     if schedule == "draw" or len(mix.levels) == 1:
         dataset = ResolutionDataset(
-            records, processor, mix.draws(len(records)), weights, training_args.model_max_length
+            records, processor, mix.draws(len(records)), weights, training_args.model_max_length, cache_mb
         )
         counts = (
             [dataset.token_count(i) for i in range(len(dataset))]
@@ -119,9 +120,8 @@ def build_schedule(
         )
         return dataset, TokenCountGroupedSampler(counts, batch_size, seed=seed)
     items = [r for r in records for _ in mix.levels]
-    dataset = ResolutionDataset(
-        items, processor, [level for _ in records for level in mix.levels], weights, training_args.model_max_length
-    )
+    levels = [level for _ in records for level in mix.levels]
+    dataset = ResolutionDataset(items, processor, levels, weights, training_args.model_max_length, cache_mb)
     return dataset, ScheduleSampler(schedule, len(records), [p for _, p in mix.entries], batch_size, seed)
 
 
