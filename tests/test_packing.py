@@ -216,3 +216,7 @@ def test_sample_cache_gives_what_preparing_again_gives(world):
     assert small.cache.used <= small.cache.limit and list(small.cache._items) == [(2, 0), (3, 128)]
     with pytest.raises(BioresConfigError, match="sample_cache_mb must be >= 0"):
         SampleCache(-1)
+    from biores_plugin.train.args import DataArguments
+
+    with pytest.raises(BioresConfigError, match="sample_cache_mb must be >= 0, got nan"):
+        DataArguments(sample_cache_mb=float("nan"))  # refused with the flags, before any model loads

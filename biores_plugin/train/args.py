@@ -19,6 +19,7 @@ from ..errors import BioresConfigError
 from ..models import checkpoint_kind
 from ..resolution import ResolutionConfig
 from .checks import check_tiny_config, check_training_flags
+from .data import cache_bytes
 from .towers import pretrained_tower_config
 
 
@@ -117,8 +118,7 @@ class DataArguments(ResolutionConfig):
         if self.merge_size not in (1, 2):
             raise BioresConfigError(f"--merge_size must be 1 or 2, got {self.merge_size}")
         parse_loss_weights(self.answer_loss_weights)
-        if not self.sample_cache_mb >= 0:  # NaN too
-            raise BioresConfigError(f"--sample_cache_mb must be >= 0, got {self.sample_cache_mb}")
+        cache_bytes(self.sample_cache_mb)  # a bad value fails here, before any model loads
         from .mixing import check_schedule
 
         check_schedule(self.mixed_schedule, self.mixed_loss_normalization)

@@ -124,6 +124,13 @@ def load_records(data_path: str, image_folder: Optional[str] = None, limit: Opti
     return _llava_records(path, image_folder, limit)
 
 
+def cache_bytes(cache_mb: float) -> int:
+    """``--sample_cache_mb`` in bytes; a negative or NaN value is a one-line error."""
+    if not cache_mb >= 0:
+        raise BioresConfigError(f"--sample_cache_mb must be >= 0, got {cache_mb}")
+    return int(cache_mb * 2**20)
+
+
 class SampleCache:
     """Prepared samples (token ids, pixel tensors) kept in memory up to ``cache_mb`` (least recently used out first),
     so a sample seen again in a later epoch is not decoded, resized and tokenised again. A sample is a pure function
@@ -131,9 +138,7 @@ class SampleCache:
     nothing. Each dataloader worker holds its own cache (``--dataloader_num_workers`` multiplies the memory)."""
 
     def __init__(self, cache_mb: float = 0.0):
-        if not cache_mb >= 0:
-            raise BioresConfigError(f"--sample_cache_mb must be >= 0, got {cache_mb}")
-        self.limit, self.used, self.hits, self.misses = int(cache_mb * 2**20), 0, 0, 0
+        self.limit, self.used, self.hits, self.misses = cache_bytes(cache_mb), 0, 0, 0
         self._items: OrderedDict[Any, tuple[dict[str, Any], int]] = OrderedDict()
 
     @staticmethod
@@ -152,15 +157,19 @@ class SampleCache:
         self.hits += 1
         return item[0]
 
-    def put(self, key: Any, sample: dict[str, Any]) -> None:
+    def put(self, key: Any, sample: dict[str, Any]) -> bool:
+        """Keep ``sample`` (the cache owns it from now on); returns whether it was kept."""
+        if not self.limit or key in self._items:
+            return False
         size = self._bytes(sample)
-        if not self.limit or size > self.limit or key in self._items:
-            return
+        if size > self.limit:
+            return False
         self._items[key] = (sample, size)
         self.used += size
         while self.used > self.limit:
             _, (_, gone) = self._items.popitem(last=False)
             self.used -= gone
+        return True
 
 
 def _fresh(sample: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +236,8 @@ class ResolutionDataset(Dataset):
         sample = self.cache.get(key)
         if sample is None:
             sample = self._sample(index)
-            self.cache.put(key, sample)
+            if not self.cache.put(key, sample):
+                return sample  # not kept (cache off, or this sample alone exceeds it): no copy needed
         return _fresh(sample)  # the caller may change what it gets; the cache keeps its own
 
     def _sample(self, index: int) -> dict[str, Any]:
